@@ -1,0 +1,51 @@
+# Two entry points a fresh machine needs: `make demo` and `make test`.
+# Both create .venv, install edgeprobe with its extras, install Debian's
+# mosquitto when it is missing (as root), and fetch the example assets into
+# ~/.cache/edgeprobe (sha256-checked, downloaded once).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXTRAS := dev,tflite,report,collector
+
+.PHONY: demo test install broker assets lint typecheck check bench clean
+
+demo: install broker assets
+	$(BIN)/edgeprobe demo
+
+test: install broker assets
+	$(BIN)/python -m pytest -q
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+# mosquitto from Debian, only if no broker binary is present.
+broker:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing mosquitto (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; \
+	else echo "mosquitto is missing: install it (e.g. sudo apt-get install mosquitto)"; exit 2; fi
+
+assets: install
+	$(BIN)/edgeprobe assets fetch >/dev/null
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/python -m pytest -q tests/test_quality.py -k mypy
+
+check: lint test
+
+bench: install broker assets
+	$(BIN)/python benchmarks/run_all.py --quick
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache .typecheck

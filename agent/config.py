@@ -1,0 +1,273 @@
+"""The agent's YAML configuration, validated with errors that name key and line.
+
+The schema is a tree of msgspec Structs: msgspec reports the failing path
+(``$.probe.every_n_frames``) and we map it back to the YAML line, so a user
+reads "agent.yaml line 12: probe.every_n_frames: Expected `int`, got `str`"
+rather than a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+
+from ..harness.errors import ConfigError, did_you_mean
+
+PosInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+Severity = Annotated[float, msgspec.Meta(ge=0, le=5)]
+Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class SourceConfig(Strict):
+    #: video file, image folder, camera index / device path, or stream URL
+    uri: str
+    #: restart a video file at its end (monitoring a recorded scene forever)
+    loop: bool = False
+    #: deliver file frames at the file's own fps, like a live camera
+    pace: bool = False
+
+
+class PreprocessConfig(Strict):
+    #: how frames reach the model's input size
+    resize: Literal["stretch", "center_crop", "letterbox"] = "stretch"
+    #: channel order the model expects (frames arrive BGR from OpenCV)
+    color: Literal["rgb", "bgr"] = "rgb"
+    #: pixel = (pixel * scale - mean) / std, per channel
+    scale: float = 1.0 / 255.0
+    mean: list[float] = msgspec.field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: list[float] = msgspec.field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+
+class ModelConfig(Strict):
+    path: str
+    backend: Literal["auto", "onnxruntime", "tflite"] = "auto"
+    #: ONNX Runtime execution providers in order of preference
+    providers: list[str] = msgspec.field(default_factory=lambda: ["CPUExecutionProvider"])
+    #: intra-op threads (0 = runtime default)
+    threads: NonNegInt = 0
+    preprocess: PreprocessConfig = msgspec.field(default_factory=PreprocessConfig)
+
+
+class TaskConfig(Strict):
+    kind: str = "classification"
+    #: class names; for ONNX models that carry them in metadata this may be omitted
+    labels: list[str] | None = None
+    output: NonNegInt = 0
+    threshold: Unit = 0.5
+
+
+class PerturbationConfig(Strict):
+    name: str
+    severities: list[Severity] = msgspec.field(default_factory=lambda: [1.0, 3.0, 5.0])
+
+
+class ProbeConfig(Strict):
+    enabled: bool = True
+    #: probe one frame in every N (the duty cycle that keeps probing cheap)
+    every_n_frames: PosInt = 10
+    seed: int = 0
+    perturbations: list[PerturbationConfig] = msgspec.field(
+        default_factory=lambda: [
+            PerturbationConfig(name="gaussian_noise"),
+            PerturbationConfig(name="gaussian_blur"),
+            PerturbationConfig(name="pixel_dropout"),
+        ]
+    )
+
+
+class WindowConfig(Strict):
+    #: frames per reporting window
+    frames: PosInt = 100
+    #: ... or seconds, whichever comes first
+    seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    #: inferences run before measuring (never in percentiles)
+    warmup: NonNegInt = 10
+
+
+class BrokerConfig(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password: str | None = None
+    keepalive: PosInt = 30
+
+
+class SpoolConfig(Strict):
+    path: str = "edgeprobe-spool.db"
+    max_rows: PosInt = 100_000
+    max_bytes: PosInt = 256 * 1024 * 1024
+
+
+class AgentConfig(Strict):
+    source: SourceConfig
+    model: ModelConfig
+    device_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")] = (
+        msgspec.field(default_factory=lambda: _default_device_id())
+    )
+    fleet: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")] = "default"
+    task: TaskConfig = msgspec.field(default_factory=TaskConfig)
+    probe: ProbeConfig = msgspec.field(default_factory=ProbeConfig)
+    windows: WindowConfig = msgspec.field(default_factory=WindowConfig)
+    broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
+    spool: SpoolConfig = msgspec.field(default_factory=SpoolConfig)
+
+
+def _default_device_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9_.\-]", "-", socket.gethostname()) or "device"
+    return host[:128]
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: AgentConfig
+    path: Path | None
+    #: sha256 of the normalised config, carried by every message as provenance
+    sha256: str
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> LoadedConfig:
+    """Read, validate and resolve an agent config file.
+
+    ``overrides`` are dotted keys (``{"source.uri": "x.mp4"}``) applied before
+    validation, so CLI flags get the same checks as the file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass the path to an agent YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    data, lines = parse_yaml(text, str(path))
+    return build_config(data, lines, path, overrides)
+
+
+def build_config(
+    data: Any, lines: dict[str, int], path: Path | None, overrides: dict[str, Any] | None = None
+) -> LoadedConfig:
+    where = str(path) if path else "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of keys (source:, model:, ...)")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    try:
+        cfg = msgspec.convert(data, AgentConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(exc, where, lines)) from None
+    base = path.parent if path else Path.cwd()
+    cfg.model.path = _resolve(cfg.model.path, base)
+    if not _looks_like_url_or_device(cfg.source.uri):
+        cfg.source.uri = _resolve(cfg.source.uri, base)
+    cfg.spool.path = _resolve(cfg.spool.path, base)
+    digest = hashlib.sha256(msgspec.json.encode(cfg, order="sorted")).hexdigest()
+    return LoadedConfig(cfg, path, digest)
+
+
+def parse_yaml(text: str, where: str) -> tuple[Any, dict[str, int]]:
+    """YAML -> (data, {"a.b.c": line}) so errors can point at a line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"{where}{line}: YAML syntax error: {problem}; fix the indentation or quoting there"
+        ) from None
+    lines: dict[str, int] = {}
+    if node is not None:
+        _collect_lines(node, "", lines)
+    return data, lines
+
+
+def _collect_lines(node: yaml.Node, prefix: str, out: dict[str, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            out[key] = key_node.start_mark.line + 1
+            _collect_lines(value_node, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            key = f"{prefix}[{i}]"
+            out[key] = item.start_mark.line + 1
+            _collect_lines(item, key, out)
+
+
+def _struct_for(path: str) -> type[msgspec.Struct] | None:
+    """The Struct type found at a dotted path (for 'did you mean')."""
+    typ: Any = AgentConfig
+    for part in filter(None, re.split(r"\.|\[\d+\]", path)):
+        hints = {f.name: f.type for f in msgspec.structs.fields(typ)}
+        typ = hints.get(part)
+        if typ is None:
+            return None
+        # unwrap list[...] / Optional[...]
+        for arg in getattr(typ, "__args__", ()) or ():
+            if isinstance(arg, type) and issubclass(arg, msgspec.Struct):
+                typ = arg
+        if not (isinstance(typ, type) and issubclass(typ, msgspec.Struct)):
+            return None
+    return typ if isinstance(typ, type) and issubclass(typ, msgspec.Struct) else None
+
+
+def _explain(exc: msgspec.ValidationError, where: str, lines: dict[str, int]) -> str:
+    msg = str(exc)
+    m = re.search(r" - at `\$(.*)`$", msg)
+    path = m.group(1).lstrip(".") if m else ""
+    detail = msg[: m.start()] if m else msg
+    unknown = re.match(r"Object contains unknown field `(.+)`", detail)
+    missing = re.match(r"Object missing required field `(.+)`", detail)
+    if unknown:
+        key = unknown.group(1)
+        full = f"{path}.{key}" if path else key
+        struct = _struct_for(path)
+        hint = did_you_mean(key, [f.name for f in msgspec.structs.fields(struct)]) if struct else ""
+        line = lines.get(full)
+        loc = f"{where} line {line}" if line else where
+        return f"{loc}: unknown key {full!r}{hint}; remove it or fix the spelling"
+    if missing:
+        key = missing.group(1)
+        full = f"{path}.{key}" if path else key
+        line = lines.get(path)
+        loc = f"{where} line {line}" if line else where
+        return f"{loc}: required key {full!r} is missing; add it"
+    line = lines.get(path)
+    loc = f"{where} line {line}" if line else where
+    return f"{loc}: {path or 'config'}: {detail}"
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _looks_like_url_or_device(uri: str) -> bool:
+    return "://" in uri or uri.isdigit() or uri.startswith("/dev/") or "!" in uri
+
+
+def _resolve(value: str, base: Path) -> str:
+    expanded = os.path.expanduser(os.path.expandvars(value))
+    p = Path(expanded)
+    return str(p if p.is_absolute() else (base / p).resolve())

@@ -1,0 +1,50 @@
+"""Turns results into schema messages and puts them in the spool."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import __version__
+from ..harness import schema
+from .spool import Spool
+
+
+@dataclass
+class Messenger:
+    """Stamps identity, ordering and provenance on every message it spools."""
+
+    spool: Spool
+    device_id: str
+    fleet: str
+    model_sha256: str = ""
+    config_sha256: str = ""
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    on_put: Callable[[], None] | None = None
+    sent: dict[str, int] = field(default_factory=dict)
+
+    def build(self, kind: str, body: dict[str, Any], seq: int | None = None) -> dict[str, Any]:
+        return schema.make_envelope(
+            kind=kind,
+            device_id=self.device_id,
+            fleet=self.fleet,
+            session_id=self.session_id,
+            seq=self.spool.next_seq() if seq is None else seq,
+            body=body,
+            model_sha256=self.model_sha256,
+            config_sha256=self.config_sha256,
+            agent_version=__version__,
+        )
+
+    def topic(self, kind: str) -> str:
+        return schema.topic_for(self.fleet, self.device_id, kind)
+
+    def send(self, kind: str, body: dict[str, Any], retain: bool = False) -> dict[str, Any]:
+        message = self.build(kind, body)
+        self.spool.put(self.topic(kind), schema.encode(message), qos=1, retain=retain)
+        self.sent[kind] = self.sent.get(kind, 0) + 1
+        if self.on_put:
+            self.on_put()
+        return message

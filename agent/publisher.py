@@ -1,0 +1,176 @@
+"""Drains the spool to an MQTT broker, deleting rows only after PUBACK.
+
+paho-mqtt runs its network loop in its own thread. ``on_publish`` may fire
+before ``publish()`` has even returned the message id to us, so acks are
+recorded in a set first and matched to spool rows afterwards: no ack can be
+lost to that race, and a row is only deleted once both sides are known.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .spool import Spool
+
+log = logging.getLogger("edgeprobe.agent.publisher")
+
+#: republish a row whose PUBACK has not come back after this long
+RESEND_AFTER_S = 30.0
+BATCH = 200
+
+
+class Publisher:
+    def __init__(
+        self,
+        spool: Spool,
+        host: str,
+        port: int,
+        client_id: str,
+        will_topic: str | None = None,
+        will_payload: bytes | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        keepalive: int = 30,
+    ):
+        self.spool = spool
+        self.host, self.port = host, port
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        if username:
+            self.client.username_pw_set(username, password)
+        if will_topic and will_payload is not None:
+            self.client.will_set(will_topic, will_payload, qos=1, retain=False)
+        self.client.max_inflight_messages_set(100)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_connect_fail = self._on_connect_fail
+        self.keepalive = keepalive
+        self._lock = threading.Lock()
+        self._acked: set[int] = set()
+        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, sent at)
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._unreachable_reported = False
+        self._thread = threading.Thread(target=self._drain_loop, name="edgeprobe-publisher", daemon=True)
+        self.published = 0
+
+    # --- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
+        self.client.loop_start()
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Tell the drain loop there is something new in the spool."""
+        self._wake.set()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the spool is empty (everything acknowledged) or timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.spool.pending() == 0:
+                return True
+            self._wake.set()
+            time.sleep(0.05)
+        return self.spool.pending() == 0
+
+    def stop(self, disconnect: bool = True) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if disconnect:
+            self.client.disconnect()
+        self.client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # --- paho callbacks (network thread) ---------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self._report_unreachable(f"broker {self.host}:{self.port} refused the connection ({reason})")
+            return
+        if self._unreachable_reported:
+            log.warning("connected to broker %s:%s; sending what was spooled", self.host, self.port)
+        self._unreachable_reported = False
+        with self._lock:
+            # Anything in flight on the old connection is resent from the spool.
+            self._inflight.clear()
+            self._acked.clear()
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._connected.clear()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._report_unreachable(f"broker {self.host}:{self.port} is not reachable")
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self._lock:
+            self._acked.add(mid)
+        self._wake.set()
+
+    def _report_unreachable(self, what: str) -> None:
+        # Say it once per outage, not once per retry or per frame.
+        if not self._unreachable_reported:
+            self._unreachable_reported = True
+            log.warning("%s; measuring and spooling locally, will keep retrying", what)
+
+    # --- drain loop (own thread) -----------------------------------------
+
+    def _drain_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=0.5)
+            self._wake.clear()
+            try:
+                self._settle_acks()
+                if self._connected.is_set():
+                    self._send_batch()
+            except Exception:  # never let the publisher thread die
+                log.exception("publisher error; retrying")
+                time.sleep(0.5 + random.random())
+        self._settle_acks()
+
+    def _settle_acks(self) -> None:
+        with self._lock:
+            done = [mid for mid in self._acked if mid in self._inflight]
+            rows = [self._inflight.pop(mid)[0] for mid in done]
+            self._acked.difference_update(done)
+        if rows:
+            self.spool.delete(rows)
+            self.published += len(rows)
+
+    def _send_batch(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            stale = [mid for mid, (_, sent) in self._inflight.items() if now - sent > RESEND_AFTER_S]
+            for mid in stale:
+                del self._inflight[mid]
+            busy = {row for row, _ in self._inflight.values()}
+        if len(busy) >= BATCH:
+            return
+        for row in self.spool.peek(BATCH - len(busy), exclude=busy):
+            info = self.client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                break  # disconnected meanwhile; the next connect resends
+            with self._lock:
+                self._inflight[info.mid] = (row.id, time.monotonic())

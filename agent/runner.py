@@ -1,0 +1,228 @@
+"""The agent's main loop: frames -> model -> measurements -> spool -> MQTT.
+
+Per frame it times each stage of the deployed path (decode, preprocess,
+inference, postprocess, end-to-end from capture), feeds camera-health
+statistics, and on a duty cycle probes robustness. Every window it writes
+latency, robustness and health summaries to the spool; the publisher drains
+the spool to the broker in its own thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import platform
+import resource
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..harness import perturbations, schema
+from ..harness.health import HealthWindow, health_flags
+from ..harness.latency import LatencyWindow
+from ..harness.tasks import make_adapter
+from .backends import Backend, load_backend
+from .config import LoadedConfig
+from .messages import Messenger
+from .prober import Prober
+from .publisher import Publisher
+from .sources import Frame, FrameSource, open_source
+from .spool import Spool
+
+log = logging.getLogger("edgeprobe.agent")
+
+STAGES = ("decode", "preprocess", "inference", "postprocess", "e2e")
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    warmup_runs: int = 0
+    probed_frames: int = 0
+    windows: int = 0
+    wall_s: float = 0.0
+    messages: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    spool_pending: int = 0
+    first_result_s: float | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class Agent:
+    """Owns the model, the source, the spool and the publisher for one run."""
+
+    def __init__(self, loaded: LoadedConfig):
+        self.started_ns = time.perf_counter_ns()
+        self.loaded = loaded
+        cfg = self.cfg = loaded.config
+        self.backend: Backend = load_backend(cfg.model)
+        options: dict[str, Any] = {"output": cfg.task.output, "threshold": cfg.task.threshold}
+        labels = cfg.task.labels or self.backend.labels_from_metadata()
+        if labels:
+            options["labels"] = labels
+        self.adapter = make_adapter(cfg.task.kind, self.backend.output_specs, **options)
+        self.prober = Prober(cfg.probe, self.predict, self.adapter.disagreement, self.adapter.threshold)
+        self.source: FrameSource = open_source(cfg.source.uri, loop=cfg.source.loop, pace=cfg.source.pace)
+        self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
+        self.publisher: Publisher | None = None
+        self.messenger = Messenger(
+            self.spool, cfg.device_id, cfg.fleet, model_sha256=self.backend.sha256,
+            config_sha256=loaded.sha256,
+        )
+        self.latency = LatencyWindow()
+        self.health = HealthWindow()
+
+    # --- inference -------------------------------------------------------
+
+    def predict(self, image: np.ndarray) -> Any:
+        """The deployed path without timing (used by the prober)."""
+        return self.adapter.decode(self.backend.infer(self.backend.preprocess(image)))
+
+    # --- messages --------------------------------------------------------
+
+    def _birth_body(self) -> dict[str, Any]:
+        return {
+            "model": self.backend.describe(),
+            "source": self.source.describe(),
+            "host": {"platform": platform.platform(), "machine": platform.machine(),
+                     "python": platform.python_version(), "cpus": os.cpu_count()},
+            "capabilities": {
+                "agent_version": __version__,
+                "task": self.adapter.name,
+                "perturbations": perturbations.names(),
+                "probe": {"every_n_frames": self.cfg.probe.every_n_frames, "seed": self.cfg.probe.seed},
+            },
+        }
+
+    def _start_transport(self) -> None:
+        birth = self.messenger.send("birth", self._birth_body(), retain=True)
+        if not self.cfg.broker.enabled:
+            return
+        will = self.messenger.build("death", {"reason": "connection lost", "birth_seq": birth["seq"]},
+                                    seq=birth["seq"])
+        b = self.cfg.broker
+        self.publisher = Publisher(
+            self.spool, b.host, b.port, client_id=f"edgeprobe-{self.cfg.device_id}",
+            will_topic=self.messenger.topic("death"), will_payload=schema.encode(will),
+            username=b.username, password=b.password, keepalive=b.keepalive,
+        )
+        self.messenger.on_put = self.publisher.wake
+        self.publisher.start()
+
+    def _emit_window(self, first: int, last: int, start: dt.datetime) -> None:
+        end = schema.utc_now()
+        window = {"start_ts": start.isoformat(), "end_ts": end.isoformat(), "first_frame": first,
+                  "last_frame": last, "frames": last - first + 1}
+        stages = {k: v.as_dict() for k, v in self.latency.summary().items()}
+        if stages:
+            self.messenger.send("latency", {"window": window, "warmup_runs": self.latency.warmup_runs,
+                                            "stages": stages})
+        if self.prober.window.cells:
+            self.messenger.send("robustness", {"window": window, "frames_probed": self.prober.window.frames_probed,
+                                               "seed": self.cfg.probe.seed, "cells": self.prober.window.summary()})
+        h = self.health.summary()
+        self.messenger.send("health", {
+            "window": window, "fps": h["fps"], "brightness": h["brightness"], "contrast": h["contrast"],
+            "sharpness": h["sharpness"], "clipped": h["clipped"], "frozen_frames": h["frozen_frames"],
+            "spool_queued": self.spool.pending(), "spool_dropped": self.spool.dropped(),
+            "flags": health_flags(h), "rss_mb": rss_mb(),
+        })
+        self.latency.clear()
+        self.latency.warmup_runs = 0
+        self.prober.window.clear()
+        self.health.clear()
+
+    # --- the loop --------------------------------------------------------
+
+    def run(
+        self,
+        max_frames: int | None = None,
+        stop: threading.Event | None = None,
+        on_frame: Callable[[int], None] | None = None,
+        flush_timeout: float = 10.0,
+    ) -> RunStats:
+        stats = RunStats()
+        stop = stop or threading.Event()
+        self._start_transport()
+        warmup_left = self.cfg.windows.warmup
+        win_first, win_start, win_t0 = None, schema.utc_now(), time.monotonic()
+        frame: Frame | None = None
+        t_run = time.perf_counter()
+        reason = "finished"
+        try:
+            for frame in self.source:
+                if stop.is_set():
+                    reason = "stopped"
+                    break
+                t0 = time.perf_counter_ns()
+                tensor = self.backend.preprocess(frame.image)
+                t1 = time.perf_counter_ns()
+                outputs = self.backend.infer(tensor)
+                t2 = time.perf_counter_ns()
+                prediction = self.adapter.decode(outputs)
+                t3 = time.perf_counter_ns()
+                if warmup_left > 0:
+                    warmup_left -= 1
+                    self.latency.warmup_runs += 1
+                    stats.warmup_runs += 1
+                else:
+                    if win_first is None:
+                        win_first, win_start, win_t0 = frame.index, schema.utc_now(), time.monotonic()
+                    self.latency.add_frame({
+                        "decode": frame.decode_ns, "preprocess": t1 - t0, "inference": t2 - t1,
+                        "postprocess": t3 - t2, "e2e": t3 - frame.t_capture_ns,
+                    })
+                    self.health.add(frame.image, frame.t_capture_ns)
+                    if self.prober.due(frame.index):
+                        self.latency.add("probe", self.prober.probe(frame.image, prediction, frame.index))
+                        stats.probed_frames += 1
+                    stats.frames += 1
+                    if stats.first_result_s is None:
+                        stats.first_result_s = (time.perf_counter_ns() - self.started_ns) / 1e9
+                    full = frame.index - win_first + 1 >= self.cfg.windows.frames
+                    if full or time.monotonic() - win_t0 >= self.cfg.windows.seconds:
+                        self._emit_window(win_first, frame.index, win_start)
+                        stats.windows += 1
+                        win_first = None
+                if on_frame:
+                    on_frame(stats.frames)
+                if max_frames is not None and stats.frames >= max_frames:
+                    break
+        finally:
+            if win_first is not None and frame is not None:
+                self._emit_window(win_first, frame.index, win_start)
+                stats.windows += 1
+            stats.wall_s = time.perf_counter() - t_run
+            self.messenger.send("death", {"reason": reason, "frames": stats.frames})
+            self._stop_transport(flush_timeout)
+            self.source.close()
+            stats.messages = dict(self.messenger.sent)
+            stats.peak_rss_mb = rss_mb()
+            stats.spool_pending = self.spool.pending()
+            self.spool.close()
+        return stats
+
+    def _stop_transport(self, flush_timeout: float) -> None:
+        if self.publisher is None:
+            return
+        if self.publisher.connected and not self.publisher.flush(flush_timeout):
+            log.warning("broker did not acknowledge everything in %.0f s; %d message(s) stay in the spool "
+                        "for the next run", flush_timeout, self.spool.pending())
+        elif not self.publisher.connected and self.spool.pending():
+            log.warning("broker unreachable; %d message(s) kept in the spool %s for the next run",
+                        self.spool.pending(), self.spool.path)
+        self.publisher.stop()

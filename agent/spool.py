@@ -1,0 +1,137 @@
+"""The durable outbox every result goes through before it leaves the device.
+
+SQLite in WAL mode: the measuring thread appends, the publisher thread reads
+and deletes, and neither blocks the other for long. A row is deleted only
+after the broker acknowledged it (PUBACK), so a crash, a reboot or a week
+offline loses nothing that fits in the bounds. When the bounds are reached the
+oldest rows go first and are counted, and the count travels in `health`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL DEFAULT 1,
+    retain INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class SpoolRow:
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class Spool:
+    """A bounded, durable FIFO of MQTT messages.
+
+    Each thread gets its own SQLite connection (sqlite3 connections must not
+    be shared across threads); all of them point at the same WAL file.
+    """
+
+    def __init__(self, path: str | Path, max_rows: int = 100_000, max_bytes: int = 256 << 20):
+        self.path = str(path)
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self._local = threading.local()
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with self._conn() as db:
+            db.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def next_seq(self) -> int:
+        """Per-device message counter; survives restarts so gaps stay visible."""
+        db = self._conn()
+        with _tx(db):
+            db.execute("INSERT INTO counters VALUES ('seq', 0) ON CONFLICT(name) DO UPDATE SET value = value + 1")
+            (value,) = db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+        return int(value)
+
+    def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        db = self._conn()
+        with _tx(db):
+            db.execute("INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
+                       (topic, payload, qos, int(retain)))
+            self._enforce_bounds(db)
+
+    def _enforce_bounds(self, db: sqlite3.Connection) -> None:
+        rows, size = db.execute("SELECT COUNT(*), TOTAL(LENGTH(payload)) FROM outbox").fetchone()
+        dropped = 0
+        while rows > self.max_rows or (size > self.max_bytes and rows > 1):
+            oldest = db.execute("SELECT id, LENGTH(payload) FROM outbox ORDER BY id LIMIT 1").fetchone()
+            db.execute("DELETE FROM outbox WHERE id = ?", (oldest[0],))
+            rows -= 1
+            size -= oldest[1]
+            dropped += 1
+        if dropped:
+            db.execute(
+                "INSERT INTO counters VALUES ('dropped', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (dropped,),
+            )
+
+    def peek(self, limit: int, exclude: set[int] | None = None) -> list[SpoolRow]:
+        """Oldest rows first, skipping ids already in flight."""
+        db = self._conn()
+        rows = db.execute(
+            "SELECT id, topic, payload, qos, retain FROM outbox ORDER BY id LIMIT ?",
+            (limit + len(exclude or ()),),
+        ).fetchall()
+        out = [SpoolRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows if r[0] not in (exclude or ())]
+        return out[:limit]
+
+    def delete(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        db = self._conn()
+        with _tx(db):
+            db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
+    def pending(self) -> int:
+        (n,) = self._conn().execute("SELECT COUNT(*) FROM outbox").fetchone()
+        return int(n)
+
+    def dropped(self) -> int:
+        row = self._conn().execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class _tx:
+    """BEGIN IMMEDIATE ... COMMIT, so concurrent writers queue instead of failing."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,1 @@
+"""The central side: MQTT subscriber -> validated rows in SQLite, and fleet queries."""

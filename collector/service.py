@@ -1,0 +1,130 @@
+"""The collector process: subscribe, validate, store in batches, then acknowledge.
+
+Messages are acknowledged to the broker (manual PUBACK) only after the batch
+holding them is committed to SQLite, and the session is persistent, so a
+collector that crashes mid-batch gets those messages again instead of losing
+them; the ``msg_id`` primary key absorbs the redelivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ..harness.schema import TOPIC_ROOT
+from .store import Incoming, Store
+
+log = logging.getLogger("edgeprobe.collector")
+
+BATCH_MAX = 2000
+BATCH_WAIT_S = 0.05
+
+
+@dataclass
+class CollectorStats:
+    received: int = 0
+    stored: int = 0
+    quarantined: int = 0
+    batches: int = 0
+    errors: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Collector:
+    def __init__(self, store: Store, host: str, port: int, client_id: str = "edgeprobe-collector",
+                 group: str | None = None, username: str | None = None, password: str | None = None):
+        self.store = store
+        self.host, self.port = host, port
+        self.topic = f"{TOPIC_ROOT}/#" if not group else f"$share/{group}/{TOPIC_ROOT}/#"
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+            protocol=mqtt.MQTTv5, manual_ack=True,
+        )
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._queue: queue.Queue[tuple[Incoming, int, int]] = queue.Queue()
+        self._stop = threading.Event()
+        self.subscribed = threading.Event()
+        self.stats = CollectorStats()
+        self._writer = threading.Thread(target=self._write_loop, name="edgeprobe-collector-writer", daemon=True)
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 7 * 24 * 3600  # keep our queue at the broker while we restart
+        self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        self.client.loop_start()
+        self._writer.start()
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Store everything received so far, acknowledge it, then disconnect."""
+        deadline = time.monotonic() + drain_timeout
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._stop.set()
+        self._writer.join(timeout=drain_timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.warning("broker %s:%s refused the collector: %s", self.host, self.port, reason)
+            return
+        client.subscribe(self.topic, qos=1)
+        self.subscribed.set()
+        log.info("collector subscribed to %s on %s:%s", self.topic, self.host, self.port)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.subscribed.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # Only enqueue here: the network thread must never block on the database.
+        self.stats.received += 1
+        item = Incoming(msg.topic, bytes(msg.payload), dt.datetime.now(dt.timezone.utc))
+        self._queue.put((item, msg.mid, msg.qos))
+
+    def _write_loop(self) -> None:
+        while not (self._stop.is_set() and self._queue.empty()):
+            batch: list[tuple[Incoming, int, int]] = []
+            try:
+                batch.append(self._queue.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            deadline = time.monotonic() + BATCH_WAIT_S
+            while len(batch) < BATCH_MAX:
+                try:
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+            self._store(batch)
+
+    def _store(self, batch: list[tuple[Incoming, int, int]]) -> None:
+        while True:
+            try:
+                stored, quarantined = self.store.ingest([item for item, _, _ in batch])
+                break
+            except Exception:  # the database, not the input: retry, never drop
+                self.stats.errors += 1
+                log.exception("storing a batch of %d failed; retrying", len(batch))
+                if self._stop.is_set():
+                    return
+                time.sleep(1.0)
+        self.stats.stored += stored
+        self.stats.quarantined += quarantined
+        self.stats.batches += 1
+        for _, mid, qos in batch:
+            if qos > 0:
+                self.client.ack(mid, qos)

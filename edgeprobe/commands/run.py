@@ -1,0 +1,86 @@
+"""`edgeprobe run`: the on-device agent."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Agent YAML file.")],
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many measured frames.", min=1)] = None,
+    source: Annotated[str | None, typer.Option(help="Override source.uri.")] = None,
+    model: Annotated[str | None, typer.Option(help="Override model.path.")] = None,
+    broker: Annotated[str | None, typer.Option(help="Override the broker as HOST:PORT.")] = None,
+    no_broker: Annotated[bool, typer.Option("--no-broker", help="Measure and spool only.")] = False,
+    device_id: Annotated[str | None, typer.Option(help="Override device_id.")] = None,
+    spool: Annotated[str | None, typer.Option(help="Override spool.path.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the run's figures as JSON.")] = False,
+) -> None:
+    """Run the agent: measure the model on the source and report to the broker."""
+    import os
+
+    from ..agent.config import load_config
+    from ..agent.runner import Agent
+    from ..assets import cache_dir
+    from ..console import console, interactive, progress_bar
+    from ..harness.errors import ConfigError
+
+    overrides: dict[str, Any] = {}
+    if source:
+        overrides["source.uri"] = source
+    if model:
+        overrides["model.path"] = model
+    if device_id:
+        overrides["device_id"] = device_id
+    if spool:
+        overrides["spool.path"] = spool
+    if no_broker:
+        overrides["broker.enabled"] = False
+    if broker:
+        host, _, port = broker.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"--broker {broker!r} must be HOST:PORT, e.g. 127.0.0.1:1883")
+        overrides["broker.host"], overrides["broker.port"] = host, int(port)
+        overrides["broker.enabled"] = True
+    # Configs may name the example assets as ${EDGEPROBE_ASSETS}/file.
+    os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
+    loaded = load_config(config, overrides)
+    agent = Agent(loaded)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    with progress_bar(f"{loaded.config.device_id}: frames", max_frames, interactive(json_output)) as bar:
+        def on_frame(n: int) -> None:
+            if bar is not None:
+                bar.update(bar.task_ids[0], completed=n)
+
+        stats = agent.run(max_frames=max_frames, stop=stop, on_frame=on_frame)
+
+    figures = {
+        "device_id": loaded.config.device_id, "frames": stats.frames, "warmup_runs": stats.warmup_runs,
+        "probed_frames": stats.probed_frames, "windows": stats.windows, "wall_s": round(stats.wall_s, 3),
+        "fps": round(stats.fps, 2), "peak_rss_mb": round(stats.peak_rss_mb, 1),
+        "first_result_s": stats.first_result_s, "messages": stats.messages,
+        "spool_pending": stats.spool_pending, "model_sha256": agent.backend.sha256,
+        "config_sha256": loaded.sha256,
+    }
+    if json_output:
+        print(json.dumps(figures))
+    else:
+        console.print(
+            f"[bold]{figures['device_id']}[/]: {stats.frames} frames in {stats.wall_s:.1f} s "
+            f"({stats.fps:.1f} fps), {stats.probed_frames} probed, {stats.windows} windows, "
+            f"peak RSS {stats.peak_rss_mb:.0f} MB, {stats.spool_pending} message(s) left in the spool"
+        )

@@ -1,0 +1,30 @@
+"""Shared terminal output: progress only for people, never for pipes or --json."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def interactive(json_output: bool = False) -> bool:
+    return not json_output and sys.stderr.isatty()
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, enabled: bool) -> Iterator[Progress | None]:
+    """A rich progress bar on stderr when ``enabled``; yields None otherwise."""
+    if not enabled:
+        yield None
+        return
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err_console, transient=True)
+    with progress:
+        progress.add_task(description, total=total)
+        yield progress

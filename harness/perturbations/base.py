@@ -1,0 +1,140 @@
+"""Registry and contract shared by every perturbation."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import EdgeprobeError, did_you_mean
+
+MAX_SEVERITY = 5.0
+
+#: ``fn(image, params, rng) -> image``; ``params`` is the interpolated row of
+#: the severity table. ``image`` is uint8 HxW or HxWxC and must not be mutated.
+PerturbFn = Callable[[np.ndarray, tuple[float, ...], np.random.Generator], np.ndarray]
+
+
+class PerturbationError(EdgeprobeError):
+    """Unknown perturbation, severity out of range or an unusable image."""
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One named transform and its severity table.
+
+    ``table`` holds one parameter row per ImageNet-C severity 1..5 and
+    ``identity`` the row that leaves the image unchanged (severity 0); rows
+    for fractional severities are interpolated linearly between neighbours.
+    """
+
+    name: str
+    family: str
+    fn: PerturbFn
+    table: tuple[tuple[float, ...], ...]
+    identity: tuple[float, ...]
+    description: str = ""
+    temporal: bool = False
+    source: str = ""
+    param_names: tuple[str, ...] = field(default_factory=tuple)
+
+    def params_at(self, severity: float) -> tuple[float, ...]:
+        """Parameter row for a continuous severity in [0, 5]."""
+        check_severity(severity)
+        rows = (self.identity, *self.table)
+        lo = int(np.floor(severity))
+        if lo >= len(rows) - 1:
+            return tuple(rows[-1])
+        frac = severity - lo
+        a, b = rows[lo], rows[lo + 1]
+        return tuple(float(x + (y - x) * frac) for x, y in zip(a, b, strict=True))
+
+    def apply(self, image: np.ndarray, severity: float, seed: int) -> np.ndarray:
+        """Perturb ``image`` at ``severity`` with randomness drawn from ``seed``."""
+        check_image(image)
+        check_severity(severity)
+        if severity == 0:
+            return image.copy()
+        rng = np.random.default_rng(seed)
+        out = self.fn(image, self.params_at(severity), rng)
+        if out.dtype != np.uint8 or out.shape != image.shape:
+            raise AssertionError(f"perturbation {self.name} broke its contract: {out.dtype} {out.shape}")
+        return out
+
+
+REGISTRY: dict[str, Perturbation] = {}
+
+
+def register(p: Perturbation) -> Perturbation:
+    if p.name in REGISTRY:
+        raise ValueError(f"perturbation {p.name!r} registered twice")
+    if len(p.table) != 5:
+        raise ValueError(f"perturbation {p.name!r} needs 5 severity rows, has {len(p.table)}")
+    REGISTRY[p.name] = p
+    return p
+
+
+def names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get(name: str) -> Perturbation:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise PerturbationError(
+            f"unknown perturbation {name!r}{did_you_mean(name, REGISTRY)}; "
+            "`edgeprobe perturbations` lists them"
+        ) from None
+
+
+def apply(name: str, image: np.ndarray, severity: float, seed: int) -> np.ndarray:
+    return get(name).apply(image, severity, seed)
+
+
+def check_severity(severity: float) -> None:
+    if not isinstance(severity, (int, float, np.floating, np.integer)) or not (
+        0.0 <= float(severity) <= MAX_SEVERITY
+    ):
+        raise PerturbationError(f"severity must be a number in [0, 5], got {severity!r}")
+
+
+def check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray):
+        raise PerturbationError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise PerturbationError(f"image must be uint8, got {image.dtype}; convert it first")
+    if image.ndim == 3 and image.shape[2] in (1, 3):
+        pass
+    elif image.ndim != 2:
+        raise PerturbationError(
+            f"image must be HxW or HxWx1/HxWx3, got shape {image.shape}"
+        )
+    if image.size == 0:
+        raise PerturbationError("image is empty")
+
+
+def derive_seed(base_seed: int, frame_index: int, name: str, severity: float) -> int:
+    """A stable per-(frame, perturbation, severity) seed.
+
+    crc32 rather than ``hash()`` because Python salts string hashes per process,
+    and seeds must replay across processes and machines.
+    """
+    seq = np.random.SeedSequence(
+        [base_seed & 0xFFFFFFFF, frame_index & 0xFFFFFFFF, zlib.crc32(name.encode()), round(severity * 1000)]
+    )
+    return int(seq.generate_state(1, dtype=np.uint32)[0])
+
+
+def as_float(image: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1]."""
+    return image.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint8, rounded and clipped (ImageNet-C clips the same way)."""
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+

@@ -1,0 +1,238 @@
+"""The message schema shared by the agent and the collector.
+
+One JSON object per MQTT message: an envelope that every message carries
+(identity, ordering, provenance) and a ``body`` whose shape depends on
+``kind``. The agent builds messages with :func:`make_envelope`; the collector
+checks every payload with :func:`decode_message`, which raises
+:class:`SchemaViolation` with a reason it can store in quarantine.
+
+msgspec does the validation: it is an order of magnitude faster than a
+generic JSON-Schema validator, which matters when a collector ingests
+thousands of messages a second, and :func:`json_schema` still exports a
+standard JSON Schema for other implementations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+SCHEMA_VERSION = "edgeprobe/1"
+TOPIC_ROOT = "edgeprobe/v1"
+
+Kind = Literal["birth", "death", "health", "latency", "robustness", "drift", "verdict", "event"]
+KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+
+Sha256 = Annotated[str, msgspec.Meta(pattern="^([0-9a-f]{64}|)$")]
+Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+class SchemaViolation(ValueError):
+    """A payload that does not follow the schema; the message says why."""
+
+
+class Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """Fields every message carries. ``msg_id`` is the collector's idempotency key."""
+
+    schema: Literal["edgeprobe/1"]
+    kind: Kind
+    msg_id: Annotated[str, msgspec.Meta(min_length=32, max_length=36)]
+    device_id: Identifier
+    fleet: Identifier
+    session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    seq: NonNegInt
+    ts: dt.datetime
+    model_sha256: Sha256
+    config_sha256: Sha256
+    agent_version: Annotated[str, msgspec.Meta(max_length=64)]
+    body: dict[str, Any]
+
+
+# --- bodies -----------------------------------------------------------------
+
+
+class Window(msgspec.Struct, forbid_unknown_fields=True):
+    """The span of frames a summary covers (frame indices inclusive)."""
+
+    start_ts: dt.datetime
+    end_ts: dt.datetime
+    first_frame: NonNegInt
+    last_frame: NonNegInt
+    frames: NonNegInt
+
+
+class StageStats(msgspec.Struct, forbid_unknown_fields=True):
+    """Latency of one pipeline stage over a window, in milliseconds.
+
+    ``hdr`` is the window's HdrHistogram (base64, microseconds), so windows and
+    devices can be merged exactly at the collector instead of averaging
+    percentiles (which is wrong).
+    """
+
+    count: NonNegInt
+    p50: NonNegFloat
+    p90: NonNegFloat
+    p95: NonNegFloat
+    p99: NonNegFloat
+    max: NonNegFloat
+    mean: NonNegFloat
+    stdev: NonNegFloat
+    hdr: str = ""
+    p99_9: NonNegFloat | None = None
+    cov: NonNegFloat | None = None
+
+
+class LatencyBody(msgspec.Struct, forbid_unknown_fields=False):
+    window: Window
+    warmup_runs: NonNegInt
+    stages: dict[str, StageStats]
+
+
+class StabilityCell(msgspec.Struct, forbid_unknown_fields=False):
+    """Unstable fraction for one perturbation at one severity."""
+
+    perturbation: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    severity: Annotated[float, msgspec.Meta(ge=0, le=5)]
+    n: NonNegInt
+    unstable: NonNegInt
+    fraction: Fraction
+    ci_low: Fraction
+    ci_high: Fraction
+    mean_disagreement: Fraction
+
+
+class RobustnessBody(msgspec.Struct, forbid_unknown_fields=False):
+    window: Window
+    frames_probed: NonNegInt
+    seed: int
+    cells: list[StabilityCell]
+
+
+class HealthBody(msgspec.Struct, forbid_unknown_fields=False):
+    window: Window
+    fps: NonNegFloat
+    brightness: NonNegFloat
+    contrast: NonNegFloat
+    sharpness: NonNegFloat
+    clipped: Fraction
+    frozen_frames: NonNegInt
+    spool_queued: NonNegInt
+    spool_dropped: NonNegInt
+    flags: list[str] = []
+
+
+class BirthBody(msgspec.Struct, forbid_unknown_fields=False):
+    model: dict[str, Any]
+    source: dict[str, Any]
+    host: dict[str, Any]
+    capabilities: dict[str, Any]
+
+
+class DeathBody(msgspec.Struct, forbid_unknown_fields=False):
+    reason: str
+
+
+class EventBody(msgspec.Struct, forbid_unknown_fields=False):
+    type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    message: str = ""
+
+
+class OpenBody(msgspec.Struct, forbid_unknown_fields=False):
+    """Kinds whose body is still growing (drift, verdict) only need to be objects."""
+
+
+BODY_TYPES: dict[str, type[msgspec.Struct]] = {
+    "birth": BirthBody,
+    "death": DeathBody,
+    "health": HealthBody,
+    "latency": LatencyBody,
+    "robustness": RobustnessBody,
+    "drift": OpenBody,
+    "verdict": OpenBody,
+    "event": EventBody,
+}
+
+_envelope_decoder = msgspec.json.Decoder(Envelope)
+_encoder = msgspec.json.Encoder()
+
+
+def topic_for(fleet: str, device_id: str, kind: str) -> str:
+    """MQTT topic a message of ``kind`` from ``device_id`` is published on."""
+    return f"{TOPIC_ROOT}/{fleet}/{device_id}/{kind}"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def make_envelope(
+    *,
+    kind: str,
+    device_id: str,
+    fleet: str,
+    session_id: str,
+    seq: int,
+    body: dict[str, Any],
+    model_sha256: str = "",
+    config_sha256: str = "",
+    agent_version: str = "",
+    ts: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Build a message as a plain dict (ready for :func:`encode`)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "kind": kind,
+        "msg_id": str(uuid.uuid4()),
+        "device_id": device_id,
+        "fleet": fleet,
+        "session_id": session_id,
+        "seq": seq,
+        "ts": (ts or utc_now()).isoformat(),
+        "model_sha256": model_sha256,
+        "config_sha256": config_sha256,
+        "agent_version": agent_version,
+        "body": body,
+    }
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_message(payload: bytes, topic: str | None = None) -> tuple[Envelope, msgspec.Struct]:
+    """Validate one payload; return the envelope and its typed body.
+
+    With ``topic``, also check that the topic names the same fleet, device and
+    kind as the payload, so one device cannot speak for another through a
+    permissive broker.
+    """
+    try:
+        env = _envelope_decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise SchemaViolation(f"envelope: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise SchemaViolation(f"not JSON: {exc}") from None
+    if env.ts.tzinfo is None:
+        raise SchemaViolation("envelope: ts must carry a UTC offset (RFC 3339)")
+    try:
+        body = msgspec.convert(env.body, BODY_TYPES[env.kind])
+    except msgspec.ValidationError as exc:
+        raise SchemaViolation(f"{env.kind} body: {exc}") from None
+    if topic is not None:
+        expected = topic_for(env.fleet, env.device_id, env.kind)
+        if topic != expected:
+            raise SchemaViolation(f"topic {topic!r} does not match payload (expected {expected!r})")
+    return env, body
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the envelope and every body, for other implementations."""
+    schema: dict[str, Any] = msgspec.json.schema(Envelope)
+    schema["x-bodies"] = {k: msgspec.json.schema(t) for k, t in BODY_TYPES.items()}
+    return schema

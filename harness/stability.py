@@ -1,0 +1,84 @@
+"""Stability under perturbation: unstable fraction per perturbation and severity."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+#: Risk zones (fraction of unstable predictions). "More than 20% of predictions
+#: unstable" puts a model in the risk zone; from 50% we call it broken.
+RISK_THRESHOLD = 0.20
+BROKEN_THRESHOLD = 0.50
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default).
+
+    Chosen over the normal approximation because it stays inside [0, 1] and
+    behaves at 0 and n successes, which is where stable models live.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n], got {successes} of {n}")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # At 0 or n successes the bound is exactly 0 or 1; float rounding must not move it.
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
+
+
+def risk_zone(fraction: float, risk: float = RISK_THRESHOLD, broken: float = BROKEN_THRESHOLD) -> str:
+    if fraction >= broken:
+        return "broken"
+    if fraction >= risk:
+        return "at_risk"
+    return "ok"
+
+
+@dataclass
+class _Cell:
+    n: int = 0
+    unstable: int = 0
+    disagreement_sum: float = 0.0
+
+
+@dataclass
+class StabilityWindow:
+    """Accumulates (perturbation, severity) -> unstable counts for one window."""
+
+    cells: dict[tuple[str, float], _Cell] = field(default_factory=dict)
+    frames_probed: int = 0
+
+    def add(self, perturbation: str, severity: float, disagreement: float, threshold: float) -> None:
+        cell = self.cells.setdefault((perturbation, float(severity)), _Cell())
+        cell.n += 1
+        cell.unstable += int(disagreement > threshold)
+        cell.disagreement_sum += float(disagreement)
+
+    def summary(self) -> list[dict[str, float | int | str]]:
+        out: list[dict[str, float | int | str]] = []
+        for (name, severity), c in sorted(self.cells.items()):
+            lo, hi = wilson_interval(c.unstable, c.n)
+            fraction = c.unstable / c.n if c.n else 0.0
+            out.append(
+                {
+                    "perturbation": name,
+                    "severity": severity,
+                    "n": c.n,
+                    "unstable": c.unstable,
+                    "fraction": fraction,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "mean_disagreement": c.disagreement_sum / c.n if c.n else 0.0,
+                    "zone": risk_zone(fraction),
+                }
+            )
+        return out
+
+    def clear(self) -> None:
+        self.cells.clear()
+        self.frames_probed = 0

@@ -1,0 +1,40 @@
+"""The contract every task adapter follows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What a backend says about one output tensor (None = dynamic dimension)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+
+class Prediction(Protocol):
+    """Anything an adapter decodes; adapters compare their own predictions."""
+
+
+class TaskAdapter(Protocol):
+    name: str
+    #: disagreement above this counts as unstable
+    threshold: float
+
+    def check_outputs(self, outputs: Sequence[OutputSpec]) -> None:
+        """Raise ModelError with one clear sentence if the outputs do not fit."""
+
+    def decode(self, outputs: Sequence[np.ndarray]) -> Any:
+        """Raw output tensors of one frame -> prediction."""
+
+    def disagreement(self, a: Any, b: Any) -> float:
+        """How far apart two predictions are, in [0, 1]."""
+
+    def describe(self, prediction: Any) -> dict[str, Any]:
+        """A small JSON-able view of a prediction (label, score) for drift and reports."""

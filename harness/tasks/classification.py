@@ -1,0 +1,80 @@
+"""Classification: a probability vector per frame; unstable = top-1 flip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import OutputSpec
+
+
+@dataclass(frozen=True)
+class ClassPrediction:
+    probs: np.ndarray
+
+    @property
+    def top1(self) -> int:
+        return int(np.argmax(self.probs))
+
+
+def to_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Softmax unless the scores already are a probability vector.
+
+    Models export either logits or softmax outputs; comparing top-1 does not
+    care, but probability distances and drift histograms do.
+    """
+    x = np.asarray(scores, dtype=np.float64).ravel()
+    if x.min() >= 0.0 and abs(x.sum() - 1.0) < 1e-3:
+        return x
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+class ClassificationAdapter:
+    """Reads one (1, C) or (C,) score tensor."""
+
+    name = "classification"
+
+    def __init__(self, output: int = 0, labels: Sequence[str] | None = None, threshold: float = 0.5):
+        self.output = output
+        self.labels = list(labels) if labels else None
+        self.threshold = threshold
+
+    def check_outputs(self, outputs: Sequence[OutputSpec]) -> None:
+        if self.output >= len(outputs):
+            raise ModelError(
+                f"classification reads output #{self.output} but the model has {len(outputs)} output(s)"
+            )
+        spec = outputs[self.output]
+        dims = [d for d in spec.shape if d not in (1, None)]
+        if len(dims) > 1:
+            raise ModelError(
+                f"classification needs a (batch, classes) output, but {spec.name!r} has shape "
+                f"{list(spec.shape)}; pick another task (detection, segmentation, embedding)"
+            )
+        n_classes = spec.shape[-1] if spec.shape else None
+        if self.labels and isinstance(n_classes, int) and n_classes != len(self.labels):
+            raise ModelError(
+                f"{len(self.labels)} labels given but output {spec.name!r} has {n_classes} classes"
+            )
+
+    def decode(self, outputs: Sequence[np.ndarray]) -> ClassPrediction:
+        scores = np.asarray(outputs[self.output])
+        # First row of a batch; a bare (C,) vector is already one row.
+        return ClassPrediction(to_probabilities(scores.reshape(-1, scores.shape[-1])[0]))
+
+    def disagreement(self, a: ClassPrediction, b: ClassPrediction) -> float:
+        return 0.0 if a.top1 == b.top1 else 1.0
+
+    def label(self, index: int) -> str:
+        if self.labels and 0 <= index < len(self.labels):
+            return self.labels[index]
+        return str(index)
+
+    def describe(self, prediction: ClassPrediction) -> dict[str, Any]:
+        top = prediction.top1
+        return {"label": self.label(top), "index": top, "score": float(prediction.probs[top])}

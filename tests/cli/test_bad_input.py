@@ -1,0 +1,96 @@
+"""Bad input through the real CLI: one clear sentence, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edgeprobe.localbroker import free_port
+from tests.conftest import demo_config, run_cli
+
+
+def _assert_clean_error(proc: object, pattern: str, code: int = 2) -> None:
+    import re
+
+    err = proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == code, (proc.returncode, err)  # type: ignore[attr-defined]
+    assert "Traceback" not in err, err
+    assert re.search(pattern, err), err
+    assert len(err.strip().splitlines()) <= 3, err
+
+
+def test_version_and_help() -> None:
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("edgeprobe ")
+    for sub in ("run", "collect", "summary", "demo", "assets"):
+        h = run_cli(sub, "--help")
+        assert h.returncode == 0 and "Usage" in h.stdout, sub
+
+
+def test_missing_model_file(tmp_path: Path, short_clip: Path, write_config: Callable[..., Path]) -> None:
+    cfg = write_config(demo_config(tmp_path / "nope.onnx", short_clip, tmp_path / "s.db"))
+    proc = run_cli("run", "-c", str(cfg), "--max-frames", "2")
+    _assert_clean_error(proc, r"model file .*nope.onnx does not exist")
+
+
+def test_file_that_is_not_a_model(tmp_path: Path, short_clip: Path, write_config: Callable[..., Path]) -> None:
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"this is not a protobuf" * 10)
+    cfg = write_config(demo_config(bogus, short_clip, tmp_path / "s.db"))
+    _assert_clean_error(run_cli("run", "-c", str(cfg), "--max-frames", "2"), r"is not a model ONNX Runtime can load")
+
+
+def test_video_that_cannot_be_opened(
+    tmp_path: Path, orientation_model: Path, write_config: Callable[..., Path]
+) -> None:
+    video = tmp_path / "broken.avi"
+    video.write_bytes(b"\x00garbage" * 100)
+    cfg = write_config(demo_config(orientation_model, video, tmp_path / "s.db"))
+    proc = run_cli("run", "-c", str(cfg), "--max-frames", "2")
+    _assert_clean_error(proc, r"cannot open .*broken.avi as a video")
+
+
+def test_yaml_syntax_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text("source:\n  uri: [x.avi\nmodel: {path: m.onnx}\n")
+    _assert_clean_error(run_cli("run", "-c", str(cfg)), r"agent.yaml line \d+: YAML syntax error")
+
+
+def test_unknown_config_key(tmp_path: Path, orientation_model: Path, short_clip: Path,
+                            write_config: Callable[..., Path]) -> None:
+    data = demo_config(orientation_model, short_clip, tmp_path / "s.db")
+    data["windows"]["frame"] = 5
+    _assert_clean_error(run_cli("run", "-c", str(write_config(data))),
+                        r"unknown key 'windows.frame' \(did you mean \"frames\"\?\)")
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    proc = run_cli("--debug", "run", "-c", str(tmp_path / "missing.yaml"))
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_bad_broker_option(tmp_path: Path, orientation_model: Path, short_clip: Path,
+                           write_config: Callable[..., Path]) -> None:
+    cfg = write_config(demo_config(orientation_model, short_clip, tmp_path / "s.db"))
+    _assert_clean_error(run_cli("run", "-c", str(cfg), "--broker", "nohostport"), r"must be HOST:PORT")
+
+
+@pytest.mark.timeout(120)
+def test_unreachable_broker_keeps_measuring_and_says_so_once(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path]
+) -> None:
+    spool = tmp_path / "s.db"
+    data = demo_config(orientation_model, short_clip, spool, windows={"frames": 10})
+    cfg = write_config(data)
+    port = free_port()  # nothing listens here
+    proc = run_cli("run", "-c", str(cfg), "--broker", f"127.0.0.1:{port}", "--max-frames", "60")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("not reachable") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    with sqlite3.connect(spool) as db:
+        kinds = [k for (k,) in db.execute("SELECT topic FROM outbox")]
+    # birth + 6 windows x (latency, robustness, health) + death, all kept for later
+    assert len(kinds) == 1 + 6 * 3 + 1

