@@ -38,3 +38,27 @@ class TaskAdapter(Protocol):
 
     def describe(self, prediction: Any) -> dict[str, Any]:
         """A small JSON-able view of a prediction (label, score) for drift and reports."""
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detected objects of one frame, in a layout every detector adapter decodes into.
+
+    Boxes are ``(N, 4)`` float32 ``x1, y1, x2, y2`` normalised to [0, 1] of the
+    frame the model saw, so predictions on perturbed or geometrically
+    transformed frames compare without knowing the input size.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+
+@dataclass(frozen=True)
+class SegmentationMask:
+    """Per-pixel class indices (H, W) of one frame (binary masks use 0/1)."""
+
+    labels: np.ndarray
