@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,12 +72,23 @@ class OnnxBackend(Backend):
             opts.intra_op_num_threads = cfg.threads
         opts.log_severity_level = 3
         t0 = time.perf_counter_ns()
-        try:
-            session = ort.InferenceSession(str(path), sess_options=opts, providers=list(cfg.providers))
-        except Exception as exc:  # onnxruntime raises several unrelated types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{path} is not a model ONNX Runtime can load ({first[:200]})") from None
+        # onnxruntime print()s its provider fallback to stdout, which would corrupt --json output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                session = ort.InferenceSession(str(path), sess_options=opts, providers=list(cfg.providers))
+            except Exception as exc:  # onnxruntime raises several unrelated types
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ModelError(f"{path} is not a model ONNX Runtime can load ({first[:200]})") from None
         load_ns = time.perf_counter_ns() - t0
+        # A provider can be listed as available yet fail to load (TensorRT without libnvinfer):
+        # onnxruntime then silently runs on the CPU. Measuring that as "TensorRT" would be a lie.
+        failed = [p for p in cfg.providers if p not in session.get_providers()]
+        if failed:
+            raise ConfigError(
+                f"execution provider(s) {', '.join(failed)} are in this onnxruntime build but failed to load "
+                f"(missing CUDA/TensorRT libraries?); the session got {', '.join(session.get_providers())}: "
+                "install the libraries or remove them from model.providers"
+            )
         self.session = session
         inp = session.get_inputs()[0]
         dtype = _ORT_TYPES.get(inp.type, "float32")
