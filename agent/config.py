@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-import yaml
 
-from ..harness.errors import ConfigError, did_you_mean
+from ..harness import yamlconfig
+from ..harness.errors import ConfigError
 
 PosInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -178,77 +178,12 @@ def build_config(
 
 
 def parse_yaml(text: str, where: str) -> tuple[Any, dict[str, int]]:
-    """YAML -> (data, {"a.b.c": line}) so errors can point at a line."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{where}{line}: YAML syntax error: {problem}; fix the indentation or quoting there"
-        ) from None
-    lines: dict[str, int] = {}
-    if node is not None:
-        _collect_lines(node, "", lines)
-    return data, lines
-
-
-def _collect_lines(node: yaml.Node, prefix: str, out: dict[str, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            out[key] = key_node.start_mark.line + 1
-            _collect_lines(value_node, key, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            key = f"{prefix}[{i}]"
-            out[key] = item.start_mark.line + 1
-            _collect_lines(item, key, out)
-
-
-def _struct_for(path: str) -> type[msgspec.Struct] | None:
-    """The Struct type found at a dotted path (for 'did you mean')."""
-    typ: Any = AgentConfig
-    for part in filter(None, re.split(r"\.|\[\d+\]", path)):
-        hints = {f.name: f.type for f in msgspec.structs.fields(typ)}
-        typ = hints.get(part)
-        if typ is None:
-            return None
-        # unwrap list[...] / Optional[...]
-        for arg in getattr(typ, "__args__", ()) or ():
-            if isinstance(arg, type) and issubclass(arg, msgspec.Struct):
-                typ = arg
-        if not (isinstance(typ, type) and issubclass(typ, msgspec.Struct)):
-            return None
-    return typ if isinstance(typ, type) and issubclass(typ, msgspec.Struct) else None
+    """YAML -> (data, {"a.b.c": line}); shared with suites in harness/yamlconfig.py."""
+    return yamlconfig.parse_yaml(text, where)
 
 
 def _explain(exc: msgspec.ValidationError, where: str, lines: dict[str, int]) -> str:
-    msg = str(exc)
-    m = re.search(r" - at `\$(.*)`$", msg)
-    path = m.group(1).lstrip(".") if m else ""
-    detail = msg[: m.start()] if m else msg
-    unknown = re.match(r"Object contains unknown field `(.+)`", detail)
-    missing = re.match(r"Object missing required field `(.+)`", detail)
-    if unknown:
-        key = unknown.group(1)
-        full = f"{path}.{key}" if path else key
-        struct = _struct_for(path)
-        hint = did_you_mean(key, [f.name for f in msgspec.structs.fields(struct)]) if struct else ""
-        line = lines.get(full)
-        loc = f"{where} line {line}" if line else where
-        return f"{loc}: unknown key {full!r}{hint}; remove it or fix the spelling"
-    if missing:
-        key = missing.group(1)
-        full = f"{path}.{key}" if path else key
-        line = lines.get(path)
-        loc = f"{where} line {line}" if line else where
-        return f"{loc}: required key {full!r} is missing; add it"
-    line = lines.get(path)
-    loc = f"{where} line {line}" if line else where
-    return f"{loc}: {path or 'config'}: {detail}"
+    return yamlconfig.explain(exc, where, lines, AgentConfig)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
