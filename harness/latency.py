@@ -13,12 +13,21 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
 #: Percentiles every summary reports (MLPerf-style tail, plus the median).
 PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+#: Confidence of the per-percentile order-statistic intervals in every summary.
+CI_CONFIDENCE = 0.95
+
+#: Coefficient of variation above which a stage's figures are flagged unstable.
+#: trtexec warns at 1% for GPU compute time alone; a Python-timed CPU stage on a
+#: shared board sees more scheduler noise, so the default here is 5%.
+COV_UNSTABLE = 0.05
 
 # HdrHistogram range: 1 us .. 1 h, 3 significant digits (0.1% value error).
 _HDR_LOWEST_US = 1
@@ -49,16 +58,32 @@ class StageSummary:
     stdev: float
     cov: float
     hdr: str = ""
+    min: float = 0.0
+    #: "p99" -> (low, high) ms, distribution-free (order statistics); None where n cannot bound that side
+    ci: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    ci_confidence: float = CI_CONFIDENCE
+    warnings: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, float | int | str]:
-        return dict(self.__dict__)
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["ci"] = {k: list(v) for k, v in self.ci.items()}
+        d["warnings"] = list(self.warnings)
+        return d
 
 
-def summarize_ns(samples_ns: Sequence[int] | np.ndarray, with_histogram: bool = True) -> StageSummary:
+def percentile_key(p: float) -> str:
+    """50.0 -> "p50", 99.9 -> "p99_9" (the field names used in messages)."""
+    return "p" + (f"{p:g}").replace(".", "_")
+
+
+def summarize_ns(samples_ns: Sequence[int] | np.ndarray, with_histogram: bool = True,
+                 with_intervals: bool = True) -> StageSummary:
     """Exact summary of raw samples (nanoseconds in, milliseconds out).
 
     Percentiles use numpy's default linear interpolation between order
-    statistics; stdev is the sample standard deviation (ddof=1).
+    statistics; stdev is the sample standard deviation (ddof=1). With
+    ``with_intervals`` each percentile gets a distribution-free 95% interval
+    and the summary says when there are too few samples to trust a tail.
     """
     arr = np.asarray(samples_ns, dtype=np.float64)
     if arr.size == 0:
@@ -73,6 +98,17 @@ def summarize_ns(samples_ns: Sequence[int] | np.ndarray, with_histogram: bool = 
         for v in arr:
             hist.record_value(_to_us(int(v)))
         hdr = hist.encode().decode("ascii")
+    cov = stdev / mean if mean > 0 else 0.0
+    ci: dict[str, tuple[float | None, float | None]] = {}
+    warnings: list[str] = []
+    if with_intervals:
+        from .budget import percentile_ci  # budget imports this module
+
+        ordered = np.sort(ms)
+        for p in PERCENTILES:
+            lo, hi = percentile_ci(ordered, p, CI_CONFIDENCE)
+            ci[percentile_key(p)] = (lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None)
+        warnings = sample_warnings(int(ms.size), cov)
     return StageSummary(
         count=int(ms.size),
         p50=float(pcts[0]),
@@ -83,9 +119,25 @@ def summarize_ns(samples_ns: Sequence[int] | np.ndarray, with_histogram: bool = 
         max=float(ms.max()),
         mean=mean,
         stdev=stdev,
-        cov=stdev / mean if mean > 0 else 0.0,
+        cov=cov,
         hdr=hdr,
+        min=float(ms.min()),
+        ci=ci,
+        warnings=warnings,
     )
+
+
+def sample_warnings(n: int, cov: float) -> list[str]:
+    """What a reader must know before trusting the tail of a summary of ``n`` samples."""
+    out: list[str] = []
+    for p in (99.0, 99.9):
+        need = mlperf_min_samples(p)
+        if n < need:
+            out.append(f"p{p:g} from {n} samples: MLPerf LoadGen would need {need}")
+            break  # the p99.9 shortfall is implied by the p99 one
+    if cov > COV_UNSTABLE:
+        out.append(f"unstable: coefficient of variation {cov:.1%} > {COV_UNSTABLE:.0%}")
+    return out
 
 
 def merge_histograms(encoded: Iterable[str]) -> HdrHistogram:
@@ -104,8 +156,7 @@ def histogram_summary(hist: HdrHistogram) -> dict[str, float | int]:
         return {"count": 0}
     out: dict[str, float | int] = {"count": count}
     for p in PERCENTILES:
-        key = "p" + (str(p).rstrip("0").rstrip(".")).replace(".", "_")
-        out[key] = hist.get_value_at_percentile(p) / 1000.0
+        out[percentile_key(p)] = hist.get_value_at_percentile(p) / 1000.0
     out["max"] = hist.get_max_value() / 1000.0
     out["mean"] = hist.get_mean_value() / 1000.0
     return out
@@ -129,8 +180,8 @@ class LatencyWindow:
         for stage, ns in durations_ns.items():
             self.add(stage, ns)
 
-    def summary(self) -> dict[str, StageSummary]:
-        return {stage: summarize_ns(v) for stage, v in self.samples.items() if v}
+    def summary(self, with_intervals: bool = True) -> dict[str, StageSummary]:
+        return {stage: summarize_ns(v, with_intervals=with_intervals) for stage, v in self.samples.items() if v}
 
     def clear(self) -> None:
         self.samples.clear()
@@ -148,3 +199,13 @@ def min_samples_for_percentile(percentile: float, confidence: float = 0.99, marg
         raise ValueError(f"percentile must be in (0, 100), got {percentile}")
     z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     return math.ceil(z * z * p * (1 - p) / (margin * margin))
+
+
+def mlperf_min_samples(percentile: float) -> int:
+    """MLPerf LoadGen's sample count for a percentile claim: 99% confidence, margin (1 - p) / 20.
+
+    That margin reproduces LoadGen's table (p90: 0.5%, p95: 0.25%, p99: 0.05%
+    giving about 23,886 / 50,425 / 262,742 before LoadGen rounds them up).
+    """
+    p = percentile / 100.0
+    return min_samples_for_percentile(percentile, confidence=0.99, margin=(1.0 - p) / 20.0)
