@@ -223,7 +223,7 @@ def evaluate_budget(samples_ns: Sequence[int] | np.ndarray, budget: Budget, *, l
         warnings.append(f"{n} samples are fewer than the {need} MLPerf LoadGen requires for a "
                         f"p{budget.percentile:g} claim (99% confidence, margin (1-p)/20)")
     msg = (f"{budget.label}: {status.upper()} (p{budget.percentile:g} = {est:.3f} ms, "
-           f"{conf:.0%} CI [{_fmt_ms(lo)}, {_fmt_ms(hi)}] ms, n={n})")
+           f"{conf * 100:.4g}% CI [{_fmt_ms(lo)}, {_fmt_ms(hi)}] ms, n={n})")
     return BudgetResult(budget, status, est, lo, hi, n, enough, msg, need, looks, conf, warnings)
 
 
@@ -253,7 +253,9 @@ class BudgetSampler:
                  max_seconds: float | None = None):
         self.budget = budget
         self.samples: list[int] = []
-        self.next_look = first_look or max(32, min_samples_for_bounds(budget.percentile, budget.confidence))
+        # The first look is the first n at which look 1 can bound the percentile on both sides.
+        self.next_look = first_look or max(32, min_samples_for_bounds(budget.percentile,
+                                                                      look_confidence(budget.confidence, 1)))
         self.looks = 0
         self.max_samples = max_samples
         self.max_seconds = max_seconds

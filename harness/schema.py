@@ -86,12 +86,52 @@ class StageStats(msgspec.Struct, forbid_unknown_fields=True):
     hdr: str = ""
     p99_9: NonNegFloat | None = None
     cov: NonNegFloat | None = None
+    min: NonNegFloat | None = None
+    #: "p99" -> [low, high] ms, distribution-free (order statistics); null where n cannot bound that side
+    ci: dict[str, tuple[NonNegFloat | None, NonNegFloat | None]] | None = None
+    ci_confidence: Fraction | None = None
+    #: too few samples for a tail claim (MLPerf LoadGen's rule), unstable (coefficient of variation)
+    warnings: list[str] = []
+
+
+class ColdStart(msgspec.Struct, forbid_unknown_fields=False):
+    """What the first frame costs, kept apart from the steady-state percentiles."""
+
+    session_ms: NonNegFloat
+    first_inference_ms: NonNegFloat | None = None
+    warmup_runs: NonNegInt = 0
+    #: resident memory the model load added (MB) and the process peak so far
+    model_rss_mb: float | None = None
+    peak_rss_mb: NonNegFloat | None = None
+
+
+class Guards(msgspec.Struct, forbid_unknown_fields=False):
+    """Measurement-validity conditions of the board while a window was measured."""
+
+    governors: list[str] = []
+    freq_mhz_min: NonNegFloat | None = None
+    freq_mhz_max: NonNegFloat | None = None
+    max_temp_c: float | None = None
+    throttled: bool = False
+    load_1m: NonNegFloat | None = None
+    #: CPU cores other processes (and the hypervisor) took while this window was measured
+    other_cpu_cores: NonNegFloat | None = None
+    steal_cores: NonNegFloat | None = None
+    power_mode: str | None = None
+    flags: list[str] = []
 
 
 class LatencyBody(msgspec.Struct, forbid_unknown_fields=False):
     window: Window
     warmup_runs: NonNegInt
     stages: dict[str, StageStats]
+    #: single_stream | paced | throughput
+    mode: str | None = None
+    cold_start: ColdStart | None = None
+    guards: Guards | None = None
+    #: run-level warnings (throttled, governor not performance, unstable stages)
+    flags: list[str] = []
+    peak_rss_mb: NonNegFloat | None = None
 
 
 class StabilityCell(msgspec.Struct, forbid_unknown_fields=False):

@@ -1,0 +1,147 @@
+"""`edgeprobe bench`: a latency budget as a CI gate (exit 0 pass, 1 fail, 2 usage error, 3 inconclusive)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from ..agent.bench import BenchResult
+
+EXIT_FAIL = 1
+EXIT_INCONCLUSIVE = 3
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
+
+
+def bench(
+    model: Annotated[Path, typer.Argument(help="ONNX (or TFLite) model file.")],
+    source: Annotated[str, typer.Option("--source", "-s", help="Video file or image folder the frames come from.")],
+    budget: Annotated[list[str] | None, typer.Option(
+        "--budget", "-b", help="Latency budget, e.g. p99=30ms (repeatable).")] = None,
+    stage: Annotated[str, typer.Option(help="Stage the budgets apply to: e2e, inference, preprocess, ...")] = "e2e",
+    confidence: Annotated[float, typer.Option(help="Confidence of the budget verdict.")] = 0.95,
+    mode: Annotated[str, typer.Option(help="single_stream, paced (camera fps) or throughput.")] = "single_stream",
+    fps: Annotated[float | None, typer.Option(help="Paced mode: camera fps (default: the source's).")] = None,
+    batch: Annotated[int, typer.Option(help="Throughput mode: frames per inference.")] = 1,
+    concurrency: Annotated[int, typer.Option(help="Throughput mode: parallel inference threads.")] = 1,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads (0 = runtime default).")] = 0,
+    provider: Annotated[list[str] | None, typer.Option(
+        "--provider", help="ONNX Runtime execution provider, in order of preference (repeatable).")] = None,
+    warmup: Annotated[int, typer.Option(help="Warm-up runs, never in the percentiles.")] = 10,
+    warmup_stable: Annotated[bool, typer.Option(
+        "--warmup-stable", help="Warm up until consecutive blocks of runs agree (at least --warmup runs).")] = False,
+    max_seconds: Annotated[float, typer.Option(help="Stop measuring after this long if not settled.")] = 30.0,
+    max_samples: Annotated[int, typer.Option(help="Stop after this many measured frames.")] = 1_000_000,
+    task: Annotated[str, typer.Option(help="Task adapter for postprocess (auto, none, classification, ...).")] = "auto",
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Agent YAML to take model preprocessing, providers and threads from.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Measure a model's latency stage by stage and judge latency budgets from percentile confidence intervals."""
+    import os
+
+    from ..agent.bench import BenchConfig, run_bench
+    from ..agent.config import ModelConfig, PreprocessConfig, load_config
+    from ..assets import cache_dir
+    from ..console import interactive, progress_bar
+    from ..harness.budget import Budget, parse_budget
+    from ..harness.errors import ConfigError
+
+    os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
+    budgets: list[Budget] = []
+    for text in budget or []:
+        b = parse_budget(text, stage=stage)
+        budgets.append(Budget(budget_ms=b.budget_ms, stage=b.stage, percentile=b.percentile, confidence=confidence))
+    preprocess = PreprocessConfig()
+    providers = ["CPUExecutionProvider"]
+    if config is not None:
+        base = load_config(config, {"model.path": str(model.resolve()), "source.uri": source}).config.model
+        preprocess, providers, threads = base.preprocess, base.providers, threads or base.threads
+    if provider:
+        providers = list(provider)
+    if threads < 0:
+        raise ConfigError("--threads must be 0 (runtime default) or more")
+    cfg = BenchConfig(
+        model=ModelConfig(path=str(model), providers=providers, threads=threads, preprocess=preprocess),
+        source=source, task=task, mode=mode, fps=fps, batch=batch,  # type: ignore[arg-type]
+        concurrency=concurrency, warmup=warmup, warmup_stable=warmup_stable, max_seconds=max_seconds,
+        max_samples=max_samples, budgets=budgets,
+    )
+    with progress_bar("measuring", None, interactive(json_output)) as bar:
+        def progress(n: int) -> None:
+            if bar is not None:
+                bar.update(bar.task_ids[0], completed=n)
+
+        result = run_bench(cfg, on_progress=progress)
+    if json_output:
+        print(json.dumps(result.as_dict(), allow_nan=False, default=_json_default))
+    else:
+        _print(result)
+    verdict = result.verdict
+    if verdict == "fail":
+        raise typer.Exit(EXIT_FAIL)
+    if verdict == "inconclusive":
+        raise typer.Exit(EXIT_INCONCLUSIVE)
+
+
+def _json_default(value: Any) -> Any:
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _ci(ci: dict[str, Any], key: str) -> str:
+    lo, hi = ci.get(key, (None, None))
+    return f"[{'-inf' if lo is None else f'{lo:.3f}'}, {'inf' if hi is None else f'{hi:.3f}'}]"
+
+
+def _print(result: BenchResult) -> None:
+    from ..console import console
+
+    def out(line: str) -> None:
+        console.print(line, markup=False)
+
+    d = result.as_dict()
+    m = d["model"]
+    out(f"{Path(m['path']).name} on {m['runtime']} ({', '.join(m['providers'] or ['?'])}), "
+                  f"mode {d['mode']}, threads {d['threads'] or 'default'}; source {d['source'].get('uri', '?')}")
+    cold = d["cold_start"]
+    out(f"cold start: session {cold['session_ms']:.1f} ms, first inference {cold['first_inference_ms']:.2f} ms,"
+                  f" {cold['warmup_runs']} warm-up runs ({cold['warmup_ms']:.0f} ms, not in the figures)")
+    out("latency in ms; [low, high]: 95% distribution-free interval (order statistics)")
+    head = f"{'stage':<13}{'n':>7} {'p50 [low, high]':>26} {'p90':>9} {'p99 [low, high]':>28} {'p99.9':>9}" \
+           f" {'max':>9} {'mean':>9} {'stdev':>8} {'CoV':>7}"
+    out(head)
+    for name, s in d["stages"].items():
+        out(f"{name:<13}{s['count']:>7} {s['p50']:>9.3f} {_ci(s['ci'], 'p50'):>16} {s['p90']:>9.3f}"
+                      f" {s['p99']:>9.3f} {_ci(s['ci'], 'p99'):>18} {s['p99_9']:>9.3f} {s['max']:>9.3f}"
+                      f" {s['mean']:>9.3f} {s['stdev']:>8.3f} {s['cov']:>7.1%}")
+    mf = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in d["mode_figures"].items()}
+    out("figures: " + ", ".join(f"{k} {v}" for k, v in mf.items()))
+    mem = d["memory"]
+    out(f"memory: model load added {mem['model_rss_mb']:.1f} MB, peak RSS {mem['peak_rss_mb']:.1f} MB")
+    g = d["guards"]
+    facts = [f"governor {'/'.join(g['governors']) or 'unknown'}"]
+    if g["max_temp_c"] is not None:
+        facts.append(f"max {g['max_temp_c']:.0f} °C")
+    if g["power_mode"]:
+        facts.append(f"power mode {g['power_mode']}")
+    if g["other_cpu_cores"] is not None:
+        facts.append(f"other load {g['other_cpu_cores']:.2f} cores")
+    out("guards: " + ", ".join(facts) + (", THROTTLED" if g["throttled"] else ""))
+    for flag in d["flags"]:
+        console.print(f"[yellow]warning:[/] {flag}", highlight=False)
+    for b in result.budgets:
+        colour = {"pass": "green", "fail": "red"}.get(b.status, "yellow")
+        console.print(b.message, style=f"bold {colour}", markup=False, highlight=False, soft_wrap=True)
+        for w in b.warnings:
+            out(f"  note: {w}")
+    if result.budgets:
+        out(f"stopped: {d['stopped_by']} after {d['wall_s']:.1f} s"
+                      + ("" if all(math.isfinite(b.ci_high_ms) for b in result.budgets) else
+                         " (increase --max-seconds for a bounded interval)"))
