@@ -1,0 +1,595 @@
+"""Runs an acceptance suite on the device and turns measurements into verdicts.
+
+The suite reuses the agent's own pieces (backend, source, task adapter,
+perturbations), so what is signed off is the path that will be deployed. A
+fixed frame set is read once; latency is timed stage by stage over it, and
+robustness, metamorphic, golden and health checks all look at the same frames,
+so every figure can be replayed from (frame index, perturbation, severity,
+seed).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import msgspec
+import numpy as np
+
+from .. import __version__
+from ..harness import budget, perturbations
+from ..harness import suite as S
+from ..harness.errors import ConfigError, EdgeprobeError, did_you_mean
+from ..harness.health import HealthWindow, frame_stats, thumbnail
+from ..harness.stability import risk_zone, wilson_interval
+from ..harness.tasks import make_adapter
+from .backends import Backend, load_backend
+from .config import ModelConfig
+from .sources import Frame, open_source
+
+#: ``progress(phase, done, total)``; total None = unknown
+Progress = Callable[[str, int, int | None], None]
+
+LATENCY_STAGES = ("decode", "preprocess", "inference", "postprocess", "e2e")
+GOLDEN_SCHEMA = "edgeprobe-golden/1"
+
+
+@dataclass
+class Artifacts:
+    """What the HTML report shows beyond the JSON: pictures of the worst frames."""
+
+    #: (frame index, perturbation, severity, seed) -> (clean BGR, perturbed BGR)
+    worst: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    """Model, adapter and frame set of one suite, loaded once."""
+
+    loaded: S.LoadedSuite
+    backend: Backend
+    adapter: Any
+    frames: list[Frame]
+
+    def predict(self, image: np.ndarray) -> Any:
+        return self.adapter.decode(self.backend.infer(self.backend.preprocess(image)))
+
+
+def open_session(loaded: S.LoadedSuite, progress: Progress | None = None) -> Session:
+    """Load the model and read the fixed frame set (ConfigError/ModelError/SourceError on bad input)."""
+    suite = loaded.suite
+    backend = load_backend(msgspec.convert(msgspec.to_builtins(suite.model), ModelConfig))
+    options: dict[str, Any] = {"output": suite.task.output, "threshold": suite.task.threshold,
+                               **suite.task.options}
+    labels = suite.task.labels or backend.labels_from_metadata()
+    if labels and suite.task.kind == "classification":
+        options["labels"] = labels
+    try:
+        adapter = make_adapter(suite.task.kind, backend.output_specs, **options)
+    except TypeError as exc:
+        raise ConfigError(f"{loaded.line_of('task.options')}: task {suite.task.kind!r} does not take "
+                          f"these options ({exc}); check task.options") from None
+    frames = read_frames(suite.source, progress)
+    return Session(loaded, backend, adapter, frames)
+
+
+def read_frames(spec: S.SourceSpec, progress: Progress | None = None) -> list[Frame]:
+    source = open_source(spec.uri, loop=False, pace=False)
+    frames: list[Frame] = []
+    try:
+        for frame in source:
+            if frame.index < spec.skip or (frame.index - spec.skip) % spec.stride:
+                continue
+            frames.append(frame)
+            if progress:
+                progress("reading frames", len(frames), spec.frames)
+            if len(frames) >= spec.frames:
+                break
+    finally:
+        source.close()
+    if not frames:
+        raise ConfigError(f"source {spec.uri} gave no frames after skipping {spec.skip}; check source.uri and skip")
+    return frames
+
+
+# --- measuring -------------------------------------------------------------------
+
+
+def measure_latency(session: Session, progress: Progress | None = None
+                    ) -> tuple[dict[str, list[int]], dict[int, budget.BudgetResult]]:
+    """Stage timings in ns over the frame set, cycled, until every budget is decided.
+
+    Each latency check gets an early-stopping sampler (harness.budget): timing
+    stops once all of them settled, or at ``latency.samples`` / ``max_seconds``.
+    Warm-up runs are never recorded.
+    """
+    spec = session.loaded.suite.latency
+    b, a, frames = session.backend, session.adapter, session.frames
+    checks = [(i, c) for i, c in enumerate(session.loaded.suite.checks) if isinstance(c, S.LatencyCheck)]
+    samplers = {i: budget.BudgetSampler(budget.Budget(budget_ms=S.parse_budget_text(c.budget)[1], stage=c.stage,
+                                                      percentile=S.parse_budget_text(c.budget)[0],
+                                                      confidence=c.confidence))
+                for i, c in checks}
+    settled: set[int] = set()
+    for i in range(spec.warmup):
+        a.decode(b.infer(b.preprocess(frames[i % len(frames)].image)))
+    samples: dict[str, list[int]] = {s: [] for s in LATENCY_STAGES}
+    t_end = time.monotonic() + spec.max_seconds
+    for i in range(spec.samples):
+        frame = frames[i % len(frames)]
+        t0 = time.perf_counter_ns()
+        tensor = b.preprocess(frame.image)
+        t1 = time.perf_counter_ns()
+        outputs = b.infer(tensor)
+        t2 = time.perf_counter_ns()
+        a.decode(outputs)
+        t3 = time.perf_counter_ns()
+        # Frames were decoded up front; their decode time joins end-to-end as it would live.
+        run = dict(zip(LATENCY_STAGES, (frame.decode_ns, t1 - t0, t2 - t1, t3 - t2, frame.decode_ns + t3 - t0),
+                       strict=True))
+        for stage, ns in run.items():
+            samples[stage].append(int(ns))
+        for idx, check in checks:
+            if idx not in settled and samplers[idx].add(run[check.stage]):
+                settled.add(idx)
+        if progress and (i % 10 == 9 or i == spec.samples - 1):
+            progress("timing", i + 1, spec.samples)
+        if len(settled) == len(checks) or time.monotonic() > t_end:
+            break
+    return samples, {i: s.finish() for i, s in samplers.items()}
+
+
+@dataclass
+class Probes:
+    """Disagreement of every frame under every (perturbation, severity) measured."""
+
+    clean: list[Any]
+    threshold: float
+    #: (perturbation, severity) -> disagreement per frame
+    cells: dict[tuple[str, float], list[float]] = field(default_factory=dict)
+
+    def fraction(self, name: str, severity: float) -> float:
+        d = self.cells[(name, float(severity))]
+        return sum(x > self.threshold for x in d) / len(d)
+
+
+def probe(session: Session, probes: Probes, name: str, severity: float) -> list[float]:
+    key = (name, float(severity))
+    if key not in probes.cells:
+        seed0 = session.loaded.suite.seed
+        pert = perturbations.get(name)
+        out = []
+        for frame, clean in zip(session.frames, probes.clean, strict=True):
+            seed = perturbations.derive_seed(seed0, frame.index, name, float(severity))
+            out.append(float(session.adapter.disagreement(clean, session.predict(pert.apply(frame.image,
+                                                                                         severity, seed)))))
+        probes.cells[key] = out
+    return probes.cells[key]
+
+
+def breaking_point(session: Session, probes: Probes, check: S.BreakingPointCheck) -> tuple[float, bool, int]:
+    """(severity where the unstable fraction first reaches the threshold, found?, rounds).
+
+    Uses harness.breaking_point when it is there; otherwise a plain bisection
+    on [0, 5] assuming the unstable fraction grows with severity.
+    """
+    def at(sev: float) -> float:
+        return sum(x > probes.threshold for x in probe(session, probes, check.perturbation, round(sev, 4))) / len(
+            session.frames)
+
+    mod = S.optional_module("breaking_point")
+    if mod is not None:
+        bp = mod.find_breaking_point(at, threshold=check.threshold, tolerance=check.tolerance)
+        sev = getattr(bp, "severity", None)
+        found = bool(getattr(bp, "found", sev is not None))
+        return (float(sev) if sev is not None else 5.0), found, int(getattr(bp, "rounds", 0))
+    if at(5.0) < check.threshold:
+        return 5.0, False, 1
+    lo, hi, rounds = 0.0, 5.0, 1
+    while hi - lo > check.tolerance and rounds < 12:
+        mid = (lo + hi) / 2
+        rounds += 1
+        if at(mid) >= check.threshold:
+            hi = mid
+        else:
+            lo = mid
+    return hi, True, rounds
+
+
+# --- metamorphic relations -----------------------------------------------------------
+
+
+def _rotate(image: np.ndarray, k: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(image, k))
+
+
+def metamorphic(session: Session, probes: Probes, check: S.MetamorphicCheck) -> tuple[int, int, str]:
+    """(violations, frames, what the relation expects) for one relation on the frame set."""
+    rel, params = check.relation, check.params
+    clean = probes.clean
+    adapter = session.adapter
+    if rel in ("rotate90", "rotate180", "rotate270"):
+        if adapter.name != "classification":
+            raise ConfigError(f"relation {rel} is defined for classification here; task is {adapter.name}")
+        k = {"rotate90": 1, "rotate180": 2, "rotate270": 3}[rel]
+        shift = int(params.get("shift", -1)) * k
+        expect = f"frame turned {90 * k}° counter-clockwise -> class index shifts by {shift}"
+        bad = 0
+        for frame, c in zip(session.frames, clean, strict=True):
+            n = len(c.probs)
+            got = session.predict(_rotate(frame.image, k)).top1
+            bad += int(got != (c.top1 + shift) % n)
+        return bad, len(clean), expect
+    if rel in ("hflip_invariant", "brightness_invariant"):
+        delta = float(params.get("delta", 20))
+        expect = "prediction unchanged under a horizontal flip" if rel == "hflip_invariant" else \
+            f"prediction unchanged when brightness shifts by {delta:g}"
+        bad = 0
+        for frame, c in zip(session.frames, clean, strict=True):
+            img = np.ascontiguousarray(frame.image[:, ::-1]) if rel == "hflip_invariant" else \
+                cv2.convertScaleAbs(frame.image, alpha=1.0, beta=delta)
+            bad += int(adapter.disagreement(c, session.predict(img)) > adapter.threshold)
+        return bad, len(clean), expect
+    mod = S.optional_module("metamorphic")
+    if mod is not None:
+        results = mod.evaluate_relations([f.image for f in session.frames], session.predict, adapter,
+                                         [rel] if not params else [{"name": rel, **params}])
+        r = results[0]
+        return int(r.violations), int(r.n), str(getattr(r, "expect", rel))
+    known = ["rotate90", "rotate180", "rotate270", "hflip_invariant", "brightness_invariant"]
+    raise ConfigError(f"unknown metamorphic relation {rel!r}{did_you_mean(rel, known)}; known: {', '.join(known)}")
+
+
+# --- golden outputs ----------------------------------------------------------------
+
+
+def frame_digest(image: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:16]
+
+
+def record_golden(session: Session, out: Path) -> dict[str, Any]:
+    """Store raw outputs of the frame set with the model hash (npz: arrays + a JSON header)."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, frame in enumerate(session.frames):
+        for k, o in enumerate(session.backend.infer(session.backend.preprocess(frame.image))):
+            arrays[f"f{i}_o{k}"] = np.asarray(o)
+    meta = {
+        "schema": GOLDEN_SCHEMA, "model_sha256": session.backend.sha256, "model": Path(session.backend.path).name,
+        "runtime": session.backend.runtime, "task": session.adapter.name, "suite": session.loaded.suite.name,
+        "frames": [{"index": f.index, "digest": frame_digest(f.image)} for f in session.frames],
+        "outputs": len(session.backend.output_specs), "host": platform.node(), "machine": platform.machine(),
+        "recorded": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "agent_version": __version__,
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    atomic_write(out, lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
+    return meta
+
+
+def load_golden(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except FileNotFoundError:
+        raise ConfigError(f"golden file {path} does not exist; record it on the reference host with "
+                          "`edgeprobe golden record SUITE -o FILE`") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"golden file {path} is not a golden record ({exc}); re-record it") from None
+    if meta.get("schema") != GOLDEN_SCHEMA:
+        raise ConfigError(f"golden file {path} has schema {meta.get('schema')!r}, expected {GOLDEN_SCHEMA}")
+    return meta, arrays
+
+
+def golden(session: Session, check: S.GoldenCheck) -> S.CheckResult:
+    meta, arrays = load_golden(check.file)
+    ref_hash = meta["model_sha256"]
+    if ref_hash != session.backend.sha256 and check.reference_sha256 != ref_hash:
+        raise ConfigError(
+            f"golden file {check.file} was recorded from another model (sha256 {ref_hash[:12]}..., this model is "
+            f"{session.backend.sha256[:12]}...); re-record it, or set reference_sha256: {ref_hash} on the check "
+            "to compare a converted model on purpose")
+    tol = check.tolerance if check.tolerance is not None else session.adapter.threshold
+    n_out = int(meta["outputs"])
+    frames = meta["frames"]
+    if len(frames) > len(session.frames):
+        raise ConfigError(f"golden file {check.file} holds {len(frames)} frames but the suite reads only "
+                          f"{len(session.frames)}; raise source.frames or re-record")
+    differ: list[int] = []
+    decoder_changed = 0
+    max_abs = 0.0
+    for i, rec in enumerate(frames):
+        frame = session.frames[i]
+        if frame.index != rec["index"]:
+            raise ConfigError(f"golden file {check.file} was recorded on other frames (index {rec['index']} vs "
+                              f"{frame.index}); keep source.skip/stride as recorded or re-record")
+        decoder_changed += int(frame_digest(frame.image) != rec["digest"])
+        ref_out = [arrays[f"f{i}_o{k}"] for k in range(n_out)]
+        now_out = session.backend.infer(session.backend.preprocess(frame.image))
+        for r, o in zip(ref_out, now_out, strict=True):
+            if r.shape == np.shape(o):
+                max_abs = max(max_abs, float(np.max(np.abs(r.astype(np.float64) - np.asarray(o, np.float64)))))
+        d = session.adapter.disagreement(session.adapter.decode(ref_out), session.adapter.decode(now_out))
+        if d > tol:
+            differ.append(frame.index)
+    n = len(frames)
+    agreement = (n - len(differ)) / n if n else math.nan
+    return S.CheckResult(
+        name=S.check_name(check), kind="golden", status=S.decide(agreement, check.min_agreement, ">="),
+        figure=agreement, limit=check.min_agreement, unit="share", op=">=",
+        message=f"{n - len(differ)} of {n} frames match the reference ({meta['model']} on {meta['host']})",
+        details={"frames": n, "differ": differ[:20], "max_abs_output_diff": max_abs, "tolerance": tol,
+                 "reference_sha256": ref_hash, "frames_decoded_differently": decoder_changed,
+                 "recorded": meta.get("recorded")})
+
+
+# --- the run -----------------------------------------------------------------------
+
+
+def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None) -> tuple[dict[str, Any], Artifacts]:
+    """Run every check; returns the JSON-able result and pictures for the report."""
+    t_start = time.perf_counter()
+    started = dt.datetime.now(dt.timezone.utc)
+    suite = loaded.suite
+    session = open_session(loaded, progress)
+    results: list[S.CheckResult] = []
+    latency, budgets = measure_latency(session, progress)
+    clean = [session.predict(f.image) for f in session.frames]
+    probes = Probes(clean=clean, threshold=float(session.adapter.threshold))
+    health = HealthWindow()
+    brightness = []
+    for f in session.frames:
+        health.add(f.image, f.t_capture_ns)
+        brightness.append(frame_stats(thumbnail(f.image)).brightness)
+    health_summary = health.summary()
+
+    # Degradation curves for every perturbation a check names.
+    curve_names = sorted({c.perturbation for c in suite.checks if isinstance(c, (S.RobustnessCheck,
+                                                                                 S.BreakingPointCheck))})
+    severities = sorted({*suite.report.curve_severities, *(c.severity for c in suite.checks
+                                                            if isinstance(c, S.RobustnessCheck))})
+    total = len(curve_names) * len(severities)
+    for i, (name, sev) in enumerate((n, s) for n in curve_names for s in severities):
+        probe(session, probes, name, sev)
+        if progress:
+            progress("perturbing", i + 1, total)
+
+    breaking: dict[str, dict[str, Any]] = {}
+    metamorphic_rows: list[dict[str, Any]] = []
+    for idx, check in enumerate(suite.checks):
+        if progress:
+            progress("checking", idx + 1, len(suite.checks))
+        try:
+            r = _run_check(session, probes, idx, check, budgets, health_summary, breaking, metamorphic_rows)
+        except EdgeprobeError:
+            raise
+        except Exception as exc:  # a check that crashed is an error verdict, not a lost run
+            r = S.CheckResult(name=S.check_name(check), kind=check.__struct_config__.tag or "?", status="error",
+                              figure=None, limit=None, message=f"{type(exc).__name__}: {exc}")
+        results.append(r)
+
+    status = S.north_star(results, suite.inconclusive)
+    curves = _curves(probes)
+    artifacts = Artifacts(worst=_worst_frames(session, probes, suite.report.worst_frames))
+    result: dict[str, Any] = {
+        "schema": S.SCHEMA,
+        "suite": suite.name,
+        "description": suite.description,
+        "status": status,
+        "headline": S.headline(results, status),
+        "exit_code": S.exit_code(status),
+        "inconclusive_counts_as": suite.inconclusive,
+        "checks": [r.as_dict() for r in results],
+        "provenance": {
+            "suite_path": str(loaded.path), "config_sha256": loaded.sha256, "model_path": str(session.backend.path),
+            "model_sha256": session.backend.sha256, "runtime": session.backend.runtime,
+            "providers": session.backend.providers, "agent_version": __version__, "task": session.adapter.name,
+            "device": {"host": platform.node(), "platform": platform.platform(), "machine": platform.machine(),
+                       "processor": platform.processor(), "cpus": os.cpu_count(),
+                       "python": platform.python_version()},
+            "seeds": {"suite": suite.seed, "derivation": "harness.perturbations.derive_seed(seed, frame, name, sev)"},
+            "source": {"uri": suite.source.uri, "frames": [f.index for f in session.frames]},
+            "started": started.isoformat(timespec="seconds"), "duration_s": round(time.perf_counter() - t_start, 2),
+        },
+        "data": {
+            "curves": curves, "breaking_points": breaking, "metamorphic": metamorphic_rows,
+            "latency": {s: _cdf(v) for s, v in latency.items() if v},
+            "latency_budgets": [{"stage": c.stage, **dict(zip(("percentile", "budget_ms"),
+                                                             S.parse_budget_text(c.budget), strict=True))}
+                                for c in suite.checks if isinstance(c, S.LatencyCheck)],
+            "health": health_summary,
+            "slices": _slices(probes, brightness),
+            "worst_frames": [{k: v for k, v in w.items() if k not in ("clean", "perturbed")}
+                             for w in artifacts.worst],
+        },
+    }
+    return result, artifacts
+
+
+def _run_check(session: Session, probes: Probes, idx: int, check: S.Check, budgets: dict[int, budget.BudgetResult],
+               health: dict[str, float | int], breaking: dict[str, dict[str, Any]],
+               metamorphic_rows: list[dict[str, Any]]) -> S.CheckResult:
+    name = S.check_name(check)
+    if isinstance(check, S.LatencyCheck):
+        return latency_result(name, check, budgets[idx])
+    if isinstance(check, S.RobustnessCheck):
+        d = probe(session, probes, check.perturbation, check.severity)
+        k, n = sum(x > probes.threshold for x in d), len(d)
+        frac = k / n
+        lo, hi = wilson_interval(k, n)
+        if check.confidence is not None:
+            from statistics import NormalDist
+
+            lo, hi = wilson_interval(k, n, z=NormalDist().inv_cdf(0.5 + check.confidence / 2))
+            status = S.decide(frac, check.max_unstable, "<=", lo, hi)
+        else:
+            status = S.decide(frac, check.max_unstable, "<=")
+        seed = perturbations.derive_seed(session.loaded.suite.seed, session.frames[0].index, check.perturbation,
+                                         float(check.severity))
+        return S.CheckResult(name=name, kind="robustness", status=status, figure=frac, limit=check.max_unstable,
+                             unit="unstable share", message=f"{k} of {n} frames changed prediction "
+                             f"(95% CI {lo:.2f}-{hi:.2f}, {risk_zone(frac)})",
+                             details={"n": n, "unstable": k, "ci_low": lo, "ci_high": hi, "zone": risk_zone(frac),
+                                      "perturbation": check.perturbation, "severity": check.severity,
+                                      "first_seed": seed})
+    if isinstance(check, S.BreakingPointCheck):
+        sev, found, rounds = breaking_point(session, probes, check)
+        breaking[check.perturbation] = {"severity": sev, "found": found, "threshold": check.threshold}
+        msg = (f"unstable share reaches {check.threshold:.0%} at severity {sev:.2f}" if found else
+               f"unstable share stays below {check.threshold:.0%} up to severity 5")
+        return S.CheckResult(name=name, kind="breaking_point", status=S.decide(sev, check.min_severity, ">="),
+                             figure=sev, limit=check.min_severity, unit="severity", op=">=", message=msg,
+                             details={"found": found, "rounds": rounds, "threshold": check.threshold,
+                                      "tolerance": check.tolerance, "perturbation": check.perturbation})
+    if isinstance(check, S.MetamorphicCheck):
+        bad, n, expect = metamorphic(session, probes, check)
+        rate = bad / n
+        metamorphic_rows.append({"relation": check.relation, "violations": bad, "n": n, "rate": rate,
+                                 "limit": check.max_violation_rate, "expect": expect})
+        return S.CheckResult(name=name, kind="metamorphic", status=S.decide(rate, check.max_violation_rate, "<="),
+                             figure=rate, limit=check.max_violation_rate, unit="violation rate",
+                             message=f"{bad} of {n} frames violate: {expect}", details={"n": n, "violations": bad})
+    if isinstance(check, S.GoldenCheck):
+        return golden(session, check)
+    if isinstance(check, S.HealthCheck):
+        value = float(health[check.metric])
+        ok_min = check.min is None or value >= check.min
+        ok_max = check.max is None or value <= check.max
+        limit = check.max if check.max is not None else check.min
+        op = "<=" if check.max is not None else ">="
+        bounds = " and ".join(x for x in (f">= {check.min:g}" if check.min is not None else "",
+                                          f"<= {check.max:g}" if check.max is not None else "") if x)
+        return S.CheckResult(name=name, kind="health", status="pass" if ok_min and ok_max else "fail",
+                             figure=value, limit=limit, unit=check.metric, op=op,
+                             message=f"{check.metric} {value:.3g} over {health['frames']} frames (must be {bounds})",
+                             details={"min": check.min, "max": check.max})
+    assert isinstance(check, S.DriftCheck)
+    return drift_result(session, probes, name, check)
+
+
+def latency_result(name: str, check: S.LatencyCheck, r: budget.BudgetResult) -> S.CheckResult:
+    d = r.as_dict()
+    d.pop("budget", None)
+    note = f"; {r.warnings[0]}" if r.warnings and r.status == "inconclusive" else ""
+    return S.CheckResult(name=name, kind="latency", status=r.status, figure=r.estimate_ms,
+                         limit=r.budget.budget_ms, unit="ms", message=r.message + note,
+                         details={**d, "stage": check.stage, "percentile": r.budget.percentile})
+
+
+def drift_result(session: Session, probes: Probes, name: str, check: S.DriftCheck) -> S.CheckResult:
+    mod = S.optional_module("drift")
+    if mod is None or not Path(check.baseline).exists():
+        why = "harness.drift is not installed" if mod is None else f"baseline {check.baseline} does not exist"
+        return S.CheckResult(name=name, kind="drift", status="error", figure=None, limit=check.max_psi,
+                             unit="PSI", message=f"cannot check drift: {why}; record one with `edgeprobe baseline "
+                             "record`")
+    psi = float(mod.psi_against_baseline(check.baseline, [session.adapter.describe(c) for c in probes.clean]))
+    return S.CheckResult(name=name, kind="drift", status=S.decide(psi, check.max_psi, "<="), figure=psi,
+                         limit=check.max_psi, unit="PSI", message=f"PSI {psi:.3f} against {check.baseline}")
+
+
+# --- report data ----------------------------------------------------------------------
+
+
+def _curves(probes: Probes) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (name, sev), d in sorted(probes.cells.items()):
+        k, n = sum(x > probes.threshold for x in d), len(d)
+        lo, hi = wilson_interval(k, n)
+        out.setdefault(name, []).append({"severity": sev, "fraction": k / n, "ci_low": lo, "ci_high": hi, "n": n})
+    return out
+
+
+def _cdf(samples_ns: list[int], points: int = 200) -> dict[str, Any]:
+    """A compact CDF (quantiles) instead of every sample, so the JSON stays small."""
+    ms = np.sort(np.asarray(samples_ns, dtype=np.float64) / 1e6)
+    qs = np.linspace(0, 1, min(points, ms.size))
+    return {"n": int(ms.size), "quantiles": qs.round(4).tolist(),
+            "ms": np.quantile(ms, qs).round(4).tolist(),
+            "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "max": float(ms[-1])}
+
+
+def _slices(probes: Probes, brightness: list[float]) -> list[dict[str, Any]]:
+    """Unstable share by brightness fifth: where in the input space the model breaks."""
+    n = len(brightness)
+    if n < 5 or not probes.cells:
+        return []
+    per_frame = np.mean([[x > probes.threshold for x in d] for d in probes.cells.values()], axis=0)
+    order = np.argsort(brightness)
+    names = ["darkest fifth", "second fifth", "middle fifth", "fourth fifth", "brightest fifth"]
+    overall = float(per_frame.mean())
+    rows = []
+    for i, chunk in enumerate(np.array_split(order, 5)):
+        b = [brightness[j] for j in chunk]
+        share = float(per_frame[chunk].mean())
+        rows.append({"slice": names[i], "frames": len(chunk), "brightness_min": min(b), "brightness_max": max(b),
+                     "unstable_share": share, "overall": overall, "ratio": share / overall if overall else None})
+    return rows
+
+
+def _worst_frames(session: Session, probes: Probes, count: int) -> list[dict[str, Any]]:
+    """Frames that flip at the lowest severity (then the most often), with what replays them."""
+    if not probes.cells or count == 0:
+        return []
+    scores = []
+    for i in range(len(session.frames)):
+        flips = [(sev, name) for (name, sev), d in probes.cells.items() if d[i] > probes.threshold]
+        if flips:
+            sev, name = min(flips)
+            scores.append((sev, -len(flips), i, name))
+    out = []
+    for sev, neg_flips, i, name in sorted(scores)[:count]:
+        frame = session.frames[i]
+        seed = perturbations.derive_seed(session.loaded.suite.seed, frame.index, name, float(sev))
+        perturbed = perturbations.apply(name, frame.image, float(sev), seed)
+        before = session.adapter.describe(probes.clean[i])
+        after = session.adapter.describe(session.predict(perturbed))
+        fname = f"frame-{frame.index:06d}.webp"
+        out.append({"frame": frame.index, "perturbation": name, "severity": sev, "seed": seed, "flips": -neg_flips,
+                    "before": before, "after": after, "file": fname,
+                    "replay": f"edgeprobe perturb {fname} --name {name} --severity {sev:g} --seed {seed} "
+                              f"-o {fname[:-5]}-{name}.png",
+                    "clean": frame.image, "perturbed": perturbed})
+    return out
+
+
+def encode_image(image: np.ndarray, ext: str = ".jpg", width: int | None = None) -> str:
+    """A data URI for the HTML report (JPEG thumbnails; PNG for exact replay originals)."""
+    if width and image.shape[1] > width:
+        h = round(image.shape[0] * width / image.shape[1])
+        image = cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA)
+    # WebP at quality > 100 is lossless: exact pixels for replay at ~60% of PNG's size.
+    params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 80], ".webp": [cv2.IMWRITE_WEBP_QUALITY, 101],
+              ".png": [cv2.IMWRITE_PNG_COMPRESSION, 9]}[ext]
+    ok, buf = cv2.imencode(ext, image, params)
+    if not ok:
+        raise ValueError("image encoding failed")
+    mime = {".jpg": "image/jpeg", ".webp": "image/webp", ".png": "image/png"}[ext]
+    return f"data:{mime};base64,{base64.b64encode(buf.tobytes()).decode('ascii')}"
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write via a temp file in the same folder and rename: no half-written report left behind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}; pick a writable path") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,154 @@
+"""`edgeprobe check suite.yaml`: run an acceptance suite, one verdict, exit code for CI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)
+
+
+def check(
+    suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON (for diff).")] = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write the self-contained HTML report here.")] = None,
+    broker: Annotated[str | None, typer.Option(help="Publish the verdict to this broker (HOST:PORT).")] = None,
+) -> None:
+    """Run the suite's checks; exit 0 when all pass, 1 when any fails, 2 on bad input."""
+    from ..console import console, interactive
+
+    result, _worst = run_check(suite, junit=junit, html_out=html_out, broker=broker,
+                              show_progress=interactive(json_output))
+    if json_output:
+        print(json.dumps(result, default=str))
+    else:
+        render_table(result, console)
+        for label, path in (("JUnit", junit), ("HTML report", html_out)):
+            if path:
+                console.print(f"{label}: {path}")
+    raise typer.Exit(result["exit_code"])
+
+
+def prepare_output(path: Path | None) -> None:
+    """Refuse an unwritable report path before anything is measured."""
+    from ..harness.errors import ConfigError
+
+    if path is None:
+        return
+    parent = path.resolve().parent
+    if path.is_dir():
+        raise ConfigError(f"report path {path} is a folder; name a file, e.g. {path}/report.html")
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {path}: folder {parent} does not exist; create it or pick another path")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"cannot write {path}: folder {parent} is not writable; pick another path")
+
+
+def run_check(suite: Path, junit: Path | None = None, html_out: Path | None = None, broker: str | None = None,
+              show_progress: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Validate, run, write the outputs and publish; shared by `check` and `demo`."""
+    from ..agent.suite_runner import run_suite
+    from ..assets import cache_dir
+    from ..console import progress_bar
+    from ..harness.suite import load_suite
+
+    os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
+    loaded = load_suite(suite)
+    for path in (junit, html_out):
+        prepare_output(path)
+    target = _broker_target(loaded, broker)
+    with progress_bar("loading", None, show_progress) as bar:
+        def progress(phase: str, done: int, total: int | None) -> None:
+            if bar is not None:
+                bar.update(bar.task_ids[0], description=phase, completed=done, total=total)
+
+        result, artifacts = run_suite(loaded, progress)
+    if junit:
+        from ..junit import write_junit
+
+        write_junit(junit, result)
+    if html_out:
+        from ..report import write_html
+
+        write_html(html_out, result, artifacts.worst)
+    if target is not None:
+        result["published"] = publish_verdict(loaded, result, *target)
+    return result, artifacts.worst
+
+
+def _broker_target(loaded: Any, broker: str | None) -> tuple[str, int, str, str] | None:
+    import platform
+
+    from ..harness.errors import ConfigError
+
+    spec = loaded.suite.broker
+    if broker is None and spec is None:
+        return None
+    host, port = (spec.host, spec.port) if spec else ("127.0.0.1", 1883)
+    if broker:
+        h, _, p = broker.rpartition(":")
+        if not h or not p.isdigit():
+            raise ConfigError(f"--broker {broker!r} must be HOST:PORT, e.g. 127.0.0.1:1883")
+        host, port = h, int(p)
+    fleet = spec.fleet if spec else "default"
+    device = (spec.device_id if spec else None) or platform.node() or "device"
+    return host, port, fleet, device
+
+
+def publish_verdict(loaded: Any, result: dict[str, Any], host: str, port: int, fleet: str, device: str) -> bool:
+    """Spool the verdict first (durable), then publish; True once the broker acknowledged it."""
+    import logging
+
+    from ..agent.messages import Messenger
+    from ..agent.publisher import Publisher
+    from ..agent.spool import Spool
+    from ..assets import cache_dir
+
+    spool_path = Path(os.environ.get("EDGEPROBE_VERDICT_SPOOL", str(cache_dir() / "verdict-spool.db")))
+    spool_path.parent.mkdir(parents=True, exist_ok=True)
+    spool = Spool(spool_path)
+    prov = result["provenance"]
+    messenger = Messenger(spool, device, fleet, model_sha256=prov["model_sha256"],
+                          config_sha256=prov["config_sha256"])
+    body = {"suite": result["suite"], "status": result["status"], "headline": result["headline"],
+            "exit_code": result["exit_code"], "duration_s": prov["duration_s"],
+            "checks": [{k: c[k] for k in ("name", "kind", "status", "figure", "limit", "unit", "op")}
+                       for c in result["checks"]]}
+    messenger.send("verdict", body)
+    publisher = Publisher(spool, host, port, client_id=f"edgeprobe-check-{device}")
+    publisher.start()
+    try:
+        ok = publisher.flush(10.0)
+        if not ok:
+            logging.getLogger("edgeprobe.check").warning(
+                "broker %s:%d did not acknowledge the verdict; it stays in %s for the next run", host, port,
+                spool_path)
+        return ok
+    finally:
+        publisher.stop()
+        spool.close()
+
+
+def render_table(result: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    colors = {"pass": "green", "fail": "red", "error": "magenta", "inconclusive": "yellow"}
+    table = Table(title=f"{result['suite']}", title_justify="left")
+    for col, kw in (("check", {}), ("figure", {"justify": "right"}), ("limit", {"justify": "right"}),
+                    ("verdict", {}), ("detail", {"overflow": "fold", "max_width": 70})):
+        table.add_column(col, **kw)
+    for c in result["checks"]:
+        fig = "—" if c["figure"] is None else f"{c['figure']:.4g} {c['unit']}"
+        lim = "—" if c["limit"] is None else f"{'≤' if c['op'] == '<=' else '≥'} {c['limit']:.4g}"
+        color = colors.get(c["status"], "white")
+        table.add_row(c["name"], fig, lim, f"[bold {color}]{c['status'].upper()}[/]", c["message"])
+    console.print(table)
+    color = colors.get(result["status"], "white")
+    console.print(f"[bold {color}]{result['headline']}[/]")
