@@ -9,12 +9,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := dev,tflite,report,collector
 
-.PHONY: demo test install broker assets lint typecheck check bench clean
+.PHONY: demo test install broker browser assets lint typecheck check bench clean
 
 demo: install broker assets
 	$(BIN)/edgeprobe demo
 
-test: install broker assets
+test: install broker browser assets
 	$(BIN)/python -m pytest -q
 
 install: $(STAMP)
@@ -32,6 +32,15 @@ broker:
 	  echo "installing mosquitto (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; \
 	else echo "mosquitto is missing: install it (e.g. sudo apt-get install mosquitto)"; exit 2; fi
+
+# Debian's chromium, headless, to render the HTML report in tests (about 20 s to install
+# once apt lists are fresh); only when missing and only as root.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (Debian package, for the HTML report tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	else echo "chromium is missing: the HTML report browser test will be skipped (apt-get install chromium)"; fi
 
 assets: install
 	$(BIN)/edgeprobe assets fetch >/dev/null
