@@ -34,7 +34,7 @@ import numpy as np
 
 from ..harness.budget import Budget, BudgetResult, BudgetSampler
 from ..harness.errors import ConfigError, ModelError
-from ..harness.latency import LatencyWindow
+from ..harness.latency import FLAGGED_STAGES, LatencyWindow
 from ..harness.tasks import make_adapter
 from .backends import Backend, load_backend
 from .config import ModelConfig
@@ -269,7 +269,7 @@ def run_bench(cfg: BenchConfig, on_progress: Callable[[int], None] | None = None
               for k, s in window.summary().items()}
     flags = list(guards.flags)
     for name, s in stages.items():
-        flags += [f"{name}: {w}" for w in s["warnings"] if w.startswith("unstable")]
+        flags += [f"{name}: {w}" for w in s["warnings"] if name in FLAGGED_STAGES and w.startswith("unstable")]
     budgets = stopper.results()
     if mode_figures.get("samples_per_s") is None and cfg.mode != "throughput":
         n = len(window.samples.get("inference", []))

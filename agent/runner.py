@@ -25,10 +25,12 @@ import numpy as np
 from .. import __version__
 from ..harness import perturbations, schema
 from ..harness.health import HealthWindow, health_flags
-from ..harness.latency import LatencyWindow
+from ..harness.latency import FLAGGED_STAGES, LatencyWindow, StageSummary
 from ..harness.tasks import make_adapter
 from .backends import Backend, load_backend
+from .bench import current_rss_mb
 from .config import LoadedConfig
+from .guards import GuardMonitor
 from .messages import Messenger
 from .prober import Prober
 from .publisher import Publisher
@@ -37,7 +39,7 @@ from .spool import Spool
 
 log = logging.getLogger("edgeprobe.agent")
 
-STAGES = ("decode", "preprocess", "inference", "postprocess", "e2e")
+STAGES = ("capture_wait", "decode", "preprocess", "inference", "postprocess", "e2e", "publish")
 
 
 def rss_mb() -> float:
@@ -69,7 +71,11 @@ class Agent:
         self.started_ns = time.perf_counter_ns()
         self.loaded = loaded
         cfg = self.cfg = loaded.config
+        rss_before = current_rss_mb()
         self.backend: Backend = load_backend(cfg.model)
+        self.model_rss_mb = current_rss_mb() - rss_before
+        self.first_inference_ns: int | None = None
+        self.guards = GuardMonitor()
         options: dict[str, Any] = {"output": cfg.task.output, "threshold": cfg.task.threshold}
         labels = cfg.task.labels or self.backend.labels_from_metadata()
         if labels:
@@ -127,10 +133,11 @@ class Agent:
         end = schema.utc_now()
         window = {"start_ts": start.isoformat(), "end_ts": end.isoformat(), "first_frame": first,
                   "last_frame": last, "frames": last - first + 1}
-        stages = {k: v.as_dict() for k, v in self.latency.summary().items()}
+        summaries = self.latency.summary()
+        stages = {k: v.as_dict() for k, v in summaries.items()}
         if stages:
             self.messenger.send("latency", {"window": window, "warmup_runs": self.latency.warmup_runs,
-                                            "stages": stages})
+                                            "stages": stages, **self._latency_extras(summaries)})
         if self.prober.window.cells:
             self.messenger.send("robustness", {"window": window, "frames_probed": self.prober.window.frames_probed,
                                                "seed": self.cfg.probe.seed, "cells": self.prober.window.summary()})
@@ -145,6 +152,23 @@ class Agent:
         self.latency.warmup_runs = 0
         self.prober.window.clear()
         self.health.clear()
+
+    def _latency_extras(self, summaries: dict[str, StageSummary]) -> dict[str, Any]:
+        """Cold start, guards and run-level flags every latency message carries (schema: optional fields)."""
+        guards = self.guards.report(restart=True)
+        flags = list(guards.flags)
+        flags += [f"{stage}: {w}" for stage, s in summaries.items() for w in s.warnings
+                  if stage in FLAGGED_STAGES and w.startswith("unstable")]
+        g = guards.as_dict()
+        g.pop("snapshots", None)
+        return {
+            "mode": "paced" if self.cfg.source.pace else "single_stream",
+            "cold_start": {"session_ms": self.backend.load_ns / 1e6,
+                           "first_inference_ms": (self.first_inference_ns or 0) / 1e6,
+                           "warmup_runs": self.cfg.windows.warmup, "model_rss_mb": round(self.model_rss_mb, 1),
+                           "peak_rss_mb": round(rss_mb(), 1)},
+            "guards": g, "flags": flags, "peak_rss_mb": round(rss_mb(), 1),
+        }
 
     # --- the loop --------------------------------------------------------
 
@@ -163,18 +187,22 @@ class Agent:
         frame: Frame | None = None
         t_run = time.perf_counter()
         reason = "finished"
+        t_ask = time.perf_counter_ns()
         try:
             for frame in self.source:
                 if stop.is_set():
                     reason = "stopped"
                     break
                 t0 = time.perf_counter_ns()
+                capture_wait = max(0, t0 - t_ask - frame.decode_ns)  # blocked on the source, decoding aside
                 tensor = self.backend.preprocess(frame.image)
                 t1 = time.perf_counter_ns()
                 outputs = self.backend.infer(tensor)
                 t2 = time.perf_counter_ns()
                 prediction = self.adapter.decode(outputs)
                 t3 = time.perf_counter_ns()
+                if self.first_inference_ns is None:
+                    self.first_inference_ns = t2 - t1
                 if warmup_left > 0:
                     warmup_left -= 1
                     self.latency.warmup_runs += 1
@@ -184,7 +212,7 @@ class Agent:
                         win_first, win_start, win_t0 = frame.index, schema.utc_now(), time.monotonic()
                     self.latency.add_frame({
                         "decode": frame.decode_ns, "preprocess": t1 - t0, "inference": t2 - t1,
-                        "postprocess": t3 - t2, "e2e": t3 - frame.t_capture_ns,
+                        "postprocess": t3 - t2, "e2e": t3 - frame.t_capture_ns, "capture_wait": capture_wait,
                     })
                     self.health.add(frame.image, frame.t_capture_ns)
                     if self.prober.due(frame.index):
@@ -195,13 +223,17 @@ class Agent:
                         stats.first_result_s = (time.perf_counter_ns() - self.started_ns) / 1e9
                     full = frame.index - win_first + 1 >= self.cfg.windows.frames
                     if full or time.monotonic() - win_t0 >= self.cfg.windows.seconds:
+                        t_pub = time.perf_counter_ns()
                         self._emit_window(win_first, frame.index, win_start)
+                        self.latency.add("publish", time.perf_counter_ns() - t_pub)  # lands in the next window
                         stats.windows += 1
                         win_first = None
+                self.guards.poll()
                 if on_frame:
                     on_frame(stats.frames)
                 if max_frames is not None and stats.frames >= max_frames:
                     break
+                t_ask = time.perf_counter_ns()
         finally:
             if win_first is not None and frame is not None:
                 self._emit_window(win_first, frame.index, win_start)

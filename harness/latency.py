@@ -26,8 +26,11 @@ CI_CONFIDENCE = 0.95
 
 #: Coefficient of variation above which a stage's figures are flagged unstable.
 #: trtexec warns at 1% for GPU compute time alone; a Python-timed CPU stage on a
-#: shared board sees more scheduler noise, so the default here is 5%.
-COV_UNSTABLE = 0.05
+#: board with an OS scheduler sees more noise, so the default here is 10%.
+COV_UNSTABLE = 0.10
+
+#: the stages whose instability is raised to a run-level flag (sub-millisecond glue stages are noisy by nature)
+FLAGGED_STAGES = ("inference", "e2e")
 
 # HdrHistogram range: 1 us .. 1 h, 3 significant digits (0.1% value error).
 _HDR_LOWEST_US = 1

@@ -104,7 +104,7 @@ def _print(result: BenchResult) -> None:
     from ..console import console
 
     def out(line: str) -> None:
-        console.print(line, markup=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     d = result.as_dict()
     m = d["model"]
