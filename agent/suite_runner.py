@@ -344,7 +344,8 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None) -> tuple[
     suite = loaded.suite
     session = open_session(loaded, progress)
     results: list[S.CheckResult] = []
-    latency, budgets = measure_latency(session, progress)
+    latency, budgets = measure_latency(session, progress) if any(isinstance(c, S.LatencyCheck)
+                                                                 for c in suite.checks) else ({}, {})
     clean = [session.predict(f.image) for f in session.frames]
     probes = Probes(clean=clean, threshold=float(session.adapter.threshold))
     health = HealthWindow()
@@ -439,7 +440,7 @@ def _run_check(session: Session, probes: Probes, idx: int, check: S.Check, budge
                                          float(check.severity))
         return S.CheckResult(name=name, kind="robustness", status=status, figure=frac, limit=check.max_unstable,
                              unit="unstable share", message=f"{k} of {n} frames changed prediction "
-                             f"(95% CI {lo:.2f}-{hi:.2f}, {risk_zone(frac)})",
+                             f"(CI {lo:.0%}-{hi:.0%}, zone {risk_zone(frac)})",
                              details={"n": n, "unstable": k, "ci_low": lo, "ci_high": hi, "zone": risk_zone(frac),
                                       "perturbation": check.perturbation, "severity": check.severity,
                                       "first_seed": seed})
@@ -472,7 +473,7 @@ def _run_check(session: Session, probes: Probes, idx: int, check: S.Check, budge
                                           f"<= {check.max:g}" if check.max is not None else "") if x)
         return S.CheckResult(name=name, kind="health", status="pass" if ok_min and ok_max else "fail",
                              figure=value, limit=limit, unit=check.metric, op=op,
-                             message=f"{check.metric} {value:.3g} over {health['frames']} frames (must be {bounds})",
+                             message=f"mean {check.metric} {value:.3g} over {health['frames']} frames (must be {bounds})",
                              details={"min": check.min, "max": check.max})
     assert isinstance(check, S.DriftCheck)
     return drift_result(session, probes, name, check)

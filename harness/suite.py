@@ -387,6 +387,8 @@ def headline(results: list[CheckResult], status: str) -> str:
     bad = [r for r in results if r.status != "pass"]
     if not bad:
         return f"PASS: all {n} checks passed"
-    parts = "; ".join(f"{r.name}: {r.status}" for r in bad[:3])
+    parts = "; ".join(f"{r.name}: {r.status}" + (f" ({r.figure:.3g} vs limit {r.op} {r.limit:.3g})"
+                                                  if r.figure is not None and r.limit is not None else "")
+                      for r in bad[:3])
     more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
     return f"{status.upper()}: {len(bad)} of {n} checks not passed ({parts}{more})"

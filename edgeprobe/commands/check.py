@@ -136,17 +136,33 @@ def publish_verdict(loaded: Any, result: dict[str, Any], host: str, port: int, f
         spool.close()
 
 
+_SHARES = ("unstable share", "violation rate", "share")
+
+
+def format_figure(value: float | None, unit: str) -> str:
+    """Shares as percentages, times in ms, severities plain: what a person reads fastest."""
+    if value is None:
+        return "—"
+    if unit in _SHARES:
+        return f"{value:.1%}"
+    if unit == "ms":
+        return f"{value:.2f} ms"
+    if unit == "severity":
+        return f"sev {value:.2f}"
+    return f"{value:.4g}"
+
+
 def render_table(result: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     colors = {"pass": "green", "fail": "red", "error": "magenta", "inconclusive": "yellow"}
     table = Table(title=f"{result['suite']}", title_justify="left")
     for col, kw in (("check", {}), ("figure", {"justify": "right"}), ("limit", {"justify": "right"}),
-                    ("verdict", {}), ("detail", {"overflow": "fold", "max_width": 70})):
+                    ("verdict", {}), ("detail", {"overflow": "fold", "ratio": 1})):
         table.add_column(col, **kw)
     for c in result["checks"]:
-        fig = "—" if c["figure"] is None else f"{c['figure']:.4g} {c['unit']}"
-        lim = "—" if c["limit"] is None else f"{'≤' if c['op'] == '<=' else '≥'} {c['limit']:.4g}"
+        fig = format_figure(c["figure"], c["unit"])
+        lim = "—" if c["limit"] is None else f"{'≤' if c['op'] == '<=' else '≥'} {format_figure(c['limit'], c['unit'])}"
         color = colors.get(c["status"], "white")
         table.add_row(c["name"], fig, lim, f"[bold {color}]{c['status'].upper()}[/]", c["message"])
     console.print(table)

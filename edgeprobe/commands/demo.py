@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "demo-agent.yaml"
+SUITE = Path(__file__).resolve().parents[2] / "examples" / "demo-suite.yaml"
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +30,8 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the database, spool and logs.")] = Path("demo-out"),
     frames: Annotated[int, typer.Option(help="Frames the agent measures.", min=1)] = 300,
     config: Annotated[Path, typer.Option(help="Agent config to run.")] = EXAMPLE,
+    suite: Annotated[Path | None, typer.Option(help="Acceptance suite to run at the end (--no-suite: none).")
+                     ] = SUITE,
 ) -> None:
     """Broker + collector + agent on the example model and video, then a summary."""
     from ..assets import cache_dir, fetch
@@ -76,6 +79,20 @@ def demo(
     render_summary(read_summary(db), console)
     console.print(f"\nDatabase: {db}\nSpool:    {out / 'spool.db'}\nLogs:     {out}/collector.log, "
                   f"{out}/broker/mosquitto.log")
+    if suite is not None:
+        _acceptance(suite, out)
+
+
+def _acceptance(suite: Path, out: Path) -> None:
+    """End with the acceptance suite, as `edgeprobe check SUITE --junit --html` would run it."""
+    from ..console import console, interactive
+    from .check import render_table, run_check
+
+    console.print(f"\n[bold]5.[/] acceptance suite {suite} ...")
+    junit, report = out / "junit.xml", out / "report.html"
+    result, _ = run_check(suite, junit=junit, html_out=report, show_progress=interactive())
+    render_table(result, console)
+    console.print(f"JUnit:  {junit}\nReport: {report}  (open it in a browser)")
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:

@@ -1,0 +1,43 @@
+"""`edgeprobe golden record`: store reference outputs for a suite's fixed frame set.
+
+Run it on the reference host (the workstation, the fp32 model); the suite's
+`golden` check then compares the board's answers on the same frames within
+task-aware tolerances, and refuses a golden file recorded from another model
+unless the check names that model's hash on purpose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+golden_app = typer.Typer(help="Record reference outputs for golden-equivalence checks.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(golden_app, name="golden")
+
+
+@golden_app.command("record")
+def record(
+    suite: Annotated[Path, typer.Argument(help="Suite YAML file (its model, task and frame set are used).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Golden file to write (.npz).")],
+) -> None:
+    """Run the suite's model on its frame set and store the raw outputs with the model hash."""
+    import os
+
+    from ..agent.suite_runner import open_session, record_golden
+    from ..assets import cache_dir
+    from ..console import console
+    from ..harness.suite import load_suite
+    from .check import prepare_output
+
+    os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
+    loaded = load_suite(suite)
+    prepare_output(out)
+    session = open_session(loaded)
+    meta = record_golden(session, out)
+    console.print(f"{out}: outputs of {len(meta['frames'])} frames from {meta['model']} "
+                  f"(sha256 {meta['model_sha256'][:12]}...) on {meta['host']}")
