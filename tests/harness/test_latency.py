@@ -73,3 +73,27 @@ def test_mlperf_sample_count_rule() -> None:
     assert min_samples_for_percentile(90, 0.99, 0.0005) > min_samples_for_percentile(50, 0.99, 0.005)
     with pytest.raises(ValueError):
         min_samples_for_percentile(100)
+
+
+def test_summary_carries_order_statistic_intervals_and_warnings() -> None:
+    from edgeprobe.harness.budget import percentile_ci
+    from edgeprobe.harness.latency import mlperf_min_samples
+
+    rng = np.random.default_rng(3)
+    ns = rng.lognormal(mean=15, sigma=0.5, size=500).astype(np.int64)
+    s = summarize_ns(ns)
+    ms = np.sort(ns / 1e6)
+    assert s.min == pytest.approx(ms[0])
+    assert set(s.ci) == {"p50", "p90", "p95", "p99", "p99_9"}
+    lo, hi = s.ci["p50"]
+    assert (lo, hi) == pytest.approx(percentile_ci(ms, 50, 0.95))
+    assert lo is not None and hi is not None and lo <= s.p50 <= hi
+    assert s.ci["p99_9"][1] is None  # 500 samples cannot bound p99.9 from above
+    assert any("MLPerf LoadGen would need 262742" in w for w in s.warnings)
+    assert any(w.startswith("unstable") for w in s.warnings)  # sigma 0.5 lognormal: CoV ~ 53%
+    steady = summarize_ns(np.full(400_000, 5_000_000), with_histogram=False)
+    # enough for p99, not for p99.9 (2.65 million); no spread, so no instability warning
+    assert len(steady.warnings) == 1 and steady.warnings[0].startswith("p99.9 from 400000") and steady.cov == 0.0
+    assert (mlperf_min_samples(90), mlperf_min_samples(99)) == (23_886, 262_742)  # LoadGen's table
+    d = s.as_dict()
+    assert d["ci"]["p99_9"][1] is None and isinstance(d["ci"]["p50"], list)
