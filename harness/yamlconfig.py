@@ -63,28 +63,27 @@ def struct_at(root: type[msgspec.Struct], path: str, data: Any = None) -> type[m
     For tagged unions (a list of checks of several kinds) ``data`` picks the
     member whose tag matches the value in the file.
     """
-    typ: type[msgspec.Struct] = root
+    candidates: list[type[msgspec.Struct]] = [root]
     node = data
     for part in filter(None, re.split(r"\.|\[(\d+)\]", path)):
         if part.isdigit():
             node = node[int(part)] if isinstance(node, list) and int(part) < len(node) else None
             continue
+        typ = _pick(candidates, node)
         hints = {f.name: f.type for f in msgspec.structs.fields(typ)}
         node = node.get(part) if isinstance(node, dict) else None
         candidates = _struct_candidates(hints.get(part))
         if not candidates:
             return None
-        typ = _pick(candidates, node)
-    return typ
+    return _pick(candidates, node)
 
 
 def _pick(candidates: list[type[msgspec.Struct]], node: Any) -> type[msgspec.Struct]:
     if len(candidates) == 1:
         return candidates[0]
-    item = node[0] if isinstance(node, list) and node else node
     for cand in candidates:
         cfg = cand.__struct_config__
-        if cfg.tag is not None and isinstance(item, dict) and item.get(cfg.tag_field) == cfg.tag:
+        if cfg.tag is not None and isinstance(node, dict) and node.get(cfg.tag_field) == cfg.tag:
             return cand
     return candidates[0]
 

@@ -1,0 +1,127 @@
+"""Suite schema, validation messages and verdict arithmetic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgeprobe.harness.errors import ConfigError
+from edgeprobe.harness.suite import (
+    CheckResult,
+    GoldenCheck,
+    LatencyCheck,
+    RobustnessCheck,
+    check_name,
+    decide,
+    exit_code,
+    headline,
+    load_suite,
+    north_star,
+    parse_budget_text,
+)
+
+GOOD = """\
+name: t
+model:
+  path: model.onnx
+source:
+  uri: clip.avi
+  frames: 4
+checks:
+  - kind: latency
+    budget: p99=30ms
+  - kind: robustness
+    perturbation: gaussian_noise
+    severity: 2
+  - kind: golden
+    file: ref.npz
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "suite.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_valid_suite_resolves_paths_and_defaults(tmp_path: Path) -> None:
+    loaded = load_suite(write(tmp_path, GOOD))
+    s = loaded.suite
+    assert s.model.path == str(tmp_path / "model.onnx")
+    assert s.source.uri == str(tmp_path / "clip.avi")
+    assert [type(c) for c in s.checks] == [LatencyCheck, RobustnessCheck, GoldenCheck]
+    assert isinstance(s.checks[2], GoldenCheck) and s.checks[2].file == str(tmp_path / "ref.npz")
+    assert s.inconclusive == "fail" and len(loaded.sha256) == 64
+    assert [check_name(c) for c in s.checks] == ["latency e2e p99", "gaussian_noise @ severity 2", "golden ref.npz"]
+
+
+def test_config_hash_changes_with_content(tmp_path: Path) -> None:
+    a = load_suite(write(tmp_path, GOOD)).sha256
+    b = load_suite(write(tmp_path, GOOD.replace("p99=30ms", "p99=31ms"))).sha256
+    assert a != b
+
+
+@pytest.mark.parametrize(("text", "pattern"), [
+    (GOOD.replace("  frames: 4", "  frame: 4"), r"suite.yaml line 6: unknown key 'source.frame' \(did you mean \"frames\"\?\)"),
+    (GOOD.replace("    severity: 2", "    severty: 2"),
+     r"line 12: unknown key 'checks\[1\].severty' \(did you mean \"severity\"\?\)"),
+    (GOOD.replace("kind: robustness", "kind: robustnes"), r"line 10: checks\[1\].kind 'robustnes' is not a check "
+                                                          r"\(did you mean \"robustness\"\?\)"),
+    (GOOD.replace("p99=30ms", "fast please"), r"line 9: latency budget 'fast please' does not parse.*p99=30ms"),
+    (GOOD.replace("gaussian_noise", "gausian_noise"), r"line 11: unknown perturbation 'gausian_noise' "
+                                                      r"\(did you mean \"gaussian_noise\"\?\)"),
+    (GOOD.replace("name: t\n", ""), r"required key 'name' is missing"),
+    (GOOD.replace("  uri: clip.avi", "  uri: [clip.avi"), r"line \d+: YAML syntax error"),
+    (GOOD.replace("severity: 2", "severity: 9"), r"line 12: checks\[1\].severity: Expected `float` <= 5"),
+])
+def test_bad_suites_name_line_and_key(tmp_path: Path, text: str, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_suite(write(tmp_path, text))
+
+
+def test_missing_suite_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="suite file .* does not exist"):
+        load_suite(tmp_path / "nope.yaml")
+
+
+def test_budget_text() -> None:
+    assert parse_budget_text("p99=30ms") == (99.0, 30.0)
+    assert parse_budget_text("p95 < 2s") == (95.0, 2000.0)
+    with pytest.raises(ConfigError):
+        parse_budget_text("p99 = fast")
+
+
+statuses = st.sampled_from(["pass", "fail", "error", "inconclusive"])
+
+
+def _result(status: str) -> CheckResult:
+    return CheckResult(name=f"c-{status}", kind="latency", status=status, figure=1.0, limit=2.0)  # type: ignore[arg-type]
+
+
+@given(st.lists(statuses, min_size=1, max_size=12), st.sampled_from(["fail", "pass"]))
+def test_north_star_is_the_worst_verdict(sts: list[str], policy: str) -> None:
+    verdict = north_star([_result(s) for s in sts], policy)
+    if "error" in sts:
+        assert verdict == "error"
+    elif "fail" in sts:
+        assert verdict == "fail"
+    elif "inconclusive" in sts:
+        assert verdict == policy
+    else:
+        assert verdict == "pass"
+    assert exit_code(verdict) == (0 if verdict == "pass" else 1)
+    assert headline([_result(s) for s in sts], verdict).startswith(verdict.upper())
+
+
+@given(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), st.floats(0, 1e3), st.floats(0, 1e3))
+def test_decide_with_an_interval_never_contradicts_its_bounds(fig: float, limit: float, dlo: float,
+                                                              dhi: float) -> None:
+    lo, hi = fig - dlo, fig + dhi
+    upper = decide(fig, limit, "<=", lo, hi)
+    assert upper == ("pass" if hi <= limit else "fail" if lo > limit else "inconclusive")
+    lower = decide(fig, limit, ">=", lo, hi)
+    assert lower == ("pass" if lo >= limit else "fail" if hi < limit else "inconclusive")
+    assert decide(fig, limit, "<=") == ("pass" if fig <= limit else "fail")
