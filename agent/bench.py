@@ -196,7 +196,8 @@ class _Stopper:
     """Stops on a settled verdict for every budget, a sample cap or a time cap."""
 
     def __init__(self, cfg: BenchConfig):
-        self.samplers = {id(b): (b, BudgetSampler(b, max_samples=cfg.max_samples)) for b in cfg.budgets}
+        # The samplers only judge; the limits are this object's, so a limit is never mistaken for a verdict.
+        self.samplers = {id(b): (b, BudgetSampler(b)) for b in cfg.budgets}
         self.open = dict(self.samplers)
         self.deadline = time.monotonic() + cfg.max_seconds
         self.max_samples = cfg.max_samples
@@ -279,11 +280,17 @@ def run_bench(cfg: BenchConfig, on_progress: Callable[[int], None] | None = None
         cold_start={"session_ms": backend.load_ns / 1e6, "first_inference_ms": first_ns / 1e6,
                     "warmup_runs": warm_runs, "warmup_ms": warm_ns / 1e6, "warmup_stable": stable,
                     "warmup_mode": "until_stable" if cfg.warmup_stable else "count"},
-        memory={"rss_before_load_mb": round(rss_before, 1), "model_rss_mb": round(rss_loaded - rss_before, 1),
-                "rss_end_mb": round(current_rss_mb(), 1), "peak_rss_mb": round(peak_rss_mb(), 1)},
+        memory=_memory(rss_before, rss_loaded),
         guards=guards, budgets=budgets, mode_figures=mode_figures, stopped_by=stopper.reason,
         wall_s=time.monotonic() - t_start, flags=flags, samples_ns={k: list(v) for k, v in window.samples.items()},
     )
+
+
+def _memory(before: float, loaded: float) -> dict[str, float]:
+    end = current_rss_mb()
+    # the kernel's high-water mark is updated lazily and can trail the current figure by a page or two
+    return {"rss_before_load_mb": round(before, 1), "model_rss_mb": round(loaded - before, 1),
+            "rss_end_mb": round(end, 1), "peak_rss_mb": round(max(end, peak_rss_mb()), 1)}
 
 
 def _single_stream(backend: Backend, adapter: _Adapter, frames: list[Frame], window: LatencyWindow,

@@ -1,0 +1,85 @@
+"""`edgeprobe bench` through the real CLI: exit codes a CI job can gate on, and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.scalable_model import matmul_chain
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return matmul_chain(tmp_path_factory.mktemp("cli-models") / "chain.onnx", depth=8)
+
+
+def _clean_error(proc: subprocess.CompletedProcess[str], pattern: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and re.search(pattern, proc.stderr), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
+
+
+def test_generous_budget_passes_with_json(chain: Path, short_clip: Path) -> None:
+    proc = run_cli("bench", str(chain), "--source", str(short_clip), "--budget", "p99=10s", "--budget", "p50=5s",
+                   "--threads", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["verdict"] == "pass" and [b["status"] for b in d["budgets"]] == ["pass", "pass"]
+    b = d["budgets"][0]
+    assert b["budget"] == {"budget_ms": 10_000.0, "stage": "e2e", "percentile": 99.0, "confidence": 0.95}
+    assert b["ci_low_ms"] <= b["estimate_ms"] <= b["ci_high_ms"] <= 10_000 and b["n"] >= 368
+    e2e = d["stages"]["e2e"]
+    assert e2e["count"] >= b["n"] and set(e2e["ci"]) >= {"p50", "p99"} and e2e["cov"] >= 0
+    assert d["threads"] == 1 and d["providers"] == ["CPUExecutionProvider"]
+
+
+def test_microsecond_budget_fails_with_exit_1_and_prints_counts_and_intervals(chain: Path, short_clip: Path) -> None:
+    proc = run_cli("bench", str(chain), "--source", str(short_clip), "--budget", "p99=1us", "--stage", "inference")
+    assert proc.returncode == 1, proc.stderr
+    out = proc.stdout
+    assert re.search(r"inference p99 <= 0\.001 ms: FAIL \(p99 = [\d.]+ ms, [\d.]+% CI \[[\d.]+, [\d.]+\] ms, n=\d+",
+                     out), out
+    assert re.search(r"^inference\s+\d+\s+[\d.]+\s+\[[\d.]+, [\d.]+\]", out, re.MULTILINE), out
+    assert "cold start: session" in out and "guards:" in out and "memory: model load added" in out
+
+
+def test_too_short_to_decide_is_inconclusive_exit_3(chain: Path, short_clip: Path) -> None:
+    proc = run_cli("bench", str(chain), "--source", str(short_clip), "--budget", "p99.9=10s", "--max-samples", "50",
+                   "--json")
+    assert proc.returncode == 3, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["verdict"] == "inconclusive" and d["budgets"][0]["ci_high_ms"] is None and d["stopped_by"] == "max_samples"
+
+
+@pytest.mark.parametrize(("budget", "pattern"), [
+    ("p99=thirty", r"latency budget 'p99=thirty' does not parse; write it as"),
+    ("p100=30ms", r"percentile 100 must lie strictly between 0 and 100"),
+    ("p0=30ms", r"percentile 0 must lie strictly between 0 and 100"),
+    ("p99=30", r"has no unit"),
+])
+def test_bad_budgets(chain: Path, short_clip: Path, budget: str, pattern: str) -> None:
+    _clean_error(run_cli("bench", str(chain), "--source", str(short_clip), "--budget", budget), pattern)
+
+
+def test_unavailable_execution_provider_names_the_available_ones(chain: Path, short_clip: Path) -> None:
+    proc = run_cli("bench", str(chain), "--source", str(short_clip), "--provider", "TensorrtExecutionProviderX")
+    _clean_error(proc, r"TensorrtExecutionProviderX not available .*available: .*CPUExecutionProvider")
+
+
+def test_model_inputs_the_source_cannot_provide(tmp_path: Path, short_clip: Path) -> None:
+    flat = matmul_chain(tmp_path / "flat.onnx", depth=1, input_shape=[1, 64])
+    _clean_error(run_cli("bench", str(flat), "--source", str(short_clip)), r"needs a 4-D")
+    batch8 = matmul_chain(tmp_path / "b8.onnx", depth=1, batch=8)
+    _clean_error(run_cli("bench", str(batch8), "--source", str(short_clip)), r"fixed batch of 8")
+
+
+def test_other_usage_errors(chain: Path, short_clip: Path, tmp_path: Path) -> None:
+    _clean_error(run_cli("bench", str(chain), "--source", str(short_clip), "--mode", "burst"), r"mode 'burst'")
+    _clean_error(run_cli("bench", str(chain), "--source", str(short_clip), "--budget", "p99=1s", "--mode",
+                         "throughput"), r"stage 'e2e' is not measured in throughput mode")
+    _clean_error(run_cli("bench", str(tmp_path / "none.onnx"), "--source", str(short_clip)), r"does not exist")
