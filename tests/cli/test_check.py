@@ -1,0 +1,224 @@
+"""`edgeprobe check / validate / init / golden / diff` through the real CLI, on the real demo model."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from junitparser import Error, Failure, JUnitXml
+
+from edgeprobe.harness import schema
+from edgeprobe.localbroker import LocalBroker
+from tests.cli.test_bad_input import _assert_clean_error
+from tests.conftest import run_cli
+
+PREPROCESS = {"resize": "center_crop", "color": "bgr", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+def small_suite(model: Path, clip: Path, checks: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"name": "cli-test", "seed": 5, "model": {"path": str(model), "threads": 1, "preprocess": PREPROCESS},
+            "source": {"uri": str(clip), "frames": 6, "stride": 8},
+            "latency": {"samples": 150, "warmup": 3, "max_seconds": 20},
+            "report": {"curve_severities": [1, 3, 5], "worst_frames": 2}, "checks": checks, **extra}
+
+
+PASSING = [
+    {"kind": "latency", "stage": "e2e", "budget": "p90=2000ms"},
+    {"kind": "robustness", "perturbation": "gaussian_noise", "severity": 1, "max_unstable": 1.0},
+    {"kind": "breaking_point", "perturbation": "gaussian_blur", "min_severity": 0.0},
+    {"kind": "metamorphic", "relation": "rotate90", "max_violation_rate": 1.0},
+    {"kind": "health", "metric": "sharpness", "min": 1},
+]
+FAILING = [
+    {"kind": "latency", "stage": "inference", "budget": "p90=0.001ms"},
+    {"kind": "health", "metric": "sharpness", "max": 1, "name": "too sharp"},
+    {"kind": "robustness", "perturbation": "pixel_dropout", "severity": 1, "max_unstable": 1.0},
+]
+
+
+def write_suite(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def passing_run(tmp_path_factory: pytest.TempPathFactory, orientation_model: Path,
+                short_clip: Path) -> tuple[Any, Path]:
+    tmp = tmp_path_factory.mktemp("check")
+    suite = write_suite(tmp / "suite.yaml", small_suite(orientation_model, short_clip, PASSING))
+    proc = run_cli("check", str(suite), "--json", "--junit", str(tmp / "junit.xml"), "--html", str(tmp / "r.html"))
+    return proc, tmp
+
+
+def test_check_all_pass_writes_json_junit_html(passing_run: tuple[Any, Path], orientation_model: Path) -> None:
+    proc, tmp = passing_run
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "pass" and result["exit_code"] == 0
+    assert [c["status"] for c in result["checks"]] == ["pass"] * len(PASSING)
+    prov = result["provenance"]
+    from edgeprobe.agent.backends import sha256_file
+
+    assert prov["model_sha256"] == sha256_file(orientation_model)
+    assert len(prov["config_sha256"]) == 64 and prov["agent_version"] and prov["device"]["host"] is not None
+    assert prov["seeds"]["suite"] == 5 and len(prov["source"]["frames"]) == 6
+    for c in result["checks"]:
+        assert c["figure"] is not None and c["limit"] is not None, c
+    assert set(result["data"]["curves"]) == {"gaussian_noise", "gaussian_blur"}
+    assert result["data"]["latency"]["e2e"]["n"] >= 35
+    xml = JUnitXml.fromfile(str(tmp / "junit.xml"))
+    cases = [case for suite in xml for case in suite]
+    assert len(cases) == len(PASSING) and all(case.is_passed for case in cases)
+    html = (tmp / "r.html").read_text()
+    assert html.count("<svg") >= 3 and "<script" not in html
+    assert not [f for f in tmp.iterdir() if f.name.endswith(".tmp")]
+
+
+def test_check_failure_exit_1_and_junit_carries_figures(tmp_path: Path, orientation_model: Path,
+                                                        short_clip: Path) -> None:
+    suite = write_suite(tmp_path / "suite.yaml", small_suite(orientation_model, short_clip, FAILING))
+    proc = run_cli("check", str(suite), "--junit", str(tmp_path / "j.xml"), env={"COLUMNS": "160"})
+    assert proc.returncode == 1, proc.stderr
+    assert re.search(r"too sharp\s.*≤ 1\s.*FAIL", proc.stdout), proc.stdout
+    assert "FAIL: 2 of 3 checks not passed" in proc.stdout
+    cases = {case.name: case for suite in JUnitXml.fromfile(str(tmp_path / "j.xml")) for case in suite}
+    assert cases["pixel_dropout @ severity 1"].is_passed
+    failure = cases["too sharp"].result[0]
+    assert isinstance(failure, Failure)
+    assert re.search(r"figure \d+\.\d+ sharpness must be <= 1", failure.message or "")
+    assert isinstance(cases["latency inference p90"].result[0], (Failure, Error))
+
+
+@pytest.mark.parametrize(("policy", "code"), [("fail", 1), ("pass", 0)])
+def test_inconclusive_counts_as_fail_unless_the_suite_says_otherwise(
+        tmp_path: Path, orientation_model: Path, short_clip: Path, policy: str, code: int) -> None:
+    # 40 runs cannot bound a p99 at 95% confidence: the verdict must be inconclusive, never a lucky pass.
+    data = small_suite(orientation_model, short_clip, [{"kind": "latency", "budget": "p99=5000ms"}],
+                       inconclusive=policy)
+    data["latency"]["samples"] = 40
+    proc = run_cli("check", str(write_suite(tmp_path / "s.yaml", data)), "--json")
+    assert proc.returncode == code, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["checks"][0]["status"] == "inconclusive" and result["checks"][0]["details"]["n"] == 40
+
+
+def test_verdict_is_published_to_the_broker(tmp_path: Path, orientation_model: Path, short_clip: Path,
+                                            broker: LocalBroker) -> None:
+    got: list[tuple[str, bytes]] = []
+    arrived = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="verdict-test")
+    subscribed = threading.Event()
+    sub.on_message = lambda c, u, m: (got.append((m.topic, m.payload)), arrived.set())
+    sub.on_subscribe = lambda *_: subscribed.set()
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe("edgeprobe/v1/+/+/verdict", qos=1)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(10)
+        data = small_suite(orientation_model, short_clip, [PASSING[4]],
+                           broker={"fleet": "lab", "device_id": "board-7"})
+        proc = run_cli("check", str(write_suite(tmp_path / "s.yaml", data)), "--broker", broker.address,
+                       env={"EDGEPROBE_VERDICT_SPOOL": str(tmp_path / "spool.db")})
+        assert proc.returncode == 0, proc.stderr
+        assert arrived.wait(10), "no verdict message arrived"
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    topic, payload = got[0]
+    env, _ = schema.decode_message(payload, topic)
+    assert topic == "edgeprobe/v1/lab/board-7/verdict"
+    assert env.body["status"] == "pass" and env.body["checks"][0]["name"] == "health sharpness"
+
+
+# --- bad input -------------------------------------------------------------------------
+
+
+def test_missing_model(tmp_path: Path, short_clip: Path) -> None:
+    suite = write_suite(tmp_path / "s.yaml", small_suite(tmp_path / "gone.onnx", short_clip, PASSING))
+    _assert_clean_error(run_cli("check", str(suite)), r"model file .*gone.onnx does not exist")
+    _assert_clean_error(run_cli("validate", str(suite)), r"s.yaml line 4: model file .*gone.onnx does not exist")
+
+
+def test_unknown_perturbation_and_bad_budget(tmp_path: Path, orientation_model: Path, short_clip: Path) -> None:
+    bad = [{"kind": "robustness", "perturbation": "motion_blurr"}]
+    suite = write_suite(tmp_path / "s.yaml", small_suite(orientation_model, short_clip, bad))
+    _assert_clean_error(run_cli("check", str(suite)), r"unknown perturbation 'motion_blurr'")
+    suite = write_suite(tmp_path / "s.yaml", small_suite(orientation_model, short_clip,
+                                                         [{"kind": "latency", "budget": "p99 under 30"}]))
+    _assert_clean_error(run_cli("check", str(suite)), r"latency budget 'p99 under 30' does not parse")
+
+
+def test_unwritable_report_path_fails_before_measuring(tmp_path: Path, orientation_model: Path,
+                                                       short_clip: Path) -> None:
+    suite = write_suite(tmp_path / "s.yaml", small_suite(orientation_model, short_clip, PASSING))
+    _assert_clean_error(run_cli("check", str(suite), "--html", str(tmp_path / "no" / "such" / "r.html")),
+                        r"cannot write .*r.html: folder .* does not exist")
+    _assert_clean_error(run_cli("check", str(suite), "--junit", str(tmp_path)), r"is a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_golden_record_check_and_hash_mismatch(tmp_path: Path, orientation_model: Path, short_clip: Path) -> None:
+    data = small_suite(orientation_model, short_clip, [{"kind": "golden", "file": "ref.npz"}])
+    suite = write_suite(tmp_path / "s.yaml", data)
+    _assert_clean_error(run_cli("validate", str(suite)), r"golden file .*ref.npz does not exist; record it")
+    rec = run_cli("golden", "record", str(suite), "-o", str(tmp_path / "ref.npz"))
+    assert rec.returncode == 0, rec.stderr
+    ok = run_cli("check", str(suite), "--json")
+    assert ok.returncode == 0, ok.stderr
+    check = json.loads(ok.stdout)["checks"][0]
+    assert check["figure"] == 1.0 and check["details"]["max_abs_output_diff"] == 0.0
+    # The same file, claiming to come from another model.
+    with np.load(tmp_path / "ref.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["model_sha256"] = "ab" * 32
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "other.npz", **arrays)
+    data["checks"] = [{"kind": "golden", "file": "other.npz"}]
+    write_suite(suite, data)
+    _assert_clean_error(run_cli("check", str(suite)), r"golden file .*other.npz was recorded from another model")
+    # ... unless the suite says so on purpose (a converted model compared to its reference).
+    data["checks"][0]["reference_sha256"] = "ab" * 32
+    write_suite(suite, data)
+    assert run_cli("check", str(suite)).returncode == 0
+
+
+# --- validate, init, diff ----------------------------------------------------------------
+
+
+def test_validate_and_init(tmp_path: Path, orientation_model: Path, short_clip: Path) -> None:
+    out = tmp_path / "starter.yaml"
+    proc = run_cli("init", str(orientation_model), "-o", str(out), "--source", str(short_clip))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "x [None, 3, 224, 224] float32 NCHW" in text and "kind: classification" in text and "# " in text
+    v = run_cli("validate", str(out))
+    assert v.returncode == 0 and "valid suite" in v.stdout, v.stderr
+    _assert_clean_error(run_cli("init", str(orientation_model), "-o", str(out)), r"already exists; pass --force")
+
+
+def _result(figures: dict[str, tuple[str, float, str]]) -> dict[str, Any]:
+    return {"checks": [{"name": n, "status": s, "figure": f, "limit": 10.0, "unit": "ms", "op": op}
+                       for n, (s, f, op) in ((n, (v[0], v[1], v[2])) for n, v in figures.items())]}
+
+
+def test_diff_reports_regressions(tmp_path: Path) -> None:
+    old = {"lat": ("pass", 5.0, "<="), "bp": ("pass", 3.0, ">="), "rob": ("pass", 1.0, "<=")}
+    new = {"lat": ("pass", 6.0, "<="), "bp": ("pass", 3.1, ">="), "rob": ("pass", 1.01, "<=")}
+    (tmp_path / "a.json").write_text(json.dumps(_result(old)))
+    (tmp_path / "b.json").write_text(json.dumps(_result(new)))
+    proc = run_cli("diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json")
+    assert proc.returncode == 1, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)["checks"]}
+    assert rows["lat"]["regression"] and rows["lat"]["change"] == pytest.approx(0.2)
+    assert not rows["bp"]["regression"] and not rows["rob"]["regression"]
+    assert run_cli("diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--tolerance", "0.25").returncode == 0
+    _assert_clean_error(run_cli("diff", str(tmp_path / "a.json"), str(tmp_path / "nope.json")),
+                        r"result file .*nope.json does not exist")
