@@ -78,6 +78,8 @@ class ProbeConfig(Strict):
     enabled: bool = True
     #: probe one frame in every N (the duty cycle that keeps probing cheap)
     every_n_frames: PosInt = 10
+    #: ... or probe whenever probing has used less than this share of the loop's time (overrides every_n_frames)
+    cpu_share: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
     seed: int = 0
     perturbations: list[PerturbationConfig] = msgspec.field(
         default_factory=lambda: [

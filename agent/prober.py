@@ -30,9 +30,28 @@ class Prober:
             (perturbations.get(p.name), p.severities) for p in cfg.perturbations
         ]
         self.window = StabilityWindow()
+        #: probing time so far and when the share accounting began (cpu_share mode)
+        self.spent_ns = 0
+        self.started_ns: int | None = None
 
     def due(self, frame_index: int) -> bool:
-        return self.cfg.enabled and bool(self.plan) and frame_index % self.cfg.every_n_frames == 0
+        if not (self.cfg.enabled and self.plan):
+            return False
+        if self.cfg.cpu_share is None:
+            return frame_index % self.cfg.every_n_frames == 0
+        # Share mode: probe while probing has used less than its share of the time since the first frame.
+        now = time.perf_counter_ns()
+        if self.started_ns is None:
+            self.started_ns = now
+            return False
+        return self.spent_ns < self.cfg.cpu_share * (now - self.started_ns)
+
+    def share(self) -> float:
+        """Share of the loop's time spent probing since the first frame (cpu_share mode)."""
+        if self.started_ns is None:
+            return 0.0
+        elapsed = time.perf_counter_ns() - self.started_ns
+        return self.spent_ns / elapsed if elapsed > 0 else 0.0
 
     def probe(self, image: np.ndarray, clean_prediction: Any, frame_index: int) -> int:
         """Run every planned perturbation on one frame; returns the time spent (ns)."""
@@ -44,4 +63,6 @@ class Prober:
                 d = self.disagreement(clean_prediction, self.predict(perturbed))
                 self.window.add(pert.name, severity, d, self.threshold)
         self.window.frames_probed += 1
-        return time.perf_counter_ns() - t0
+        spent = time.perf_counter_ns() - t0
+        self.spent_ns += spent
+        return spent
