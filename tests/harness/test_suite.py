@@ -5,9 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from edgeprobe.harness.errors import ConfigError
 from edgeprobe.harness.suite import (
     CheckResult,
@@ -22,6 +19,8 @@ from edgeprobe.harness.suite import (
     north_star,
     parse_budget_text,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 GOOD = """\
 name: t
@@ -65,7 +64,8 @@ def test_config_hash_changes_with_content(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "pattern"), [
-    (GOOD.replace("  frames: 4", "  frame: 4"), r"suite.yaml line 6: unknown key 'source.frame' \(did you mean \"frames\"\?\)"),
+    (GOOD.replace("  frames: 4", "  frame: 4"),
+     r"suite.yaml line 6: unknown key 'source.frame' \(did you mean \"frames\"\?\)"),
     (GOOD.replace("    severity: 2", "    severty: 2"),
      r"line 12: unknown key 'checks\[1\].severty' \(did you mean \"severity\"\?\)"),
     (GOOD.replace("kind: robustness", "kind: robustnes"), r"line 10: checks\[1\].kind 'robustnes' is not a check "
@@ -83,7 +83,7 @@ def test_bad_suites_name_line_and_key(tmp_path: Path, text: str, pattern: str) -
 
 
 def test_missing_suite_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="suite file .* does not exist"):
+    with pytest.raises(ConfigError, match=r"suite file .* does not exist"):
         load_suite(tmp_path / "nope.yaml")
 
 

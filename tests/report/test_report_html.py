@@ -1,0 +1,106 @@
+"""The HTML report in a real headless browser (Debian's chromium): renders, plots present, no console errors."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+from edgeprobe.agent.suite_runner import run_suite
+from edgeprobe.harness.suite import load_suite
+
+from edgeprobe.report import render_html, write_html
+from tests.cli.test_check import PASSING, small_suite, write_suite
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (`make test` installs it as root)")
+
+
+def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Headless chromium with no network side traffic and a throwaway profile."""
+    assert CHROMIUM is not None
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", f"--user-data-dir={tmp / 'profile'}", "--enable-logging=stderr", "--v=0",
+         *args], capture_output=True, text=True, timeout=90, env={**os.environ, "HOME": str(tmp)})
+
+
+def console_errors(stderr: str) -> list[str]:
+    """Lines where the page itself logged an error or failed to load something (not chromium's own noise)."""
+    return [line for line in stderr.splitlines()
+            if re.search(r"CONSOLE.*(error|Uncaught)|:ERROR:CONSOLE|Failed to load resource|net::ERR_", line,
+                         re.IGNORECASE)]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, orientation_model: Path, short_clip: Path) -> tuple[Path, Any]:
+    tmp = tmp_path_factory.mktemp("report")
+    checks = [*PASSING, {"kind": "robustness", "perturbation": "gaussian_noise", "severity": 5, "max_unstable": 0.0,
+                         "name": "strict noise"}]
+    loaded = load_suite(write_suite(tmp / "suite.yaml", small_suite(orientation_model, short_clip, checks)))
+    result, artifacts = run_suite(loaded)
+    path = tmp / "report.html"
+    write_html(path, result, artifacts.worst)
+    return path, result
+
+
+def test_report_is_self_contained(report: tuple[Path, Any]) -> None:
+    path, result = report
+    page = path.read_text()
+    # Nothing fetched: no scripts, no external stylesheets, images or fonts.
+    assert "<script" not in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "external reference in report"
+    assert not re.search(r"url\(\s*['\"]?https?:", page)
+    for check in result["checks"]:
+        assert check["name"] in page
+    assert page.count('id="degradation"') == 1 and page.count('id="latency"') == 1
+    assert "edgeprobe perturb frame-" in page and "data:image/webp;base64," in page
+    assert result["provenance"]["model_sha256"] in page
+
+
+def test_render_is_deterministic_for_the_same_result(report: tuple[Path, Any]) -> None:
+    _, result = report
+    assert render_html(result) == render_html(result)
+
+
+@needs_browser
+def test_report_renders_in_headless_chromium(report: tuple[Path, Any], tmp_path: Path) -> None:
+    path, result = report
+    dom = chromium(tmp_path, "--dump-dom", path.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert console_errors(dom.stderr) == [], console_errors(dom.stderr)
+    text = dom.stdout
+    assert html.escape(result["headline"], quote=False) in text
+    n_curves, n_stages = len(result["data"]["curves"]), len(result["data"]["latency"])
+    assert n_curves == 2 and n_stages == 5
+    # Every plot is an inline SVG inside its section, with real drawing in it.
+    degradation = re.search(r'id="degradation">(.*?)</div>\s*</div>\s*<h2', text, re.S)
+    assert degradation and degradation.group(1).count("<svg") == n_curves
+    assert text.count("<svg") == n_curves + n_stages
+    assert len(re.findall(r"<path ", text)) > 20
+    shot = tmp_path / "shot.png"
+    proc = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", "--hide-scrollbars", path.as_uri())
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape[:2] == (2000, 1280)
+    # Rendered, not blank: the FAIL banner's red and plenty of non-white pixels.
+    assert (img.reshape(-1, 3) != 255).any(axis=1).mean() > 0.05
+    red = (img[..., 2] > 180) & (img[..., 1] < 80) & (img[..., 0] < 80)
+    assert red.sum() > 2000
+
+
+@needs_browser
+def test_console_error_scan_catches_a_broken_page(tmp_path: Path) -> None:
+    page = tmp_path / "broken.html"
+    page.write_text("<html><body><img src='missing.png'><script>console.error('boom'); undefined_fn();</script>"
+                    "</body></html>")
+    proc = chromium(tmp_path, "--dump-dom", page.as_uri())
+    assert proc.returncode == 0
+    assert console_errors(proc.stderr), proc.stderr[-2000:]
