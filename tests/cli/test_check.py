@@ -12,9 +12,9 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from edgeprobe.harness import schema
 from junitparser import Error, Failure, JUnitXml
 
-from edgeprobe.harness import schema
 from edgeprobe.localbroker import LocalBroker
 from tests.cli.test_bad_input import _assert_clean_error
 from tests.conftest import run_cli
