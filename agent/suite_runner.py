@@ -13,11 +13,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import logging
 import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,15 @@ from ..harness import suite as S
 from ..harness.errors import ConfigError, EdgeprobeError, did_you_mean
 from ..harness.health import HealthWindow, frame_stats, thumbnail
 from ..harness.stability import risk_zone, wilson_interval
-from ..harness.tasks import make_adapter
+from ..harness.tasks import ADAPTERS, make_adapter
 from .backends import Backend, load_backend
 from .config import ModelConfig
 from .sources import Frame, open_source
 
 #: ``progress(phase, done, total)``; total None = unknown
 Progress = Callable[[str, int, int | None], None]
+
+log = logging.getLogger("edgeprobe.suite")
 
 LATENCY_STAGES = ("decode", "preprocess", "inference", "postprocess", "e2e")
 GOLDEN_SCHEMA = "edgeprobe-golden/1"
@@ -74,6 +77,13 @@ def open_session(loaded: S.LoadedSuite, progress: Progress | None = None) -> Ses
     labels = suite.task.labels or backend.labels_from_metadata()
     if labels and suite.task.kind == "classification":
         options["labels"] = labels
+    if suite.task.kind in ("detection", "tensor") and suite.task.kind not in ADAPTERS:
+        # task.threshold is meant for the real adapter's disagreement; raw tensors get their own.
+        threshold = suite.task.threshold if suite.task.kind == "tensor" else TensorFallback.DEFAULT_THRESHOLD
+        log.warning("no %r task adapter is installed; comparing raw output tensors instead (cosine distance "
+                    "above %g counts as unstable)", suite.task.kind, threshold)
+        return Session(loaded, backend, TensorFallback(suite.task.output, threshold),
+                       read_frames(suite.source, progress))
     try:
         adapter = make_adapter(suite.task.kind, backend.output_specs, **options)
     except TypeError as exc:
@@ -81,6 +91,33 @@ def open_session(loaded: S.LoadedSuite, progress: Progress | None = None) -> Ses
                           f"these options ({exc}); check task.options") from None
     frames = read_frames(suite.source, progress)
     return Session(loaded, backend, adapter, frames)
+
+
+class TensorFallback:
+    """Compares raw outputs by cosine distance, for models whose task adapter is not installed yet.
+
+    Task-blind on purpose: a detector's boxes are not matched, only its raw
+    tensor compared, so verdicts are coarser than a real detection adapter's.
+    """
+
+    name = "tensor"
+    DEFAULT_THRESHOLD = 0.05
+
+    def __init__(self, output: int = 0, threshold: float = 0.05):
+        self.output = output
+        self.threshold = threshold
+
+    def decode(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        return np.asarray(outputs[self.output], dtype=np.float64).ravel()
+
+    def disagreement(self, a: np.ndarray, b: np.ndarray) -> float:
+        na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+        if na == 0 or nb == 0:
+            return 0.0 if na == nb else 1.0
+        return float(min(1.0, max(0.0, 1.0 - float(a @ b) / (na * nb))))
+
+    def describe(self, prediction: np.ndarray) -> dict[str, Any]:
+        return {"label": f"|y|={float(np.linalg.norm(prediction)):.3g}", "mean": float(prediction.mean())}
 
 
 def read_frames(spec: S.SourceSpec, progress: Progress | None = None) -> list[Frame]:

@@ -222,3 +222,25 @@ def test_diff_reports_regressions(tmp_path: Path) -> None:
     assert run_cli("diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--tolerance", "0.25").returncode == 0
     _assert_clean_error(run_cli("diff", str(tmp_path / "a.json"), str(tmp_path / "nope.json")),
                         r"result file .*nope.json does not exist")
+
+
+def test_check_on_a_detector_writes_junit_and_html(tmp_path: Path, short_clip: Path) -> None:
+    """The shipped detector suite's settings on a shortened frame set, through the real CLI."""
+    from tests.conftest import asset
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "detector-suite.yaml").read_text())
+    data["model"]["path"] = str(asset("ddddocr_det.onnx"))
+    data["source"] = {"uri": str(short_clip), "frames": 3, "stride": 20}
+    data["latency"] = {"samples": 32, "warmup": 2}
+    data["report"] = {"curve_severities": [2], "worst_frames": 1}
+    data["checks"] = [{"kind": "latency", "stage": "inference", "budget": "p50=5s"},
+                      {"kind": "robustness", "perturbation": "gaussian_noise", "severity": 2, "max_unstable": 1.0}]
+    suite = write_suite(tmp_path / "det.yaml", data)
+    proc = run_cli("check", str(suite), "--json", "--junit", str(tmp_path / "j.xml"),
+                   "--html", str(tmp_path / "r.html"))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["provenance"]["task"] in ("detection", "tensor")
+    assert [c["status"] for c in result["checks"]] == ["pass", "pass"]
+    assert len([case for s in JUnitXml.fromfile(str(tmp_path / "j.xml")) for case in s]) == 2
+    assert (tmp_path / "r.html").read_text().count("<svg") == 1 + 5
