@@ -413,7 +413,7 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None) -> tuple[
         except EdgeprobeError:
             raise
         except Exception as exc:  # a check that crashed is an error verdict, not a lost run
-            r = S.CheckResult(name=S.check_name(check), kind=check.__struct_config__.tag or "?", status="error",
+            r = S.CheckResult(name=S.check_name(check), kind=str(check.__struct_config__.tag or "?"), status="error",
                               figure=None, limit=None, message=f"{type(exc).__name__}: {exc}")
         results.append(r)
 

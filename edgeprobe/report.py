@@ -199,7 +199,8 @@ def render_html(result: dict[str, Any], worst: list[dict[str, Any]] | None = Non
         parts.append("</table>")
     if worst:
         parts.append("<h2>Worst frames</h2><p class=muted>Frames that change prediction at the lowest severity. "
-                     "Download the original (lossless WebP, exact pixels) and replay the perturbation with the command shown.</p><div class=frames>")
+                     "Download the original (lossless WebP, exact pixels) and replay the perturbation with the "
+                     "command shown.</p><div class=frames>")
         for w in worst:
             parts.append(
                 f"<div class=frame><img alt='frame {w['frame']}' src='{encode_image(w['clean'], width=240)}'>"
