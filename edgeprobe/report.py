@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import io
-import math
 from typing import Any
 
 from .harness.errors import ConfigError
@@ -34,18 +33,24 @@ gap:12px} .frame{border:1px solid #d0d7de;border-radius:6px;padding:8px} .frame 
 """
 
 
+_SHARES = ("unstable share", "violation rate", "share")
+
+
+def format_figure(value: float | None, unit: str) -> str:
+    """Shares as percentages, times in ms, severities plain: what a person reads fastest."""
+    if value is None:
+        return "—"
+    if unit in _SHARES:
+        return f"{value:.1%}"
+    if unit == "ms":
+        return f"{value:.2f} ms"
+    if unit == "severity":
+        return f"sev {value:.2f}"
+    return f"{value:.4g}"
+
+
 def _badge(status: str) -> str:
     return f'<span class="badge" style="background:{_COLORS.get(status, "#555")}">{html.escape(status.upper())}</span>'
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "—"
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return html.escape(str(v))
 
 
 def _svg(fig: Any) -> str:
@@ -156,10 +161,11 @@ def render_html(result: dict[str, Any], worst: list[dict[str, Any]] | None = Non
              "<th>what was measured</th></tr>"]
     for c in result.get("checks", []):
         op = "≤" if c.get("op") == "<=" else "≥"
-        lim = f"{op} {_fmt(c.get('limit'))}" if c.get("limit") is not None else "—"
+        unit = c.get("unit", "")
+        lim = f"{op} {html.escape(format_figure(c['limit'], unit))}" if c.get("limit") is not None else "—"
         parts.append(f"<tr><td>{html.escape(c['name'])}</td><td>{_badge(c['status'])}</td>"
-                     f"<td class=num>{_fmt(c.get('figure'))} <span class=muted>{html.escape(c.get('unit', ''))}"
-                     f"</span></td><td class=num>{lim}</td><td>{html.escape(c.get('message', ''))}</td></tr>")
+                     f"<td class=num>{html.escape(format_figure(c.get('figure'), unit))}</td><td class=num>{lim}</td>"
+                     f"<td>{html.escape(c.get('message', ''))}</td></tr>")
     parts.append("</table>")
     curves = degradation_plots(result)
     if curves:

@@ -136,24 +136,10 @@ def publish_verdict(loaded: Any, result: dict[str, Any], host: str, port: int, f
         spool.close()
 
 
-_SHARES = ("unstable share", "violation rate", "share")
-
-
-def format_figure(value: float | None, unit: str) -> str:
-    """Shares as percentages, times in ms, severities plain: what a person reads fastest."""
-    if value is None:
-        return "—"
-    if unit in _SHARES:
-        return f"{value:.1%}"
-    if unit == "ms":
-        return f"{value:.2f} ms"
-    if unit == "severity":
-        return f"sev {value:.2f}"
-    return f"{value:.4g}"
-
-
 def render_table(result: dict[str, Any], console: Any) -> None:
     from rich.table import Table
+
+    from ..report import format_figure
 
     colors = {"pass": "green", "fail": "red", "error": "magenta", "inconclusive": "yellow"}
     table = Table(title=f"{result['suite']}", title_justify="left")
