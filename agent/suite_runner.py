@@ -329,14 +329,20 @@ def load_golden(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def golden(session: Session, check: S.GoldenCheck) -> S.CheckResult:
-    meta, arrays = load_golden(check.file)
-    ref_hash = meta["model_sha256"]
+def check_golden_model(session: Session, check: S.GoldenCheck, meta: dict[str, Any]) -> str:
+    """The golden file's model hash, once it is known to be the model under test (or named on purpose)."""
+    ref_hash = str(meta["model_sha256"])
     if ref_hash != session.backend.sha256 and check.reference_sha256 != ref_hash:
         raise ConfigError(
             f"golden file {check.file} was recorded from another model (sha256 {ref_hash[:12]}..., this model is "
             f"{session.backend.sha256[:12]}...); re-record it, or set reference_sha256: {ref_hash} on the check "
             "to compare a converted model on purpose")
+    return ref_hash
+
+
+def golden(session: Session, check: S.GoldenCheck) -> S.CheckResult:
+    meta, arrays = load_golden(check.file)
+    ref_hash = check_golden_model(session, check, meta)
     tol = check.tolerance if check.tolerance is not None else session.adapter.threshold
     n_out = int(meta["outputs"])
     frames = meta["frames"]
@@ -380,6 +386,9 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None) -> tuple[
     started = dt.datetime.now(dt.timezone.utc)
     suite = loaded.suite
     session = open_session(loaded, progress)
+    for check in suite.checks:  # a wrong golden file is bad input: say so before minutes of measuring
+        if isinstance(check, S.GoldenCheck):
+            check_golden_model(session, check, load_golden(check.file)[0])
     results: list[S.CheckResult] = []
     latency, budgets = measure_latency(session, progress) if any(isinstance(c, S.LatencyCheck)
                                                                  for c in suite.checks) else ({}, {})

@@ -174,9 +174,18 @@ def test_golden_record_check_and_hash_mismatch(tmp_path: Path, orientation_model
     assert ok.returncode == 0, ok.stderr
     check = json.loads(ok.stdout)["checks"][0]
     assert check["figure"] == 1.0 and check["details"]["max_abs_output_diff"] == 0.0
-    # The same file, claiming to come from another model.
     with np.load(tmp_path / "ref.npz") as z:
         arrays = {k: z[k] for k in z.files}
+    # A reference whose first frame has another top-1 class: the task-aware comparison must see one differing frame.
+    flipped = dict(arrays)
+    flipped["f0_o0"] = np.roll(arrays["f0_o0"], 1, axis=-1)
+    np.savez(tmp_path / "ref.npz", **flipped)
+    bad = run_cli("check", str(suite), "--json")
+    assert bad.returncode == 1, bad.stderr
+    check = json.loads(bad.stdout)["checks"][0]
+    assert check["status"] == "fail" and check["figure"] == pytest.approx(5 / 6)
+    assert check["details"]["differ"] == [0] and check["details"]["max_abs_output_diff"] > 0
+    # The same file, claiming to come from another model.
     meta = json.loads(arrays["meta"].tobytes())
     meta["model_sha256"] = "ab" * 32
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
