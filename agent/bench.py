@@ -23,7 +23,6 @@ does not masquerade as model latency.
 
 from __future__ import annotations
 
-import resource
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from ..harness.tasks import make_adapter
 from .backends import Backend, load_backend
 from .config import ModelConfig
 from .guards import GuardMonitor, GuardReport, Guards
+from .memory import current_rss_mb, peak_rss_mb
 from .sources import Frame, open_source
 
 Mode = Literal["single_stream", "paced", "throughput"]
@@ -47,20 +47,6 @@ MODES: tuple[str, ...] = ("single_stream", "paced", "throughput")
 #: warm-up is "stable" when two consecutive blocks of this many runs have medians within STABLE_REL
 STABLE_BLOCK = 10
 STABLE_REL = 0.05
-
-
-def current_rss_mb() -> float:
-    """Resident memory now (not the peak), from /proc/self/statm; falls back to the peak elsewhere."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            pages = int(f.read().split()[1])
-        return pages * resource.getpagesize() / 2**20
-    except (OSError, ValueError, IndexError):
-        return peak_rss_mb()
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 @dataclass

@@ -33,6 +33,7 @@ class Prober:
         #: probing time so far and when the share accounting began (cpu_share mode)
         self.spent_ns = 0
         self.started_ns: int | None = None
+        self._next_cell = 0
 
     def due(self, frame_index: int) -> bool:
         if not (self.cfg.enabled and self.plan):
@@ -56,12 +57,17 @@ class Prober:
     def probe(self, image: np.ndarray, clean_prediction: Any, frame_index: int) -> int:
         """Run every planned perturbation on one frame; returns the time spent (ns)."""
         t0 = time.perf_counter_ns()
-        for pert, severities in self.plan:
-            for severity in severities:
-                seed = perturbations.derive_seed(self.cfg.seed, frame_index, pert.name, severity)
-                perturbed = pert.apply(image, severity, seed)
-                d = self.disagreement(clean_prediction, self.predict(perturbed))
-                self.window.add(pert.name, severity, d, self.threshold)
+        cells = [(pert, severity) for pert, severities in self.plan for severity in severities]
+        if self.cfg.cpu_share is not None:
+            # Share mode probes one cell per due frame, round robin: a whole frame's plan can cost many frame
+            # times, and the share would then only hold over windows long against that cost.
+            cells = [cells[self._next_cell % len(cells)]]
+            self._next_cell += 1
+        for pert, severity in cells:
+            seed = perturbations.derive_seed(self.cfg.seed, frame_index, pert.name, severity)
+            perturbed = pert.apply(image, severity, seed)
+            d = self.disagreement(clean_prediction, self.predict(perturbed))
+            self.window.add(pert.name, severity, d, self.threshold)
         self.window.frames_probed += 1
         spent = time.perf_counter_ns() - t0
         self.spent_ns += spent

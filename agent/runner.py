@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 import os
 import platform
-import resource
 import threading
 import time
 from collections.abc import Callable
@@ -28,9 +27,9 @@ from ..harness.health import HealthWindow, health_flags
 from ..harness.latency import FLAGGED_STAGES, LatencyWindow, StageSummary
 from ..harness.tasks import make_adapter
 from .backends import Backend, load_backend
-from .bench import current_rss_mb
 from .config import LoadedConfig
 from .guards import GuardMonitor
+from .memory import current_rss_mb, peak_rss_mb, tune_malloc
 from .messages import Messenger
 from .prober import Prober
 from .publisher import Publisher
@@ -43,8 +42,8 @@ STAGES = ("capture_wait", "decode", "preprocess", "inference", "postprocess", "e
 
 
 def rss_mb() -> float:
-    """Peak resident set size of this process (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident set size of this process (VmHWM: getrusage's figure survives exec)."""
+    return peak_rss_mb()
 
 
 @dataclass
@@ -71,6 +70,7 @@ class Agent:
         self.started_ns = time.perf_counter_ns()
         self.loaded = loaded
         cfg = self.cfg = loaded.config
+        tune_malloc()  # before the model load, whose temporaries would otherwise stay resident
         rss_before = current_rss_mb()
         self.backend: Backend = load_backend(cfg.model)
         self.model_rss_mb = current_rss_mb() - rss_before

@@ -39,6 +39,7 @@ def bench(
         "--warmup-stable", help="Warm up until consecutive blocks of runs agree (at least --warmup runs).")] = False,
     max_seconds: Annotated[float, typer.Option(help="Stop measuring after this long if not settled.")] = 30.0,
     max_samples: Annotated[int, typer.Option(help="Stop after this many measured frames.")] = 1_000_000,
+    frames: Annotated[int, typer.Option(help="Distinct source frames decoded up front and cycled through.")] = 32,
     task: Annotated[str, typer.Option(help="Task adapter for postprocess (auto, none, classification, ...).")] = "auto",
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Agent YAML to take model preprocessing, providers and threads from.")] = None,
@@ -72,7 +73,7 @@ def bench(
         model=ModelConfig(path=str(model), providers=providers, threads=threads, preprocess=preprocess),
         source=source, task=task, mode=mode, fps=fps, batch=batch,  # type: ignore[arg-type]
         concurrency=concurrency, warmup=warmup, warmup_stable=warmup_stable, max_seconds=max_seconds,
-        max_samples=max_samples, budgets=budgets,
+        max_samples=max_samples, budgets=budgets, frames=frames,
     )
     with progress_bar("measuring", None, interactive(json_output)) as bar:
         def progress(n: int) -> None:

@@ -43,6 +43,7 @@ def test_share_mode_converges_to_the_set_share(monkeypatch: pytest.MonkeyPatch, 
     assert p.share() == pytest.approx(realised, rel=1e-3)
     assert abs(realised - share) <= 0.1 * share, realised  # the goal: within +-10% of the set share
     assert p.window.frames_probed > 0
+    assert p._next_cell == p.window.frames_probed  # one (perturbation, severity) cell per probed frame
 
 
 def test_every_n_frames_is_still_the_default() -> None:
