@@ -519,7 +519,8 @@ def _run_check(session: Session, probes: Probes, idx: int, check: S.Check, budge
                                           f"<= {check.max:g}" if check.max is not None else "") if x)
         return S.CheckResult(name=name, kind="health", status="pass" if ok_min and ok_max else "fail",
                              figure=value, limit=limit, unit=check.metric, op=op,
-                             message=f"mean {check.metric} {value:.3g} over {health['frames']} frames "
+                             message=f"{'' if check.metric == 'frozen_frames' else 'mean '}{check.metric} "
+                             f"{value:.3g} over {health['frames']} frames "
                              f"(must be {bounds})",
                              details={"min": check.min, "max": check.max})
     assert isinstance(check, S.DriftCheck)

@@ -149,7 +149,8 @@ class GoldenCheck(_Check, tag="golden", kw_only=True):
 
 
 class HealthCheck(_Check, tag="health", kw_only=True):
-    metric: Literal["brightness", "contrast", "sharpness", "clipped", "frozen_frames", "fps"]
+    #: means over the frame set (fps is left out: the frame set is read ahead, not paced like a camera)
+    metric: Literal["brightness", "contrast", "sharpness", "clipped", "frozen_frames"]
     min: float | None = None
     max: float | None = None
 

@@ -59,7 +59,7 @@ checks:
     perturbation: pixel_dropout
     min_severity: 1.0         # must hold below 20% unstable up to this severity
   - kind: health
-    metric: sharpness         # brightness | contrast | sharpness | clipped | frozen_frames | fps
+    metric: sharpness         # brightness | contrast | sharpness | clipped | frozen_frames
     min: 20
   # - kind: golden            # after `edgeprobe golden record {out} -o golden.npz` on the reference host
   #   file: golden.npz
