@@ -105,6 +105,7 @@ def _broker_target(loaded: Any, broker: str | None) -> tuple[str, int, str, str]
 def publish_verdict(loaded: Any, result: dict[str, Any], host: str, port: int, fleet: str, device: str) -> bool:
     """Spool the verdict first (durable), then publish; True once the broker acknowledged it."""
     import logging
+    import time
 
     from ..agent.messages import Messenger
     from ..agent.publisher import Publisher
@@ -125,7 +126,10 @@ def publish_verdict(loaded: Any, result: dict[str, Any], host: str, port: int, f
     publisher = Publisher(spool, host, port, client_id=f"edgeprobe-check-{device}")
     publisher.start()
     try:
-        ok = publisher.flush(10.0)
+        deadline = time.monotonic() + 5.0
+        while not publisher.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ok = publisher.connected and publisher.flush(10.0)
         if not ok:
             logging.getLogger("edgeprobe.check").warning(
                 "broker %s:%d did not acknowledge the verdict; it stays in %s for the next run", host, port,

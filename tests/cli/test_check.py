@@ -137,6 +137,23 @@ def test_verdict_is_published_to_the_broker(tmp_path: Path, orientation_model: P
     assert env.body["status"] == "pass" and env.body["checks"][0]["name"] == "health sharpness"
 
 
+def test_unreachable_broker_keeps_the_verdict_in_the_spool(tmp_path: Path, orientation_model: Path,
+                                                           short_clip: Path) -> None:
+    import sqlite3
+
+    from edgeprobe.localbroker import free_port
+
+    spool = tmp_path / "spool.db"
+    data = small_suite(orientation_model, short_clip, [PASSING[4]])
+    proc = run_cli("check", str(write_suite(tmp_path / "s.yaml", data)), "--broker", f"127.0.0.1:{free_port()}",
+                   env={"EDGEPROBE_VERDICT_SPOOL": str(spool)})
+    assert proc.returncode == 0, proc.stderr  # the verdict is the suite's, not the network's
+    assert "did not acknowledge the verdict; it stays in" in proc.stderr and "Traceback" not in proc.stderr
+    with sqlite3.connect(spool) as db:
+        topics = [t for (t,) in db.execute("SELECT topic FROM outbox")]
+    assert len(topics) == 1 and topics[0].endswith("/verdict")
+
+
 # --- bad input -------------------------------------------------------------------------
 
 
