@@ -51,7 +51,7 @@ GOLDEN_SCHEMA = "edgeprobe-golden/1"
 class Artifacts:
     """What the HTML report shows beyond the JSON: pictures of the worst frames."""
 
-    #: (frame index, perturbation, severity, seed) -> (clean BGR, perturbed BGR)
+    #: frame index, perturbation, severity, seed, replay command, and the clean and perturbed BGR images
     worst: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -194,10 +194,6 @@ class Probes:
     threshold: float
     #: (perturbation, severity) -> disagreement per frame
     cells: dict[tuple[str, float], list[float]] = field(default_factory=dict)
-
-    def fraction(self, name: str, severity: float) -> float:
-        d = self.cells[(name, float(severity))]
-        return sum(x > self.threshold for x in d) / len(d)
 
 
 def probe(session: Session, probes: Probes, name: str, severity: float) -> list[float]:

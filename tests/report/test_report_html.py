@@ -40,7 +40,8 @@ def console_errors(stderr: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory, orientation_model: Path, short_clip: Path) -> tuple[Path, Any]:
+def report(tmp_path_factory: pytest.TempPathFactory, orientation_model: Path,
+           short_clip: Path) -> tuple[Path, Any, Any]:
     tmp = tmp_path_factory.mktemp("report")
     checks = [*PASSING, {"kind": "robustness", "perturbation": "gaussian_noise", "severity": 5, "max_unstable": 0.0,
                          "name": "strict noise"}]
@@ -48,11 +49,11 @@ def report(tmp_path_factory: pytest.TempPathFactory, orientation_model: Path, sh
     result, artifacts = run_suite(loaded)
     path = tmp / "report.html"
     write_html(path, result, artifacts.worst)
-    return path, result
+    return path, result, artifacts.worst
 
 
-def test_report_is_self_contained(report: tuple[Path, Any]) -> None:
-    path, result = report
+def test_report_is_self_contained(report: tuple[Path, Any, Any]) -> None:
+    path, result, _ = report
     page = path.read_text()
     # Nothing fetched: no scripts, no external stylesheets, images or fonts.
     assert "<script" not in page
@@ -65,14 +66,14 @@ def test_report_is_self_contained(report: tuple[Path, Any]) -> None:
     assert result["provenance"]["model_sha256"] in page
 
 
-def test_render_is_deterministic_for_the_same_result(report: tuple[Path, Any]) -> None:
-    _, result = report
+def test_render_is_deterministic_for_the_same_result(report: tuple[Path, Any, Any]) -> None:
+    _, result, _ = report
     assert render_html(result) == render_html(result)
 
 
 @needs_browser
-def test_report_renders_in_headless_chromium(report: tuple[Path, Any], tmp_path: Path) -> None:
-    path, result = report
+def test_report_renders_in_headless_chromium(report: tuple[Path, Any, Any], tmp_path: Path) -> None:
+    path, result, _ = report
     dom = chromium(tmp_path, "--dump-dom", path.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert console_errors(dom.stderr) == [], console_errors(dom.stderr)
@@ -104,3 +105,17 @@ def test_console_error_scan_catches_a_broken_page(tmp_path: Path) -> None:
     proc = chromium(tmp_path, "--dump-dom", page.as_uri())
     assert proc.returncode == 0
     assert console_errors(proc.stderr), proc.stderr[-2000:]
+
+
+def test_worst_frames_replay_to_the_same_pixels(report: tuple[Path, Any, Any]) -> None:
+    """The replay command's name, severity and seed regenerate exactly the perturbed frame that was judged."""
+    from edgeprobe.harness import perturbations
+
+    _, result, worst = report
+    assert worst and len(worst) == len(result["data"]["worst_frames"])
+    for w in worst:
+        m = re.search(r"--name (\S+) --severity (\S+) --seed (\d+)", w["replay"])
+        assert m, w["replay"]
+        again = perturbations.apply(m.group(1), w["clean"], float(m.group(2)), int(m.group(3)))
+        assert (again == w["perturbed"]).all()
+        assert w["before"]["label"] != w["after"]["label"]  # it was chosen because its top-1 flipped
