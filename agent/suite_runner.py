@@ -229,7 +229,7 @@ def breaking_point(session: Session, probes: Probes, check: S.BreakingPointCheck
     if at(5.0) < check.threshold:
         return 5.0, False, 1
     lo, hi, rounds = 0.0, 5.0, 1
-    while hi - lo > check.tolerance and rounds < 12:
+    while hi - lo > check.tolerance and rounds < 9:  # 8 bisection rounds after the probe at 5
         mid = (lo + hi) / 2
         rounds += 1
         if at(mid) >= check.threshold:

@@ -127,7 +127,7 @@ class BreakingPointCheck(_Check, tag="breaking_point", kw_only=True):
     #: the model must hold (unstable fraction below ``threshold``) up to at least this severity
     min_severity: Severity = 2.0
     threshold: Unit = 0.2
-    tolerance: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.1
+    tolerance: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
 
 
 class MetamorphicCheck(_Check, tag="metamorphic", kw_only=True):
