@@ -16,8 +16,15 @@ from edgeprobe.harness import schema
 from junitparser import Error, Failure, JUnitXml
 
 from edgeprobe.localbroker import LocalBroker
-from tests.cli.test_bad_input import _assert_clean_error
 from tests.conftest import run_cli
+
+
+def _assert_clean_error(proc: Any, pattern: str) -> None:
+    """One sentence on stderr, exit 2, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and re.search(pattern, proc.stderr), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
+
 
 PREPROCESS = {"resize": "center_crop", "color": "bgr", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
