@@ -74,7 +74,7 @@ def diff(
                                              min=0)] = 0.10,
     json_output: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
-    """Exit 1 when any check got worse beyond the tolerance (or its verdict dropped)."""
+    """Which checks got worse between two `check --json` results; exit 1 on a regression beyond tolerance."""
     from rich.table import Table
 
     from ..console import console
