@@ -4,6 +4,14 @@ paho-mqtt runs its network loop in its own thread. ``on_publish`` may fire
 before ``publish()`` has even returned the message id to us, so acks are
 recorded in a set first and matched to spool rows afterwards: no ack can be
 lost to that race, and a row is only deleted once both sides are known.
+An ack whose message id never shows up is forgotten after ``ORPHAN_ACK_S``,
+so that a message id reused after the 16-bit wrap-around cannot be mistaken
+for acknowledged. A row republished after ``RESEND_AFTER_S`` keeps its old
+message id too: whichever PUBACK arrives first deletes it.
+
+Reconnects back off exponentially with jitter, so a fleet that lost its
+broker does not come back in lock-step; the agent keeps measuring into the
+spool meanwhile.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -24,6 +33,9 @@ log = logging.getLogger("edgeprobe.agent.publisher")
 #: republish a row whose PUBACK has not come back after this long
 RESEND_AFTER_S = 30.0
 BATCH = 200
+ORPHAN_ACK_S = 10.0
+#: a command received on the device's cmd topic: (topic, payload)
+CommandSink = Callable[[str, bytes], None]
 
 
 class Publisher:
@@ -38,6 +50,11 @@ class Publisher:
         username: str | None = None,
         password: str | None = None,
         keepalive: int = 30,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        command_topic: str | None = None,
+        on_command: CommandSink | None = None,
     ):
         self.spool = spool
         self.host, self.port = host, port
@@ -49,17 +66,23 @@ class Publisher:
         )
         if username:
             self.client.username_pw_set(username, password)
+        if ca_file:
+            self.client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file)
         if will_topic and will_payload is not None:
             self.client.will_set(will_topic, will_payload, qos=1, retain=False)
         self.client.max_inflight_messages_set(100)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # paho doubles the delay per failed attempt up to max_delay; the random
+        # base spreads a fleet's reconnects apart (jitter) after a broker outage.
+        self.client.reconnect_delay_set(min_delay=random.uniform(0.5, 1.5), max_delay=30)  # type: ignore[arg-type]
+        self.command_topic, self.on_command = command_topic, on_command
+        self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_connect_fail = self._on_connect_fail
         self.keepalive = keepalive
         self._lock = threading.Lock()
-        self._acked: set[int] = set()
+        self._acked: dict[int, float] = {}  # mid -> when its PUBACK arrived
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, sent at)
         self._connected = threading.Event()
         self._stop = threading.Event()
@@ -115,8 +138,18 @@ class Publisher:
             # Anything in flight on the old connection is resent from the spool.
             self._inflight.clear()
             self._acked.clear()
+        if self.command_topic:
+            client.subscribe(self.command_topic, qos=1)
         self._connected.set()
         self._wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.on_command is None:
+            return
+        try:
+            self.on_command(msg.topic, bytes(msg.payload))
+        except Exception:  # a command must never take the network thread down
+            log.exception("command on %s could not be queued", msg.topic)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()
@@ -126,7 +159,7 @@ class Publisher:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         with self._lock:
-            self._acked.add(mid)
+            self._acked[mid] = time.monotonic()
         self._wake.set()
 
     def _report_unreachable(self, what: str) -> None:
@@ -151,21 +184,29 @@ class Publisher:
         self._settle_acks()
 
     def _settle_acks(self) -> None:
+        now = time.monotonic()
         with self._lock:
             done = [mid for mid in self._acked if mid in self._inflight]
-            rows = [self._inflight.pop(mid)[0] for mid in done]
-            self._acked.difference_update(done)
+            rows = {self._inflight.pop(mid)[0] for mid in done}
+            for mid in done:
+                del self._acked[mid]
+            # the same row under an older message id (republished): no longer in flight either
+            for mid in [m for m, (row, _) in self._inflight.items() if row in rows]:
+                del self._inflight[mid]
+            for mid in [m for m, t in self._acked.items() if now - t > ORPHAN_ACK_S]:
+                del self._acked[mid]
         if rows:
-            self.spool.delete(rows)
+            self.spool.delete(sorted(rows))
             self.published += len(rows)
 
     def _send_batch(self) -> None:
         now = time.monotonic()
         with self._lock:
-            stale = [mid for mid, (_, sent) in self._inflight.items() if now - sent > RESEND_AFTER_S]
-            for mid in stale:
-                del self._inflight[mid]
-            busy = {row for row, _ in self._inflight.values()}
+            # rows whose newest send is older than RESEND_AFTER_S are sent again (old mids kept)
+            newest: dict[int, float] = {}
+            for row, sent in self._inflight.values():
+                newest[row] = max(sent, newest.get(row, 0.0))
+            busy = {row for row, sent in newest.items() if now - sent <= RESEND_AFTER_S}
         if len(busy) >= BATCH:
             return
         for row in self.spool.peek(BATCH - len(busy), exclude=busy):

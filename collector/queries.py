@@ -74,3 +74,59 @@ def devices(db: sqlite_utils.Database) -> list[dict[str, Any]]:
 
 def kind_counts(db: sqlite_utils.Database) -> dict[str, int]:
     return {k: n for k, n in db.execute("SELECT kind, COUNT(*) FROM messages GROUP BY kind")}
+
+
+def latest_health(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
+    """Each device's most recent health window: what its camera looks like now, not on average."""
+    rows = db.execute(
+        "SELECT h.device_id, h.ts, h.fps, h.brightness, h.sharpness, h.frozen_frames, h.spool_queued, "
+        "h.spool_dropped, h.flags FROM health h JOIN (SELECT device_id, MAX(ts) AS ts FROM health "
+        "GROUP BY device_id) m ON h.device_id = m.device_id AND h.ts = m.ts"
+    ).fetchall()
+    keys = ("device_id", "ts", "fps", "brightness", "sharpness", "frozen_frames", "spool_queued", "spool_dropped",
+            "flags")
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        d = dict(zip(keys, r, strict=True))
+        d["flags"] = sorted(set(filter(None, (d["flags"] or "").split(","))))
+        out[d["device_id"]] = d
+    return out
+
+
+def worst_perturbation(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
+    """Per device, the perturbation cell with the highest unstable fraction (ties: the milder severity)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in robustness_summary(db):
+        cur = out.get(row["device_id"])
+        if cur is None or (row["fraction"], -row["severity"]) > (cur["fraction"], -cur["severity"]):
+            out[row["device_id"]] = row
+    return out
+
+
+def fleet_status(db: sqlite_utils.Database, stage: str = "e2e") -> list[dict[str, Any]]:
+    """One row per device: is it online, when was it last heard, how fast, how robust, how its camera is."""
+    lat = {r["device_id"]: r for r in latency_summary(db) if r["stage"] == stage}
+    worst = worst_perturbation(db)
+    health = latest_health(db)
+    extra = {r[0]: r[1:] for r in db.execute("SELECT device_id, sessions, session_id FROM devices")}
+    out = []
+    for dev in devices(db):
+        d = dev["device_id"]
+        w, h = worst.get(d), health.get(d, {})
+        sessions, session_id = extra.get(d, (None, None))
+        out.append({
+            **dev, "online": bool(dev["online"]), "sessions": sessions, "session_id": session_id,
+            f"{stage}_p99_ms": lat[d].get("p99") if d in lat else None,
+            f"{stage}_p50_ms": lat[d].get("p50") if d in lat else None,
+            "latency_samples": lat[d]["count"] if d in lat else 0,
+            "worst_perturbation": None if w is None else {k: w[k] for k in ("perturbation", "severity", "fraction",
+                                                                                "n", "zone")},
+            "camera_flags": h.get("flags", []), "spool_dropped": h.get("spool_dropped"),
+            "health_ts": h.get("ts"),
+        })
+    return out
+
+
+def unhealthy_cameras(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Devices whose latest health window raised a flag (blur, dark, frozen, ...) or that are offline."""
+    return [r for r in fleet_status(db) if r["camera_flags"] or not r["online"]]

@@ -42,7 +42,8 @@ class CollectorStats:
 
 class Collector:
     def __init__(self, store: Store, host: str, port: int, client_id: str = "edgeprobe-collector",
-                 group: str | None = None, username: str | None = None, password: str | None = None):
+                 group: str | None = None, username: str | None = None, password: str | None = None,
+                 ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None):
         self.store = store
         self.host, self.port = host, port
         self.topic = f"{TOPIC_ROOT}/#" if not group else f"$share/{group}/{TOPIC_ROOT}/#"
@@ -52,6 +53,8 @@ class Collector:
         )
         if username:
             self.client.username_pw_set(username, password)
+        if ca_file:
+            self.client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect

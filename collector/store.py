@@ -9,7 +9,6 @@ everything that failed validation, with the reason.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +37,9 @@ class Store:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # The collector opens the store in one thread and writes from another;
         # only one thread at a time uses the connection.
-        self.db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False))
+        # timeout: several collectors (a shared subscription group) write to one file and queue for the lock
+        self.db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False, timeout=60))
+        self.db.execute("PRAGMA busy_timeout=60000")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self._create()
@@ -68,6 +69,7 @@ class Store:
         db.table("devices").create({
             "device_id": str, "fleet": str, "online": int, "last_seen": str, "session_id": str,
             "last_seq": int, "model_sha256": str, "agent_version": str, "birth_ts": str,
+            "config_sha256": str, "state_ts": str, "sessions": int,
         }, pk="device_id", if_not_exists=True)
         db.table("quarantine").create({
             "id": int, "received_ts": str, "topic": str, "reason": str, "payload": str, "payload_bytes": int,
@@ -95,6 +97,9 @@ class Store:
             except schema.SchemaViolation as exc:
                 bad.append(_quarantine_row(item, str(exc)))
         with self.db.conn:
+            # Take the write lock before reading which ids are new, so two collectors
+            # cannot both decide a redelivered msg_id is theirs to store.
+            self.db.conn.execute("BEGIN IMMEDIATE")
             new = self._new_ids([env.msg_id for _, env, _ in good])
             fresh = [(i, e, b) for i, e, b in good if e.msg_id in new]
             # the same msg_id twice inside one batch: keep the first
@@ -120,7 +125,7 @@ class Store:
                 **base, "fleet": env.fleet, "kind": env.kind, "seq": env.seq, "session_id": env.session_id,
                 "model_sha256": env.model_sha256, "config_sha256": env.config_sha256,
                 "agent_version": env.agent_version, "topic": item.topic,
-                "received_ts": item.received.isoformat(), "body": json.dumps(env.body),
+                "received_ts": item.received.isoformat(), "body": _json(env.body),
             })
             if isinstance(body, schema.LatencyBody):
                 for stage, s in body.stages.items():
@@ -145,37 +150,65 @@ class Store:
                 self.db.table(table).insert_all(data, ignore=True)
 
     def _track_devices(self, envs: list[schema.Envelope]) -> None:
-        """Fold a batch into one upsert per device (online, last seen, last seq).
+        """Fold a batch into one upsert per device, without reading the table first.
 
-        Gaps in ``seq`` are not counted here: redeliveries arrive out of order,
-        so the ``device_seq`` view derives them from what is stored instead.
+        The SQL keeps the newest of what is stored and what arrives (last seen,
+        last seq, online state by the lifecycle message's own timestamp), so
+        batches may land out of order and from several collectors at once.
+        Gaps in ``seq`` are derived from stored rows by the ``device_seq`` view.
         """
-        table = self.db.table("devices")
         rows: dict[str, dict[str, Any]] = {}
-        for env in sorted(envs, key=lambda e: (e.ts, e.seq)):
-            row = rows.get(env.device_id)
-            if row is None:
-                found = list(table.rows_where("device_id = ?", [env.device_id]))
-                row = dict(found[0]) if found else {"device_id": env.device_id, "online": 1, "last_seq": -1}
-                rows[env.device_id] = row
+        for env in envs:
             ts = env.ts.isoformat()
-            row["fleet"] = env.fleet
-            if env.kind == "birth":
-                row.update(online=1, session_id=env.session_id, model_sha256=env.model_sha256,
-                           agent_version=env.agent_version, birth_ts=ts)
-            elif env.kind == "death":
-                row["online"] = 0
-            row["last_seq"] = max(env.seq, row.get("last_seq") or -1)
-            if not row.get("last_seen") or ts > row["last_seen"]:
-                row["last_seen"] = ts
+            row = rows.setdefault(env.device_id, {
+                "device_id": env.device_id, "fleet": env.fleet, "last_seen": ts, "last_seq": env.seq,
+                "online": None, "state_ts": None, "session_id": None, "model_sha256": None,
+                "agent_version": None, "config_sha256": None, "birth_ts": None})
+            row["last_seen"] = max(row["last_seen"], ts)
+            row["last_seq"] = max(row["last_seq"], env.seq)
+            if env.kind in ("birth", "death") and (row["state_ts"] is None or ts >= row["state_ts"]):
+                row["online"], row["state_ts"] = int(env.kind == "birth"), ts
+            if env.kind == "birth" and (row["birth_ts"] is None or ts >= row["birth_ts"]):
+                row.update(session_id=env.session_id, model_sha256=env.model_sha256,
+                           agent_version=env.agent_version, config_sha256=env.config_sha256, birth_ts=ts)
         if rows:
-            table.upsert_all(list(rows.values()), pk="device_id")
+            self.db.conn.executemany(_DEVICE_UPSERT, list(rows.values()))
 
     def counts(self) -> dict[str, int]:
         return {t: self.db.table(t).count for t in ("messages", "latency", "robustness", "health", "quarantine")}
 
     def close(self) -> None:
         self.db.close()
+
+
+_DEVICE_UPSERT = """
+INSERT INTO devices (device_id, fleet, online, last_seen, last_seq, state_ts, session_id, model_sha256,
+                     agent_version, config_sha256, birth_ts, sessions)
+VALUES (:device_id, :fleet, COALESCE(:online, 1), :last_seen, :last_seq, :state_ts, :session_id, :model_sha256,
+        :agent_version, :config_sha256, :birth_ts, :birth_ts IS NOT NULL)
+ON CONFLICT(device_id) DO UPDATE SET
+    fleet = excluded.fleet,
+    last_seen = MAX(COALESCE(last_seen, ''), excluded.last_seen),
+    last_seq = MAX(COALESCE(last_seq, -1), excluded.last_seq),
+    online = CASE WHEN excluded.state_ts >= COALESCE(state_ts, '') THEN excluded.online ELSE online END,
+    state_ts = CASE WHEN excluded.state_ts >= COALESCE(state_ts, '') THEN excluded.state_ts ELSE state_ts END,
+    sessions = COALESCE(sessions, 0) + COALESCE(excluded.birth_ts >= COALESCE(birth_ts, '')
+                                                 AND excluded.session_id IS NOT COALESCE(session_id, ''), 0),
+    session_id = CASE WHEN excluded.birth_ts >= COALESCE(birth_ts, '') THEN excluded.session_id ELSE session_id END,
+    model_sha256 = CASE WHEN excluded.birth_ts >= COALESCE(birth_ts, '') THEN excluded.model_sha256
+                        ELSE model_sha256 END,
+    agent_version = CASE WHEN excluded.birth_ts >= COALESCE(birth_ts, '') THEN excluded.agent_version
+                         ELSE agent_version END,
+    config_sha256 = CASE WHEN excluded.birth_ts >= COALESCE(birth_ts, '') THEN excluded.config_sha256
+                         ELSE config_sha256 END,
+    birth_ts = COALESCE(MAX(birth_ts, excluded.birth_ts), birth_ts, excluded.birth_ts)
+"""
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def _json(value: Any) -> str:
+    return _json_encoder.encode(value).decode()
 
 
 def _quarantine_row(item: Incoming, reason: str) -> dict[str, Any]:

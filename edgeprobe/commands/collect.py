@@ -25,6 +25,12 @@ def collect(
     username: Annotated[str | None, typer.Option(envvar="EDGEPROBE_MQTT_USERNAME")] = None,
     password: Annotated[str | None, typer.Option(envvar="EDGEPROBE_MQTT_PASSWORD")] = None,
     ready_file: Annotated[Path | None, typer.Option(help="Touch this file once subscribed.")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA certificate of the broker: connect over TLS.")] = None,
+    cert_file: Annotated[Path | None, typer.Option(help="Client certificate, if the broker requires one.")] = None,
+    key_file: Annotated[Path | None, typer.Option(help="Client key for --cert-file.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve the fleet's figures in Prometheus text format on this port (/metrics).")] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:
     """Subscribe to the fleet's messages and store them in SQLite until stopped."""
     from ..collector.service import Collector
@@ -34,12 +40,24 @@ def collect(
     host, _, port = broker.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--broker {broker!r} must be HOST:PORT, e.g. 127.0.0.1:1883")
+    for name, path in (("--ca-file", ca_file), ("--cert-file", cert_file), ("--key-file", key_file)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{name} {path} does not exist; give the PEM file made by deploy/mosquitto/make-certs.sh")
     try:
         store = Store(db)
     except Exception as exc:
         raise ConfigError(f"cannot open database {db}: {exc}") from None
     collector = Collector(store, host, int(port), client_id=client_id, group=group,
-                          username=username, password=password)
+                          username=username, password=password, ca_file=_s(ca_file), cert_file=_s(cert_file),
+                          key_file=_s(key_file))
+    if metrics_port is not None:
+        from ..collector.prometheus import serve_metrics
+
+        try:
+            serve_metrics(db, metrics_port, metrics_host)
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port {metrics_port}: cannot listen on {metrics_host} ({exc}); "
+                              "pick a free port") from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -54,3 +72,7 @@ def collect(
     s = collector.stats
     log.warning("collector stopped: %d received, %d stored, %d quarantined", s.received, s.stored, s.quarantined)
     store.close()
+
+
+def _s(path: Path | None) -> str | None:
+    return None if path is None else str(path)

@@ -1,0 +1,92 @@
+"""`edgeprobe fleet status` and `edgeprobe fleet cameras --unhealthy`: the fleet as the collector stored it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+fleet_app = typer.Typer(help="Ask the collector's database about the fleet.", no_args_is_help=True)
+
+DbOption = Annotated[Path, typer.Option("--db", help="The collector's SQLite file (edgeprobe collect --db).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of a table.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(fleet_app, name="fleet")
+
+
+def _open(db: Path) -> Any:
+    import sqlite3
+
+    import sqlite_utils
+
+    from ..harness.errors import ConfigError
+
+    if not db.is_file():
+        raise ConfigError(f"database {db} does not exist; point --db at the file `edgeprobe collect --db` writes")
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        database = sqlite_utils.Database(conn)
+        if "devices" not in database.table_names():
+            raise ConfigError(f"{db} is not an edgeprobe collector database (no devices table); "
+                              "point --db at the file `edgeprobe collect --db` writes")
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"{db} is not a readable SQLite database ({exc}); "
+                          "point --db at the file `edgeprobe collect --db` writes") from None
+    return database
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.1f}{unit}"
+    return f"{v}{unit}"
+
+
+def _table(rows: list[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("device", "online", "last seen", "e2e p99", "worst perturbation", "camera", "dropped", "seq gaps"):
+        table.add_column(col)
+    for r in rows:
+        w = r["worst_perturbation"]
+        worst = "-" if w is None else f"{w['perturbation']}@{w['severity']:g} {w['fraction']:.0%}"
+        table.add_row(r["device_id"], "yes" if r["online"] else "NO", _fmt(r["last_seen"]),
+                      _fmt(r["e2e_p99_ms"], " ms"), worst, ", ".join(r["camera_flags"]) or "ok",
+                      _fmt(r["spool_dropped"]), _fmt(r["seq_missing"]))
+    Console().print(table)
+
+
+@fleet_app.command("status")
+def status(db: DbOption, json_output: JsonOption = False) -> None:
+    """Every device: online, last seen, latency p99, worst perturbation, camera-health flags."""
+    from ..collector.queries import fleet_status
+
+    rows = fleet_status(_open(db))
+    if json_output:
+        print(json.dumps({"devices": rows}, default=str))
+    else:
+        _table(rows, f"fleet: {len(rows)} device(s), {sum(r['online'] for r in rows)} online")
+
+
+@fleet_app.command("cameras")
+def cameras(
+    db: DbOption,
+    unhealthy: Annotated[bool, typer.Option("--unhealthy", help="Only cameras with a health flag or offline.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Camera health per device (latest window); --unhealthy lists only those that need a look."""
+    from ..collector.queries import fleet_status, unhealthy_cameras
+
+    database = _open(db)
+    rows = unhealthy_cameras(database) if unhealthy else fleet_status(database)
+    if json_output:
+        print(json.dumps({"cameras": rows}, default=str))
+    else:
+        _table(rows, f"{len(rows)} unhealthy camera(s)" if unhealthy else f"{len(rows)} camera(s)")
