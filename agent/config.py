@@ -67,11 +67,52 @@ class TaskConfig(Strict):
     labels: list[str] | None = None
     output: NonNegInt = 0
     threshold: Unit = 0.5
+    #: output layout: detection ssd | yolo, segmentation nchw | nhwc (checked against the model at load)
+    layout: str | None = None
+    #: classification disagreement: top1 | topk | prob
+    metric: str | None = None
+    top_k: PosInt | None = None
+    #: detection: IoU for matching two predictions, score filter, NMS IoU, box order, YOLOX grid strides
+    iou: Unit | None = None
+    score_threshold: Unit | None = None
+    nms_iou: Unit | None = None
+    box_order: Literal["yxyx", "xyxy"] | None = None
+    strides: list[PosInt] | None = None
+    #: segmentation: foreground probability cut for one-channel outputs
+    mask_threshold: Unit | None = None
+
+    def adapter_options(self) -> dict[str, Any]:
+        """The options the task adapter takes, leaving out what the user did not set."""
+        keys = ("output", "threshold", "layout", "metric", "top_k", "iou", "score_threshold", "nms_iou",
+                "box_order", "strides", "mask_threshold")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
 class PerturbationConfig(Strict):
     name: str
     severities: list[Severity] = msgspec.field(default_factory=lambda: [1.0, 3.0, 5.0])
+
+
+class BreakingPointConfig(Strict):
+    #: search each perturbation's breaking point on a fixed sample of recent probed frames
+    enabled: bool = False
+    every_n_windows: PosInt = 1
+    frames: PosInt = 8
+    #: unstable fraction that counts as broken for the search (default: the at-risk zone's start)
+    threshold: Unit = 0.2
+    tolerance: Annotated[float, msgspec.Meta(gt=0, le=5)] = 0.05
+    max_rounds: PosInt = 8
+
+
+class RelationConfig(Strict):
+    #: rotate90 | rotate180 | rotate270 | hflip | translate
+    name: str
+    params: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class RiskZonesConfig(Strict):
+    at_risk: Unit = 0.2
+    broken: Unit = 0.5
 
 
 class ProbeConfig(Strict):
@@ -88,6 +129,10 @@ class ProbeConfig(Strict):
             PerturbationConfig(name="pixel_dropout"),
         ]
     )
+    breaking_point: BreakingPointConfig = msgspec.field(default_factory=BreakingPointConfig)
+    #: metamorphic relations checked on probed frames
+    relations: list[RelationConfig] = msgspec.field(default_factory=list)
+    risk_zones: RiskZonesConfig = msgspec.field(default_factory=RiskZonesConfig)
 
 
 class WindowConfig(Strict):
@@ -106,6 +151,10 @@ class BrokerConfig(Strict):
     username: str | None = None
     password: str | None = None
     keepalive: PosInt = 30
+    #: TLS: the CA that signed the broker's certificate (enables TLS); client cert/key only if the broker asks
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 class SpoolConfig(Strict):

@@ -25,8 +25,10 @@ from .. import __version__
 from ..harness import perturbations, schema
 from ..harness.health import HealthWindow, health_flags
 from ..harness.latency import FLAGGED_STAGES, LatencyWindow, StageSummary
+from ..harness.stability import zones_by_perturbation
 from ..harness.tasks import make_adapter
 from .backends import Backend, load_backend
+from .commands import CommandError, Commands
 from .config import LoadedConfig
 from .guards import GuardMonitor
 from .memory import current_rss_mb, peak_rss_mb, tune_malloc
@@ -76,12 +78,14 @@ class Agent:
         self.model_rss_mb = current_rss_mb() - rss_before
         self.first_inference_ns: int | None = None
         self.guards = GuardMonitor()
-        options: dict[str, Any] = {"output": cfg.task.output, "threshold": cfg.task.threshold}
+        options: dict[str, Any] = cfg.task.adapter_options()
+        options["input_size"] = (self.backend.input_spec.height, self.backend.input_spec.width)
         labels = cfg.task.labels or self.backend.labels_from_metadata()
         if labels:
             options["labels"] = labels
         self.adapter = make_adapter(cfg.task.kind, self.backend.output_specs, **options)
-        self.prober = Prober(cfg.probe, self.predict, self.adapter.disagreement, self.adapter.threshold)
+        self.prober = Prober(cfg.probe, self.predict, self.adapter.disagreement, self.adapter.threshold,
+                             adapter=self.adapter)
         self.source: FrameSource = open_source(cfg.source.uri, loop=cfg.source.loop, pace=cfg.source.pace)
         self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
         self.publisher: Publisher | None = None
@@ -91,6 +95,46 @@ class Agent:
         )
         self.latency = LatencyWindow()
         self.health = HealthWindow()
+        self.commands = Commands(self.messenger)
+        self._last_frame: np.ndarray | None = None
+        self._register_commands()
+
+    # --- commands (run in the agent loop, between frames) -----------------
+
+    def _register_commands(self) -> None:
+        self.commands.register("set_duty_cycle", self._cmd_duty_cycle)
+        self.commands.register("rebirth", lambda args: {"seq": self.messenger.send(
+            "birth", self._birth_body(), retain=True)["seq"]})
+        self.commands.register("snapshot", self._cmd_snapshot)
+        self.commands.register("run_check", self._cmd_run_check)
+
+    def _cmd_duty_cycle(self, args: dict[str, Any]) -> dict[str, Any]:
+        n = args.get("every_n_frames")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise CommandError("set_duty_cycle needs args.every_n_frames, an integer >= 1")
+        old, self.prober.cfg.every_n_frames = self.prober.cfg.every_n_frames, n
+        return {"every_n_frames": n, "was": old}
+
+    def _cmd_snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
+        import base64
+
+        import cv2
+
+        if self._last_frame is None:
+            raise CommandError("no frame captured yet; send snapshot again once the agent is running")
+        img = self._last_frame
+        scale = min(1.0, 320 / max(img.shape[:2]))
+        if scale < 1.0:
+            img = cv2.resize(img, (int(img.shape[1] * scale), int(img.shape[0] * scale)),
+                             interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if not ok:
+            raise CommandError("the frame could not be encoded as JPEG")
+        return {"width": int(img.shape[1]), "height": int(img.shape[0]),
+                "jpeg_base64": base64.b64encode(jpeg.tobytes()).decode("ascii")}
+
+    def _cmd_run_check(self, args: dict[str, Any]) -> dict[str, Any]:
+        raise CommandError("no suite configured on this agent; run `edgeprobe check suite.yaml` on the device")
 
     # --- inference -------------------------------------------------------
 
@@ -111,6 +155,8 @@ class Agent:
                 "task": self.adapter.name,
                 "perturbations": perturbations.names(),
                 "probe": {"every_n_frames": self.cfg.probe.every_n_frames, "seed": self.cfg.probe.seed},
+                "commands": sorted(self.commands.handlers),
+                "session_id": self.messenger.session_id,
             },
         }
 
@@ -125,6 +171,8 @@ class Agent:
             self.spool, b.host, b.port, client_id=f"edgeprobe-{self.cfg.device_id}",
             will_topic=self.messenger.topic("death"), will_payload=schema.encode(will),
             username=b.username, password=b.password, keepalive=b.keepalive,
+            ca_file=b.ca_file, cert_file=b.cert_file, key_file=b.key_file,
+            command_topic=self.commands.topic, on_command=self.commands.submit,
         )
         self.messenger.on_put = self.publisher.wake
         self.publisher.start()
@@ -138,9 +186,17 @@ class Agent:
         if stages:
             self.messenger.send("latency", {"window": window, "warmup_runs": self.latency.warmup_runs,
                                             "stages": stages, **self._latency_extras(summaries)})
+        breaking, bp_ns = self.prober.breaking_points()
+        if bp_ns:
+            self.latency.add("probe", bp_ns)
         if self.prober.window.cells:
-            self.messenger.send("robustness", {"window": window, "frames_probed": self.prober.window.frames_probed,
-                                               "seed": self.cfg.probe.seed, "cells": self.prober.window.summary()})
+            zones = self.cfg.probe.risk_zones
+            cells = self.prober.window.summary(zones.at_risk, zones.broken)
+            self.messenger.send("robustness", {
+                "window": window, "frames_probed": self.prober.window.frames_probed, "seed": self.cfg.probe.seed,
+                "cells": cells, "zones": zones_by_perturbation(cells),
+                "risk_thresholds": {"at_risk": zones.at_risk, "broken": zones.broken},
+                "breaking_points": breaking, **self.prober.window_report()})
         h = self.health.summary()
         self.messenger.send("health", {
             "window": window, "fps": h["fps"], "brightness": h["brightness"], "contrast": h["contrast"],
@@ -150,7 +206,7 @@ class Agent:
         })
         self.latency.clear()
         self.latency.warmup_runs = 0
-        self.prober.window.clear()
+        self.prober.clear_window()
         self.health.clear()
 
     def _latency_extras(self, summaries: dict[str, StageSummary]) -> dict[str, Any]:
@@ -229,6 +285,8 @@ class Agent:
                         stats.windows += 1
                         win_first = None
                 self.guards.poll()
+                self._last_frame = frame.image
+                self.commands.poll()
                 if on_frame:
                     on_frame(stats.frames)
                 if max_frames is not None and stats.frames >= max_frames:
