@@ -1,41 +1,68 @@
 """Robustness probing on a duty cycle: perturb sampled frames, compare predictions.
 
 Probing shares the CPU with the deployed model, so it runs on one frame in
-``every_n_frames`` and its time is measured apart (stage ``probe``), never
-mixed into the deployed path's latency.
+``every_n_frames`` (or within ``cpu_share`` of the loop's time) and its time
+is measured apart (stage ``probe``), never mixed into the deployed path's
+latency. Each window reports what the probe actually used, so a user can see
+the duty cycle held.
+
+Besides unstable fractions it keeps: the inference time per perturbation
+(noise makes detectors slower), metamorphic relation violations on probed
+frames, and a small fixed sample of recent probed frames on which the
+breaking point of each perturbation is bisected every few windows.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..harness import perturbations
+from ..harness import breaking_point, metamorphic, perturbations
+from ..harness.errors import ConfigError
 from ..harness.stability import StabilityWindow
 from .config import ProbeConfig
 
 
 class Prober:
     def __init__(self, cfg: ProbeConfig, predict: Callable[[np.ndarray], Any],
-                 disagreement: Callable[[Any, Any], float], threshold: float):
+                 disagreement: Callable[[Any, Any], float], threshold: float, adapter: Any = None):
         self.cfg = cfg
         self.predict = predict
         self.disagreement = disagreement
         self.threshold = threshold
+        self.adapter = adapter
+        if cfg.risk_zones.at_risk > cfg.risk_zones.broken:
+            raise ConfigError(f"probe.risk_zones.at_risk ({cfg.risk_zones.at_risk}) must not exceed "
+                              f"probe.risk_zones.broken ({cfg.risk_zones.broken})")
         # Resolve names now so a typo fails before anything is measured.
         self.plan: list[tuple[perturbations.Perturbation, Sequence[float]]] = [
             (perturbations.get(p.name), p.severities) for p in cfg.perturbations
         ]
+        self.relations = [metamorphic.parse({"name": r.name, **r.params}) for r in cfg.relations]
+        if self.relations and adapter is not None:
+            for r in cfg.relations:
+                metamorphic.check_relation(r.name, adapter)
         self.window = StabilityWindow()
         #: probing time so far and when the share accounting began (cpu_share mode)
         self.spent_ns = 0
         self.started_ns: int | None = None
         self._next_cell = 0
+        #: per window: frames offered, probe time, inference ns per perturbation, relation counts
+        self.frames_seen = 0
+        self.window_spent_ns = 0
+        self.window_started_ns = time.perf_counter_ns()
+        self.infer_ns: dict[str, list[int]] = {}
+        self.relation_counts: dict[str, list[int]] = {}
+        self.relation_expect: dict[str, str] = {}
+        self.sample: deque[tuple[int, np.ndarray, Any]] = deque(maxlen=cfg.breaking_point.frames)
+        self.windows_done = 0
 
     def due(self, frame_index: int) -> bool:
+        self.frames_seen += 1
         if not (self.cfg.enabled and self.plan):
             return False
         if self.cfg.cpu_share is None:
@@ -54,6 +81,12 @@ class Prober:
         elapsed = time.perf_counter_ns() - self.started_ns
         return self.spent_ns / elapsed if elapsed > 0 else 0.0
 
+    def _timed_predict(self, name: str, image: np.ndarray) -> Any:
+        t0 = time.perf_counter_ns()
+        out = self.predict(image)
+        self.infer_ns.setdefault(name, []).append(time.perf_counter_ns() - t0)
+        return out
+
     def probe(self, image: np.ndarray, clean_prediction: Any, frame_index: int) -> int:
         """Run every planned perturbation on one frame; returns the time spent (ns)."""
         t0 = time.perf_counter_ns()
@@ -66,9 +99,68 @@ class Prober:
         for pert, severity in cells:
             seed = perturbations.derive_seed(self.cfg.seed, frame_index, pert.name, severity)
             perturbed = pert.apply(image, severity, seed)
-            d = self.disagreement(clean_prediction, self.predict(perturbed))
+            d = self.disagreement(clean_prediction, self._timed_predict(pert.name, perturbed))
             self.window.add(pert.name, severity, d, self.threshold)
+        if self.adapter is not None:
+            for name, params in self.relations:
+                exp, text = metamorphic.expected(name, params, self.adapter, clean_prediction)
+                got = self.predict(metamorphic.transform(name, params, image))
+                counts = self.relation_counts.setdefault(name, [0, 0])
+                counts[0] += metamorphic.violated(self.adapter, exp, clean_prediction, got)
+                counts[1] += 1
+                self.relation_expect[name] = text
+            if self.cfg.breaking_point.enabled:
+                self.sample.append((frame_index, image, clean_prediction))
         self.window.frames_probed += 1
+        return self._account(t0)
+
+    def _account(self, t0: int) -> int:
         spent = time.perf_counter_ns() - t0
         self.spent_ns += spent
+        self.window_spent_ns += spent
         return spent
+
+    def breaking_points(self) -> tuple[list[dict[str, Any]], int]:
+        """Bisect each perturbation's breaking point on the current sample when due; (results, ns spent)."""
+        bp = self.cfg.breaking_point
+        self.windows_done += 1
+        if not (bp.enabled and self.adapter is not None and self.sample) or (self.windows_done - 1) % bp.every_n_windows:
+            return [], 0
+        t0 = time.perf_counter_ns()
+        indices = [i for i, _, _ in self.sample]
+        images = [img for _, img, _ in self.sample]
+        clean = [c for _, _, c in self.sample]
+        out = []
+        for pert, _ in self.plan:
+            found, replay = breaking_point.search(images, indices, self.predict, self.adapter, pert.name,
+                                                  self.cfg.seed, bp.threshold, bp.tolerance, bp.max_rounds, clean)
+            out.append({"perturbation": pert.name, "frames": len(images), **found.as_dict(),
+                        "replay": {"seed": replay["seed"], "frame_indices": replay["frames"]}})
+        return out, self._account(t0)
+
+    def window_report(self) -> dict[str, Any]:
+        """Extras for the robustness message: duty cycle used, latency per perturbation, relation rates."""
+        elapsed = max(1, time.perf_counter_ns() - self.window_started_ns)
+        duty: dict[str, Any] = {
+            "mode": "cpu_share" if self.cfg.cpu_share is not None else "frames",
+            "target": self.cfg.cpu_share if self.cfg.cpu_share is not None else 1.0 / self.cfg.every_n_frames,
+            "frames_seen": self.frames_seen, "frames_probed": self.window.frames_probed,
+            "frame_share": self.window.frames_probed / self.frames_seen if self.frames_seen else 0.0,
+            "time_share": self.window_spent_ns / elapsed, "probe_ms": self.window_spent_ns / 1e6,
+        }
+        latency = []
+        for name, samples in sorted(self.infer_ns.items()):
+            ms = np.asarray(samples, np.float64) / 1e6
+            latency.append({"perturbation": name, "n": int(ms.size), "p50_ms": float(np.median(ms)),
+                            "p90_ms": float(np.percentile(ms, 90)), "mean_ms": float(ms.mean())})
+        relations = [metamorphic.RelationResult(name, v, n, self.relation_expect.get(name, name)).as_dict()
+                     for name, (v, n) in sorted(self.relation_counts.items())]
+        return {"duty": duty, "perturbation_latency": latency, "relations": relations}
+
+    def clear_window(self) -> None:
+        self.window.clear()
+        self.frames_seen = 0
+        self.window_spent_ns = 0
+        self.window_started_ns = time.perf_counter_ns()
+        self.infer_ns.clear()
+        self.relation_counts.clear()

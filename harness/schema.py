@@ -152,6 +152,17 @@ class RobustnessBody(msgspec.Struct, forbid_unknown_fields=False):
     frames_probed: NonNegInt
     seed: int
     cells: list[StabilityCell]
+    #: worst risk zone per perturbation, and the thresholds that drew the zones
+    zones: dict[str, str] | None = None
+    risk_thresholds: dict[str, float] | None = None
+    #: per perturbation: bisected severity (None: never broke within [0, 5]), rounds, evaluations, replay
+    breaking_points: list[dict[str, Any]] | None = None
+    #: metamorphic relations: violations, n, rate with Wilson interval
+    relations: list[dict[str, Any]] | None = None
+    #: inference time on perturbed frames, per perturbation
+    perturbation_latency: list[dict[str, Any]] | None = None
+    #: the duty cycle the probe actually used in this window
+    duty: dict[str, Any] | None = None
 
 
 class HealthBody(msgspec.Struct, forbid_unknown_fields=False):

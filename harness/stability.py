@@ -59,7 +59,7 @@ class StabilityWindow:
         cell.unstable += int(disagreement > threshold)
         cell.disagreement_sum += float(disagreement)
 
-    def summary(self) -> list[dict[str, float | int | str]]:
+    def summary(self, risk: float = RISK_THRESHOLD, broken: float = BROKEN_THRESHOLD) -> list[dict[str, float | int | str]]:
         out: list[dict[str, float | int | str]] = []
         for (name, severity), c in sorted(self.cells.items()):
             lo, hi = wilson_interval(c.unstable, c.n)
@@ -74,7 +74,7 @@ class StabilityWindow:
                     "ci_low": lo,
                     "ci_high": hi,
                     "mean_disagreement": c.disagreement_sum / c.n if c.n else 0.0,
-                    "zone": risk_zone(fraction),
+                    "zone": risk_zone(fraction, risk, broken),
                 }
             )
         return out
@@ -82,3 +82,16 @@ class StabilityWindow:
     def clear(self) -> None:
         self.cells.clear()
         self.frames_probed = 0
+
+
+ZONE_ORDER = ("ok", "at_risk", "broken")
+
+
+def zones_by_perturbation(cells: list[dict[str, float | int | str]]) -> dict[str, str]:
+    """Worst zone each perturbation reached over its severities: the figure a fleet view sorts by."""
+    out: dict[str, str] = {}
+    for c in cells:
+        name, zone = str(c["perturbation"]), str(c["zone"])
+        if ZONE_ORDER.index(zone) >= ZONE_ORDER.index(out.get(name, "ok")):
+            out[name] = zone
+    return out

@@ -7,15 +7,22 @@ prediction counts as unstable. Adapters are chosen in config by name.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError, did_you_mean
 from .base import OutputSpec, Prediction, TaskAdapter
 from .classification import ClassificationAdapter
+from .detection import DetectionAdapter
+from .embedding import EmbeddingAdapter
+from .segmentation import SegmentationAdapter
 
 ADAPTERS: dict[str, Callable[..., TaskAdapter]] = {
     "classification": ClassificationAdapter,
+    "detection": DetectionAdapter,
+    "segmentation": SegmentationAdapter,
+    "embedding": EmbeddingAdapter,
 }
 
 
@@ -27,6 +34,13 @@ def make_adapter(kind: str, output_specs: list[OutputSpec], **options: Any) -> T
         raise ConfigError(
             f"unknown task {kind!r}{did_you_mean(kind, ADAPTERS)}; known: {', '.join(sorted(ADAPTERS))}"
         ) from None
+    accepted = inspect.signature(factory).parameters
+    for key in list(options):
+        if key not in accepted:
+            if key in ("input_size", "labels"):  # offered by the agent to every adapter; only some use them
+                options.pop(key)
+                continue
+            raise ConfigError(f"task.{key} does not apply to task {kind!r}; remove it")
     adapter = factory(**options)
     adapter.check_outputs(output_specs)
     return adapter

@@ -1,4 +1,9 @@
-"""Classification: a probability vector per frame; unstable = top-1 flip."""
+"""Classification: a probability vector per frame.
+
+Disagreement, chosen by ``metric``: ``top1`` (the label flipped: 0 or 1),
+``topk`` (1 - overlap of the two top-k sets, order ignored) or ``prob``
+(total variation distance between the probability vectors, in [0, 1]).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from .base import OutputSpec
 
 
@@ -34,15 +39,40 @@ def to_probabilities(scores: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+METRICS = ("top1", "topk", "prob")
+
+
+def topk_overlap(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Share of the top-k classes two probability vectors have in common."""
+    k = max(1, min(k, len(a)))
+    top_a = set(np.argsort(-a, kind="stable")[:k].tolist())
+    top_b = set(np.argsort(-b, kind="stable")[:k].tolist())
+    return len(top_a & top_b) / k
+
+
+def total_variation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(0.5 * np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).sum())
+
+
 class ClassificationAdapter:
     """Reads one (1, C) or (C,) score tensor."""
 
     name = "classification"
 
-    def __init__(self, output: int = 0, labels: Sequence[str] | None = None, threshold: float = 0.5):
+    def __init__(self, output: int = 0, labels: Sequence[str] | None = None, threshold: float = 0.5,
+                 metric: str | None = None, top_k: int | None = None, layout: str | None = None):
+        metric = metric or ("topk" if top_k else "top1")
+        if metric not in METRICS:
+            raise ConfigError(f"task.metric must be one of {', '.join(METRICS)} for classification, got {metric!r}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"task.threshold must be in [0, 1], got {threshold}")
+        if top_k is not None and top_k < 1:
+            raise ConfigError(f"task.top_k must be at least 1, got {top_k}")
         self.output = output
         self.labels = list(labels) if labels else None
         self.threshold = threshold
+        self.metric = metric
+        self.top_k = top_k or 5
 
     def check_outputs(self, outputs: Sequence[OutputSpec]) -> None:
         if self.output >= len(outputs):
@@ -68,6 +98,10 @@ class ClassificationAdapter:
         return ClassPrediction(to_probabilities(scores.reshape(-1, scores.shape[-1])[0]))
 
     def disagreement(self, a: ClassPrediction, b: ClassPrediction) -> float:
+        if self.metric == "topk":
+            return 1.0 - topk_overlap(a.probs, b.probs, self.top_k)
+        if self.metric == "prob":
+            return min(1.0, total_variation(a.probs, b.probs))
         return 0.0 if a.top1 == b.top1 else 1.0
 
     def label(self, index: int) -> str:

@@ -1,0 +1,49 @@
+"""Embedding / generic tensor: two predictions disagree by their cosine distance.
+
+Cosine distance lies in [0, 2]; it is clipped to [0, 1] because a
+disagreement is a share, and vectors at right angles already share nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+from .base import OutputSpec
+
+
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - cos(a, b); 0 for two zero vectors, 1 when only one of them is zero."""
+    x = np.asarray(a, np.float64).ravel()
+    y = np.asarray(b, np.float64).ravel()
+    nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
+    if nx == 0.0 or ny == 0.0:
+        return 0.0 if nx == ny else 1.0
+    return float(1.0 - np.dot(x, y) / (nx * ny))
+
+
+class EmbeddingAdapter:
+    name = "embedding"
+
+    def __init__(self, output: int = 0, threshold: float = 0.1, labels: Sequence[str] | None = None,
+                 layout: str | None = None):
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"task.threshold must be in [0, 1], got {threshold}")
+        self.output = output
+        self.threshold = threshold
+
+    def check_outputs(self, outputs: Sequence[OutputSpec]) -> None:
+        if self.output >= len(outputs):
+            raise ModelError(f"embedding reads output #{self.output} but the model has {len(outputs)} output(s)")
+
+    def decode(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        return np.asarray(outputs[self.output], np.float32).ravel().copy()
+
+    def disagreement(self, a: np.ndarray, b: np.ndarray) -> float:
+        return min(1.0, max(0.0, cosine_distance(a, b)))
+
+    def describe(self, prediction: np.ndarray) -> dict[str, Any]:
+        return {"norm": float(np.linalg.norm(prediction)), "dim": int(prediction.size)}
