@@ -42,8 +42,13 @@ class Messenger:
         return schema.topic_for(self.fleet, self.device_id, kind)
 
     def send(self, kind: str, body: dict[str, Any], retain: bool = False) -> dict[str, Any]:
-        message = self.build(kind, body)
-        self.spool.put(self.topic(kind), schema.encode(message), qos=1, retain=retain)
+        message: dict[str, Any] = {}
+
+        def make(seq: int) -> bytes:
+            message.update(self.build(kind, body, seq=seq))
+            return schema.encode(message)
+
+        self.spool.put_numbered(self.topic(kind), make, qos=1, retain=retain)
         self.sent[kind] = self.sent.get(kind, 0) + 1
         if self.on_put:
             self.on_put()

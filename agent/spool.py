@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,22 @@ class Spool:
             db.execute("INSERT INTO counters VALUES ('seq', 0) ON CONFLICT(name) DO UPDATE SET value = value + 1")
             (value,) = db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
         return int(value)
+
+    def put_numbered(self, topic: str, make_payload: Callable[[int], bytes], qos: int = 1,
+                     retain: bool = False) -> int:
+        """Take the next seq and spool the payload built with it in ONE transaction.
+
+        A crash between the two would otherwise burn a seq with no message
+        behind it, and the collector would report a loss that never happened.
+        """
+        db = self._conn()
+        with _tx(db):
+            db.execute("INSERT INTO counters VALUES ('seq', 0) ON CONFLICT(name) DO UPDATE SET value = value + 1")
+            (seq,) = db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+            db.execute("INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
+                       (topic, make_payload(int(seq)), qos, int(retain)))
+            self._enforce_bounds(db)
+        return int(seq)
 
     def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         db = self._conn()
