@@ -124,7 +124,8 @@ class Prober:
         """Bisect each perturbation's breaking point on the current sample when due; (results, ns spent)."""
         bp = self.cfg.breaking_point
         self.windows_done += 1
-        if not (bp.enabled and self.adapter is not None and self.sample) or (self.windows_done - 1) % bp.every_n_windows:
+        due = (self.windows_done - 1) % bp.every_n_windows == 0
+        if not (bp.enabled and self.adapter is not None and self.sample and due):
             return [], 0
         t0 = time.perf_counter_ns()
         indices = [i for i, _, _ in self.sample]

@@ -98,8 +98,8 @@ def _geometric(name: str) -> Any:
 def translate(image: np.ndarray, fraction: float) -> np.ndarray:
     """Shift right and down by ``fraction`` of the frame, edges replicated (no black band for the model to see)."""
     h, w = image.shape[:2]
-    m = np.float32([[1, 0, fraction * w], [0, 1, fraction * h]])
-    return cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    m = np.array([[1, 0, fraction * w], [0, 1, fraction * h]], np.float32)
+    return np.asarray(cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE))
 
 
 def parse(relation: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -126,7 +126,8 @@ def check_relation(relation: str | dict[str, Any], adapter: Any) -> None:
 def expected(name: str, params: dict[str, Any], adapter: Any, clean: Any) -> tuple[Any, str]:
     """(what the prediction on the transformed frame should be, or None for 'unchanged'; a sentence saying so)."""
     if name == "translate":
-        return None, f"prediction unchanged when the frame shifts by {float(params.get('fraction', 0.03)):g} of its size"
+        shift = float(params.get("fraction", 0.03))
+        return None, f"prediction unchanged when the frame shifts by {shift:g} of its size"
     geo = _geometric(name)
     if isinstance(clean, Detections):
         if name != "hflip":
@@ -140,10 +141,10 @@ def expected(name: str, params: dict[str, Any], adapter: Any, clean: Any) -> tup
         if name == "hflip":
             return None, "prediction unchanged under a horizontal flip"
         n = len(clean.probs)
-        shift = params.get("shift")
-        if shift is not None:
+        step = params.get("shift")
+        if step is not None:
             k = int(name[len("rotate"):]) // 90
-            label = (clean.top1 + int(shift) * k) % n
+            label = (clean.top1 + int(step) * k) % n
         else:
             label = geo.map_orientation(clean.top1, n)
         return label, f"frame turned {name[len('rotate'):]}° counter-clockwise -> label moves to the matching class"

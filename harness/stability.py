@@ -59,7 +59,8 @@ class StabilityWindow:
         cell.unstable += int(disagreement > threshold)
         cell.disagreement_sum += float(disagreement)
 
-    def summary(self, risk: float = RISK_THRESHOLD, broken: float = BROKEN_THRESHOLD) -> list[dict[str, float | int | str]]:
+    def summary(self, risk: float = RISK_THRESHOLD,
+                broken: float = BROKEN_THRESHOLD) -> list[dict[str, float | int | str]]:
         out: list[dict[str, float | int | str]] = []
         for (name, severity), c in sorted(self.cells.items()):
             lo, hi = wilson_interval(c.unstable, c.n)

@@ -17,12 +17,14 @@ from .classification import ClassificationAdapter
 from .detection import DetectionAdapter
 from .embedding import EmbeddingAdapter
 from .segmentation import SegmentationAdapter
+from .ssd_anchors import SsdAnchorsAdapter
 
 ADAPTERS: dict[str, Callable[..., TaskAdapter]] = {
     "classification": ClassificationAdapter,
     "detection": DetectionAdapter,
     "segmentation": SegmentationAdapter,
     "embedding": EmbeddingAdapter,
+    "ssd_anchors": SsdAnchorsAdapter,
 }
 
 

@@ -69,10 +69,8 @@ class SegmentationAdapter:
 
     def decode(self, outputs: Sequence[np.ndarray]) -> SegmentationMask:
         raw = np.asarray(outputs[self.output])
-        if raw.ndim == 4:
-            x = raw[0] if self.layout == "nchw" else np.moveaxis(raw[0], -1, 0)
-        else:
-            x = raw[0][None]
+        channels_first = raw[0] if self.layout == "nchw" else np.moveaxis(raw[0], -1, 0)
+        x = raw[0][None] if raw.ndim == 3 else channels_first
         if x.shape[0] == 1:
             return SegmentationMask((x[0] > self.mask_threshold).astype(np.uint8))
         return SegmentationMask(np.argmax(x, axis=0).astype(np.int32))
@@ -82,4 +80,4 @@ class SegmentationAdapter:
 
     def describe(self, prediction: SegmentationMask) -> dict[str, Any]:
         fg = float(np.count_nonzero(prediction.labels)) / max(1, prediction.labels.size)
-        return {"foreground": fg, "classes": int(len(np.unique(prediction.labels)))}
+        return {"foreground": fg, "classes": len(np.unique(prediction.labels))}

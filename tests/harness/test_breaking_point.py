@@ -9,12 +9,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
-
 from edgeprobe.harness import perturbations
 from edgeprobe.harness.breaking_point import find_breaking_point, search, unstable_fraction
 from edgeprobe.harness.errors import ConfigError, EdgeprobeError
 from edgeprobe.harness.tasks.classification import ClassificationAdapter
+from onnx import TensorProto, helper
 
 T = 180.0  # the synthetic classifier says class 0 while the frame's mean pixel exceeds T
 
@@ -111,5 +110,5 @@ def test_empty_frame_sample_and_unknown_perturbation() -> None:
     adapter = ClassificationAdapter()
     with pytest.raises(ConfigError, match="frame sample is empty"):
         search([], [], lambda im: None, adapter, "gaussian_noise", 0)
-    with pytest.raises(EdgeprobeError, match="unknown perturbation 'gausian_noise'.*gaussian_noise"):
+    with pytest.raises(EdgeprobeError, match=r"unknown perturbation 'gausian_noise'.*gaussian_noise"):
         search([np.zeros((8, 8, 3), np.uint8)], [0], lambda im: None, adapter, "gausian_noise", 0)

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-
 from edgeprobe.harness.errors import ConfigError
 from edgeprobe.harness.metamorphic import evaluate_relations
 from edgeprobe.harness.tasks.classification import ClassificationAdapter, topk_overlap, total_variation
+
 from tests.conftest import asset
 
 
@@ -41,7 +41,7 @@ def test_quarter_turn_moves_the_orientation_label_one_step_and_a_shift_changes_n
 
 def test_unknown_relation_and_empty_sample() -> None:
     adapter = ClassificationAdapter()
-    with pytest.raises(ConfigError, match="unknown metamorphic relation 'rotate9'.*rotate90"):
+    with pytest.raises(ConfigError, match=r"unknown metamorphic relation 'rotate9'.*rotate90"):
         evaluate_relations([np.zeros((4, 4, 3), np.uint8)], lambda im: None, adapter, ["rotate9"])
     with pytest.raises(ConfigError, match="frame sample is empty"):
         evaluate_relations([], lambda im: None, adapter, ["rotate90"])
