@@ -1,0 +1,102 @@
+"""The agent's robustness messages on the real rotation classifier: zones, breaking points, relations, duty cycle."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgeprobe.agent.config import ProbeConfig, load_config
+from edgeprobe.agent.prober import Prober
+from edgeprobe.agent.runner import Agent
+from edgeprobe.harness import schema
+from edgeprobe.harness.tasks.classification import ClassificationAdapter
+from tests.cli.test_bad_input import _assert_clean_error
+from tests.conftest import demo_config, run_cli
+
+
+def _robustness(path: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(path) as db:
+        msgs = [json.loads(p) for (p,) in db.execute("SELECT payload FROM outbox ORDER BY id")]
+    for m in msgs:
+        schema.decode_message(schema.encode(m), schema.topic_for(m["fleet"], m["device_id"], m["kind"]))
+    return [m["body"] for m in msgs if m["kind"] == "robustness"]
+
+
+def test_agent_reports_zones_breaking_points_relations_and_duty(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path]
+) -> None:
+    spool = tmp_path / "spool.db"
+    cfg = demo_config(orientation_model, short_clip, spool, probe={
+        "breaking_point": {"enabled": True, "every_n_windows": 1, "frames": 3, "threshold": 0.3},
+        "relations": [{"name": "rotate90"}, {"name": "translate", "params": {"fraction": 0.02}}],
+        "risk_zones": {"at_risk": 0.1, "broken": 0.4},
+    })
+    stats = Agent(load_config(write_config(cfg))).run(max_frames=20)
+    assert stats.probed_frames == 4
+    (body,) = _robustness(spool)
+    assert body["risk_thresholds"] == {"at_risk": 0.1, "broken": 0.4}
+    for c in body["cells"]:
+        expected = "broken" if c["fraction"] >= 0.4 else "at_risk" if c["fraction"] >= 0.1 else "ok"
+        assert c["zone"] == expected and c["ci_low"] <= c["fraction"] <= c["ci_high"]
+    assert set(body["zones"]) == {"gaussian_noise", "pixel_dropout"}
+    bps = {b["perturbation"]: b for b in body["breaking_points"]}
+    assert set(bps) == {"gaussian_noise", "pixel_dropout"}
+    for b in bps.values():
+        assert b["frames"] == 3 and 1 <= b["rounds"] <= 8 and len(b["replay"]["frame_indices"]) == 3
+        assert b["replay"]["seed"] == 7
+        if b["found"]:
+            # The reported severity is one the search evaluated and found at or over the threshold.
+            assert any(s == b["severity"] and f >= 0.3 for s, f in b["evaluations"])
+            assert b["severity"] - b["below"] <= 0.05 or b["rounds"] == 8
+    rel = {r["relation"]: r for r in body["relations"]}
+    assert set(rel) == {"rotate90", "translate"} and all(r["n"] == 4 for r in rel.values())
+    assert all(0 <= r["rate"] <= 1 for r in rel.values())
+    lat = {x["perturbation"]: x for x in body["perturbation_latency"]}
+    assert lat["gaussian_noise"]["n"] == 8 and lat["pixel_dropout"]["n"] == 4  # one inference per cell
+    assert lat["gaussian_noise"]["p50_ms"] > 0
+    duty = body["duty"]
+    assert duty["mode"] == "frames" and duty["target"] == pytest.approx(0.2)
+    assert duty["frames_probed"] == 4 and duty["frames_seen"] == 20 and duty["frame_share"] == pytest.approx(0.2)
+    assert 0 < duty["time_share"] < 1
+
+
+def test_prober_reports_the_share_it_used() -> None:
+    calls: list[int] = []
+
+    def predict(img: np.ndarray) -> Any:
+        calls.append(1)
+        return ClassificationAdapter().decode([np.array([float(img.mean()), 100.0])])
+
+    p = Prober(ProbeConfig(every_n_frames=3), predict, lambda a, b: float(a.top1 != b.top1), 0.5,
+               adapter=ClassificationAdapter())
+    img = np.full((16, 16, 3), 128, np.uint8)
+    for i in range(12):
+        if p.due(i):
+            p.probe(img, predict(img), i)
+    rep = p.window_report()
+    assert rep["duty"]["frames_seen"] == 12 and rep["duty"]["frames_probed"] == 4
+    assert rep["duty"]["frame_share"] == pytest.approx(4 / 12)
+
+
+@pytest.mark.parametrize(("probe", "task", "pattern"), [
+    ({"perturbations": [{"name": "gausian_noise"}]}, {}, r"unknown perturbation 'gausian_noise'"),
+    ({}, {"kind": "detection", "layout": "yolo"}, r"yolo layout needs an output of shape"),
+    ({}, {"kind": "detection"}, r"task.layout must be one of ssd, yolo"),
+    ({}, {"threshold": 1.5}, r"task.threshold"),
+    ({"breaking_point": {"enabled": True, "threshold": -0.2}}, {}, r"probe.breaking_point.threshold"),
+    ({"relations": [{"name": "rotat90"}]}, {}, r"unknown metamorphic relation 'rotat90'.*rotate90"),
+    ({"breaking_point": {"enabled": True, "frames": 0}}, {}, r"probe.breaking_point.frames"),
+    ({}, {"iou": 0.5}, r"task.iou does not apply to task 'classification'"),
+])
+def test_bad_robustness_config_is_one_sentence_and_exit_2(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+    probe: dict[str, Any], task: dict[str, Any], pattern: str,
+) -> None:
+    cfg = demo_config(orientation_model, short_clip, tmp_path / "s.db", probe=probe, task=task)
+    _assert_clean_error(run_cli("run", "-c", str(write_config(cfg)), "--no-broker", "--max-frames", "2"), pattern)
