@@ -67,6 +67,9 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
           "9c031d80a1c52da5eca790db896baffec6a7e52bf786cdb7bbfca5c7f880e6a1", "still image"),
     Asset("building.jpg", ("deb", "opencv-doc", ""), _DEB_DATA + "building.jpg",
           "742a1baad62ac82e91e718e77eedf7e85c2eddc4badfb8c87c6cbc86c45a8b07", "still image"),
+    Asset("messi5.jpg", ("deb", "opencv-doc", ""), _DEB_DATA + "messi5.jpg",
+          "1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9",
+          "footballer, 548x342: a real face and person for the TFLite face and segmentation tests"),
 )}
 
 

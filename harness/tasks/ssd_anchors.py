@@ -101,7 +101,7 @@ def generate_anchors(opts: AnchorOptions) -> np.ndarray:
 
 def sigmoid(x: np.ndarray, clip: float = 100.0) -> np.ndarray:
     """Logits -> scores, clipped as MediaPipe does (score_clipping_thresh) so exp never overflows."""
-    return (1.0 / (1.0 + np.exp(-np.clip(x, -clip, clip)))).astype(np.float32)
+    return (1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, np.float64), -clip, clip)))).astype(np.float32)
 
 
 def decode_boxes(regressors: np.ndarray, anchors: np.ndarray, scale: float) -> np.ndarray:
@@ -166,7 +166,8 @@ class SsdAnchorsAdapter:
     def __init__(self, layout: str | None = None, threshold: float = 0.5, iou: float = 0.5,
                  score_threshold: float | None = None, nms_iou: float | None = None,
                  input_size: tuple[int, int] | None = None, labels: Sequence[str] | None = None,
-                 max_detections: int = 100):
+                 max_detections: int = 100, output: int = 0):
+        # ``output`` is accepted because every task config carries it; regressors and logits are always #0 and #1.
         if layout is not None and layout not in PRESETS:
             raise ConfigError(f"task.layout for ssd_anchors must be one of {', '.join(PRESETS)}, got {layout!r}")
         self.preset_name = layout
