@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-
 from edgeprobe.agent.config import ProbeConfig, load_config
 from edgeprobe.agent.prober import Prober
 from edgeprobe.agent.runner import Agent
 from edgeprobe.harness import schema
 from edgeprobe.harness.tasks.classification import ClassificationAdapter
-from tests.cli.test_bad_input import _assert_clean_error
+
 from tests.conftest import demo_config, run_cli
+
+
+def _assert_clean_error(proc: subprocess.CompletedProcess[str], pattern: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and re.search(pattern, proc.stderr), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
 
 
 def _robustness(path: Path) -> list[dict[str, Any]]:
