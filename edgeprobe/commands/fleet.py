@@ -60,7 +60,10 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
         table.add_row(r["device_id"], "yes" if r["online"] else "NO", _fmt(r["last_seen"]),
                       _fmt(r["e2e_p99_ms"], " ms"), worst, ", ".join(r["camera_flags"]) or "ok",
                       _fmt(r["spool_dropped"]), _fmt(r["seq_missing"]))
-    Console().print(table)
+    import sys
+
+    # piped output (grep, logs) gets full cell contents instead of an 80-column squeeze
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @fleet_app.command("status")

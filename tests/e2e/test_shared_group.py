@@ -1,0 +1,38 @@
+"""Two collector processes in one MQTT 5 shared-subscription group, one SQLite file."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edgeprobe.localbroker import LocalBroker, find_mosquitto, free_port
+from tests.e2e.test_faults import _assert_complete, _pusher
+from tests.e2e.util import start_collector, stop
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed")]
+
+
+def test_two_collectors_share_the_stream_and_store_nothing_twice(broker: LocalBroker, tmp_path: Path) -> None:
+    db, spool = tmp_path / "fleet.db", tmp_path / "spool.db"
+    port = free_port()
+    procs = [start_collector(db, broker.address, tmp_path, "--group", "g", client_id=f"c{i}",
+                             *(["--metrics-port", str(port)] if i == 0 else [])) for i in range(2)]
+    try:
+        pusher = _pusher(spool, broker.port, 800, 1000)
+        assert pusher.wait(timeout=60) == 0
+        _assert_complete(db, 799)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            assert 'edgeprobe_device_online{device_id="cam-a",fleet="f"}' in resp.read().decode()
+    finally:
+        for p in procs:
+            stop(p)
+    stored = []
+    for i in range(2):
+        m = re.search(r"(\d+) received, (\d+) stored", (tmp_path / f"c{i}.log").read_text())
+        assert m, (tmp_path / f"c{i}.log").read_text()
+        stored.append(int(m.group(2)))
+    assert sum(stored) == 800
+    assert min(stored) > 0, f"the group did not share the load: {stored}"
