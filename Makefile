@@ -32,6 +32,11 @@ broker:
 	  echo "installing mosquitto (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; \
 	else echo "mosquitto is missing: install it (e.g. sudo apt-get install mosquitto)"; exit 2; fi
+	@# openssl makes the TLS certificates (deploy/mosquitto/make-certs.sh; a few seconds when missing)
+	@if command -v openssl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null; \
+	else echo "openssl is missing: install it (e.g. sudo apt-get install openssl)"; exit 2; fi
 
 # Debian's chromium, headless, to render the HTML report in tests (about 20 s to install
 # once apt lists are fresh); only when missing and only as root.

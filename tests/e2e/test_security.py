@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import ssl
 import subprocess
 import time
@@ -17,7 +18,8 @@ from edgeprobe.localbroker import LocalBroker, find_mosquitto
 from tests.e2e.secure_broker import PASSWORDS, ca_file, make_secure_broker
 from tests.e2e.util import client, count, message, start_collector, stop, wait_for
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed")
+pytestmark = pytest.mark.skipif(find_mosquitto() is None or shutil.which("openssl") is None,
+                                reason="mosquitto or openssl not installed")
 
 
 @pytest.fixture
