@@ -204,9 +204,9 @@ class Publisher:
         with self._lock:
             # rows whose newest send is older than RESEND_AFTER_S are sent again (old mids kept)
             newest: dict[int, float] = {}
-            for row, sent in self._inflight.values():
-                newest[row] = max(sent, newest.get(row, 0.0))
-            busy = {row for row, sent in newest.items() if now - sent <= RESEND_AFTER_S}
+            for row_id, sent in self._inflight.values():
+                newest[row_id] = max(sent, newest.get(row_id, 0.0))
+            busy = {row_id for row_id, sent in newest.items() if now - sent <= RESEND_AFTER_S}
         if len(busy) >= BATCH:
             return
         for row in self.spool.peek(BATCH - len(busy), exclude=busy):

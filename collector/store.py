@@ -119,13 +119,16 @@ class Store:
 
     def _insert(self, rows: list[tuple[Incoming, schema.Envelope, msgspec.Struct]]) -> None:
         messages, latency, robustness, health = [], [], [], []
+        received: dict[dt.datetime, str] = {}  # a batch arrives within a few instants: format each once
         for item, env, body in rows:
             base = {"msg_id": env.msg_id, "device_id": env.device_id, "ts": env.ts.isoformat()}
             messages.append({
                 **base, "fleet": env.fleet, "kind": env.kind, "seq": env.seq, "session_id": env.session_id,
                 "model_sha256": env.model_sha256, "config_sha256": env.config_sha256,
                 "agent_version": env.agent_version, "topic": item.topic,
-                "received_ts": item.received.isoformat(), "body": _json(env.body),
+                "received_ts": received.get(item.received) or received.setdefault(item.received,
+                                                                                  item.received.isoformat()),
+                "body": _json(env.body),
             })
             if isinstance(body, schema.LatencyBody):
                 for stage, s in body.stages.items():
@@ -143,11 +146,24 @@ class Store:
                                "sharpness": body.sharpness, "clipped": body.clipped,
                                "frozen_frames": body.frozen_frames, "spool_queued": body.spool_queued,
                                "spool_dropped": body.spool_dropped, "flags": ",".join(body.flags)})
-        self.db.table("messages").insert_all(messages)
+        self._insert_rows("messages", messages, "INSERT")
         self._track_devices([env for _, env, _ in rows])
         for table, data in (("latency", latency), ("robustness", robustness), ("health", health)):
-            if data:
-                self.db.table(table).insert_all(data, ignore=True)
+            self._insert_rows(table, data, "INSERT OR IGNORE")
+
+    def _insert_rows(self, table: str, rows: list[dict[str, Any]], verb: str) -> None:
+        """One prepared statement over the batch (executemany).
+
+        sqlite-utils' insert_all inspects and converts every value of every row;
+        on the ingest path that was 70 % of the collector's time (profiled with
+        benchmarks/ingest.py), so hot tables get a fixed statement instead.
+        """
+        if not rows:
+            return
+        cols = list(rows[0])
+        sql = (f"{verb} INTO [{table}] ({', '.join(f'[{c}]' for c in cols)}) "
+               f"VALUES ({', '.join(':' + c for c in cols)})")
+        self.db.conn.executemany(sql, rows)
 
     def _track_devices(self, envs: list[schema.Envelope]) -> None:
         """Fold a batch into one upsert per device, without reading the table first.

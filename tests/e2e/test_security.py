@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from edgeprobe.agent.publisher import Publisher
 from edgeprobe.agent.spool import Spool
 from edgeprobe.harness import schema
+
 from edgeprobe.localbroker import LocalBroker, find_mosquitto
 from tests.e2e.secure_broker import PASSWORDS, ca_file, make_secure_broker
 from tests.e2e.util import client, count, message, start_collector, stop, wait_for
@@ -122,7 +122,7 @@ def test_device_reads_only_its_own_commands(secure: LocalBroker) -> None:
         c.subscribe("edgeprobe/v1/f/+/cmd", qos=1)
         spies.append((c, state))
     assert wait_for(lambda: all(s.get("subscribed") for _, s in spies))
-    op, op_state = client(secure.port, username="collector", password=PASSWORDS["collector"], ca=ca,
+    op, _ = client(secure.port, username="collector", password=PASSWORDS["collector"], ca=ca,
                           client_id="operator")
     op.connect("127.0.0.1", secure.port)
     op.loop_start()

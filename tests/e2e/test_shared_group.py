@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(find_mosquitto() is None, reas
 def test_two_collectors_share_the_stream_and_store_nothing_twice(broker: LocalBroker, tmp_path: Path) -> None:
     db, spool = tmp_path / "fleet.db", tmp_path / "spool.db"
     port = free_port()
-    procs = [start_collector(db, broker.address, tmp_path, "--group", "g", client_id=f"c{i}",
-                             *(["--metrics-port", str(port)] if i == 0 else [])) for i in range(2)]
+    procs = [start_collector(db, broker.address, tmp_path, "--group", "g",
+                             *(["--metrics-port", str(port)] if i == 0 else []), client_id=f"c{i}") for i in range(2)]
     try:
         pusher = _pusher(spool, broker.port, 800, 1000)
         assert pusher.wait(timeout=60) == 0
