@@ -124,7 +124,8 @@ class Prober:
         """Bisect each perturbation's breaking point on the current sample when due; (results, ns spent)."""
         bp = self.cfg.breaking_point
         self.windows_done += 1
-        due = (self.windows_done - 1) % bp.every_n_windows == 0
+        # Every N-th window, not the first: the sample then holds N windows' worth of probed frames to pick from.
+        due = self.windows_done % bp.every_n_windows == 0
         if not (bp.enabled and self.adapter is not None and self.sample and due):
             return [], 0
         t0 = time.perf_counter_ns()
