@@ -8,9 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from edgeprobe.agent.backends import load_backend
 from edgeprobe.agent.backends.preprocess import Preprocessor
 from edgeprobe.agent.backends.tflite import TFLiteBackend, dequantize, quantize
@@ -19,6 +16,9 @@ from edgeprobe.harness.errors import ModelError
 from edgeprobe.harness.tasks import make_adapter
 from edgeprobe.harness.tasks.base import Detections, SegmentationMask
 from edgeprobe.harness.tasks.detection import box_iou
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.conftest import asset
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -34,6 +34,12 @@ FACE_BOX_PX = (75, 100, 106, 131)
 PERSON_CROP = (slice(0, 342), slice(100, 442))
 
 
+def _imread(name: str) -> np.ndarray:
+    image = cv2.imread(str(asset(name)))
+    assert image is not None, name
+    return image
+
+
 def _backend(name: str, pre: PreprocessConfig | None = None, threads: int = 1) -> TFLiteBackend:
     backend = load_backend(ModelConfig(path=str(asset(name)), threads=threads, preprocess=pre or PreprocessConfig()))
     assert isinstance(backend, TFLiteBackend)
@@ -42,7 +48,7 @@ def _backend(name: str, pre: PreprocessConfig | None = None, threads: int = 1) -
 
 def _detect(backend: TFLiteBackend, image: np.ndarray) -> Detections:
     adapter = make_adapter("ssd_anchors", backend.output_specs)
-    return adapter.decode(backend.infer(backend.preprocess(image)))  # type: ignore[no-any-return]
+    return adapter.decode(backend.infer(backend.preprocess(image)))  # type: ignore[no-any-return, unused-ignore]
 
 
 def test_backend_reports_the_input_spec_and_stages() -> None:
@@ -53,14 +59,14 @@ def test_backend_reports_the_input_spec_and_stages() -> None:
     assert d["input"]["quantization"] is None and d["input"]["dtype"] == "float32"
     assert [o.shape for o in b.output_specs] == [(1, 896, 16), (1, 896, 1)]
     assert b.load_ns > 0 and len(b.sha256) == 64
-    x = b.preprocess(cv2.imread(str(asset("baboon.jpg"))))
+    x = b.preprocess(_imread("baboon.jpg"))
     assert x.shape == (1, 128, 128, 3) and x.dtype == np.float32
-    assert -1.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(x.min()) < 0 < float(x.max())
+    assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0 and float(x.min()) < 0 < float(x.max())
 
 
 def test_face_detector_finds_the_face_where_it_is() -> None:
     b = _backend("face_detection_short_range.tflite", FACE_PRE)
-    crop = cv2.imread(str(asset("messi5.jpg")))[FACE_CROP]
+    crop = _imread("messi5.jpg")[FACE_CROP]
     dets = _detect(b, crop)
     assert len(dets) >= 1
     h, w = crop.shape[:2]
@@ -77,12 +83,12 @@ def test_face_detector_finds_the_face_where_it_is() -> None:
 
 def test_face_detector_finds_no_face_in_a_face_free_image() -> None:
     b = _backend("face_detection_short_range.tflite", FACE_PRE)
-    assert len(_detect(b, cv2.imread(str(asset("fruits.jpg"))))) == 0
+    assert len(_detect(b, _imread("fruits.jpg"))) == 0
 
 
 def test_selfie_segmentation_covers_the_person() -> None:
     b = _backend("selfie_segmentation.tflite", PreprocessConfig(color="rgb"))
-    crop = cv2.imread(str(asset("messi5.jpg")))[PERSON_CROP]
+    crop = _imread("messi5.jpg")[PERSON_CROP]
     adapter = make_adapter("segmentation", b.output_specs, layout="nhwc")
     mask = adapter.decode(b.infer(b.preprocess(crop)))
     assert isinstance(mask, SegmentationMask) and mask.labels.shape == (256, 256)
@@ -102,7 +108,7 @@ def test_golden_outputs_recorded_on_the_reference_host() -> None:
     """Guards preprocessing, anchors and runtime upgrades; tolerances leave room for XNNPACK's kernels per CPU."""
     golden = np.load(DATA / "tflite_golden.npz")
     face = _backend("face_detection_short_range.tflite", FACE_PRE)
-    img = cv2.imread(str(asset("messi5.jpg")))
+    img = _imread("messi5.jpg")
     logits = face.infer(face.preprocess(img[FACE_CROP]))[1].reshape(-1)
     np.testing.assert_allclose(logits, golden["face_logits"], atol=0.05)
     seg = _backend("selfie_segmentation.tflite", PreprocessConfig(color="rgb"))
@@ -133,8 +139,9 @@ def tiny_cnn_onnx(path: Path) -> Path:
         helper.make_node("GlobalAveragePool", ["r2"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
         helper.make_node("Gemm", ["f", "wd", "bd"], ["l"]), helper.make_node("Softmax", ["l"], ["probs"], axis=-1),
     ]
-    graph = helper.make_graph(nodes, "tiny_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 96, 96])],
-                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 4])], inits)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 96, 96])
+    y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph(nodes, "tiny_cnn", [x], [y], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
