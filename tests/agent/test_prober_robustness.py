@@ -107,3 +107,28 @@ def test_bad_robustness_config_is_one_sentence_and_exit_2(
 ) -> None:
     cfg = demo_config(orientation_model, short_clip, tmp_path / "s.db", probe=probe, task=task)
     _assert_clean_error(run_cli("run", "-c", str(write_config(cfg)), "--no-broker", "--max-frames", "2"), pattern)
+
+
+def test_agent_runs_the_yolo_detector_with_breaking_points_and_the_flip_relation(
+    tmp_path: Path, short_clip: Path, write_config: Callable[..., Path]
+) -> None:
+    from tests.conftest import asset
+
+    spool = tmp_path / "det.db"
+    cfg = demo_config(asset("ddddocr_det.onnx"), short_clip, spool,
+                      task={"kind": "detection", "layout": "yolo", "strides": [8, 16, 32],
+                            "score_threshold": 0.1, "iou": 0.5},
+                      probe={"perturbations": [{"name": "gaussian_noise", "severities": [3]}],
+                             "breaking_point": {"enabled": True, "frames": 2}, "relations": [{"name": "hflip"}]},
+                      windows={"frames": 10, "warmup": 1})
+    # ddddocr feeds BGR pixels 0-255, letterboxed, without normalisation.
+    cfg["model"]["preprocess"] = {"resize": "letterbox", "color": "bgr", "scale": 1.0, "mean": [0, 0, 0],
+                                  "std": [1, 1, 1]}
+    agent = Agent(load_config(write_config(cfg)))
+    assert agent.adapter.name == "detection"
+    agent.run(max_frames=10)
+    (body,) = _robustness(spool)
+    assert body["cells"][0]["n"] == 2
+    (bp,) = body["breaking_points"]
+    assert bp["perturbation"] == "gaussian_noise" and 1 <= bp["rounds"] <= 8
+    assert body["relations"][0]["relation"] == "hflip" and body["relations"][0]["n"] == 2
