@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - boards with only the older wheel
 
     _RUNTIME = "tflite-runtime"
 
-_CUSTOM_OP = re.compile(r"unresolved custom op:?\s*([A-Za-z0-9_.\-]+)", re.IGNORECASE)
+_CUSTOM_OP = re.compile(r"unresolved custom op:?\s*([A-Za-z0-9_]+)", re.IGNORECASE)
 
 
 def _version() -> str:
