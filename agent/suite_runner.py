@@ -73,6 +73,7 @@ def open_session(loaded: S.LoadedSuite, progress: Progress | None = None) -> Ses
     suite = loaded.suite
     backend = load_backend(msgspec.convert(msgspec.to_builtins(suite.model), ModelConfig))
     options: dict[str, Any] = {"output": suite.task.output, "threshold": suite.task.threshold,
+                               "input_size": (backend.input_spec.height, backend.input_spec.width),
                                **suite.task.options}
     labels = suite.task.labels or backend.labels_from_metadata()
     if labels and suite.task.kind == "classification":
