@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from edgeprobe.agent.commands import CommandError, Commands
 from edgeprobe.agent.messages import Messenger
 from edgeprobe.agent.spool import Spool
 from edgeprobe.harness import schema
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeprobe.localbroker import LocalBroker
 from tests.conftest import REPO, demo_config
 from tests.e2e.util import client, count, start_collector, stop, wait_for

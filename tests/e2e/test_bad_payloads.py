@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from edgeprobe.harness import schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeprobe.harness import schema
 from edgeprobe.localbroker import LocalBroker, find_mosquitto
 from tests.e2e.util import client, count, message, start_collector, stop, wait_for
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from edgeprobe.agent.messages import Messenger
 from edgeprobe.agent.publisher import Publisher
 from edgeprobe.agent.spool import Spool
+
 from edgeprobe.localbroker import LocalBroker, find_mosquitto, free_port
 from tests.conftest import REPO
 from tests.e2e.util import count, start_collector, stop, wait_for
@@ -51,7 +51,7 @@ def _assert_complete(db: Path, last_seq: int, first_seq: int = 0) -> None:
     time.sleep(0.3)  # a late duplicate would land now
     assert count(db, "SELECT COUNT(*) FROM messages WHERE device_id = 'cam-a'") == want
     assert count(db, "SELECT COUNT(DISTINCT seq) FROM messages WHERE device_id = 'cam-a'") == want
-    assert count(db, f"SELECT MIN(seq) FROM messages WHERE device_id = 'cam-a'") == first_seq
+    assert count(db, "SELECT MIN(seq) FROM messages WHERE device_id = 'cam-a'") == first_seq
     assert count(db, "SELECT MAX(seq) FROM messages WHERE device_id = 'cam-a'") == last_seq
     assert count(db, "SELECT missing FROM device_seq WHERE device_id = 'cam-a'") == 0
 
