@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from edgeprobe.collector.store import Incoming, Store
 from edgeprobe.harness import schema
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 BIRTH = {"model": {}, "source": {}, "host": {}, "capabilities": {}}
