@@ -56,6 +56,10 @@ def run(
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     loaded = load_config(config, overrides)
     agent = Agent(loaded)
+    from ..agent.sdnotify import Notifier
+
+    notifier = Notifier()  # systemd Type=notify + WatchdogSec (deploy/edgeprobe-agent.service); no-op elsewhere
+    notifier.ready(f"measuring {loaded.config.device_id}")
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -63,10 +67,12 @@ def run(
 
     with progress_bar(f"{loaded.config.device_id}: frames", max_frames, interactive(json_output)) as bar:
         def on_frame(n: int) -> None:
+            notifier.tick()
             if bar is not None:
                 bar.update(bar.task_ids[0], completed=n)
 
         stats = agent.run(max_frames=max_frames, stop=stop, on_frame=on_frame)
+    notifier.stopping()
 
     figures = {
         "device_id": loaded.config.device_id, "frames": stats.frames, "warmup_runs": stats.warmup_runs,
