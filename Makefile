@@ -9,12 +9,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := dev,tflite,report,collector
 
-.PHONY: demo test install broker browser assets lint typecheck check bench clean
+.PHONY: demo test install broker browser systemd assets lint typecheck check bench clean arm64-wheels
 
 demo: install broker assets
 	$(BIN)/edgeprobe demo
 
-test: install broker browser assets
+test: install broker browser systemd assets
 	$(BIN)/python -m pytest -q
 
 install: $(STAMP)
@@ -46,6 +46,20 @@ browser:
 	  echo "installing chromium (Debian package, for the HTML report tests)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	else echo "chromium is missing: the HTML report browser test will be skipped (apt-get install chromium)"; fi
+
+# systemd-analyze verifies deploy/systemd/edgeprobe-agent.service in tests (Debian's systemd:
+# ~10 MB installed; only when missing and only as root; the test skips and says so otherwise).
+systemd:
+	@if command -v systemd-analyze >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
+	else echo "systemd-analyze is missing: the unit verification test will be skipped"; fi
+
+# Every runtime dependency (core + tflite) as a manylinux aarch64 wheel for CPython 3.11, or fail
+# naming each one without a wheel. Not part of `make test`: it needs the package index, and takes
+# about 20 s with a warm cache (more on a cold one).
+arm64-wheels: install
+	PYTHON=$(BIN)/python sh deploy/resolve-arm64.sh
 
 assets: install
 	$(BIN)/edgeprobe assets fetch >/dev/null
