@@ -25,7 +25,7 @@ from .. import __version__
 from ..harness import perturbations, schema
 from ..harness.health import HealthWindow, health_flags
 from ..harness.latency import FLAGGED_STAGES, LatencyWindow, StageSummary
-from ..harness.stability import zones_by_perturbation
+from ..harness.stability import RobustnessRun, zones_by_perturbation
 from ..harness.tasks import make_adapter
 from .backends import Backend, load_backend
 from .commands import CommandError, Commands
@@ -95,6 +95,8 @@ class Agent:
         )
         self.latency = LatencyWindow()
         self.health = HealthWindow()
+        #: the run's robustness windows pooled, for the end-of-run summary
+        self.robustness_run = RobustnessRun(cfg.probe.risk_zones.at_risk, cfg.probe.risk_zones.broken)
         self.commands = Commands(self.messenger)
         self._last_frame: np.ndarray | None = None
         self._register_commands()
@@ -192,11 +194,13 @@ class Agent:
         if self.prober.window.cells:
             zones = self.cfg.probe.risk_zones
             cells = self.prober.window.summary(zones.at_risk, zones.broken)
-            self.messenger.send("robustness", {
+            body = {
                 "window": window, "frames_probed": self.prober.window.frames_probed, "seed": self.cfg.probe.seed,
                 "cells": cells, "zones": zones_by_perturbation(cells),
                 "risk_thresholds": {"at_risk": zones.at_risk, "broken": zones.broken},
-                "breaking_points": breaking, **self.prober.window_report()})
+                "breaking_points": breaking, **self.prober.window_report()}
+            self.messenger.send("robustness", body)
+            self.robustness_run.add(body)
         h = self.health.summary()
         self.messenger.send("health", {
             "window": window, "fps": h["fps"], "brightness": h["brightness"], "contrast": h["contrast"],

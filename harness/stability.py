@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Risk zones (fraction of unstable predictions). "More than 20% of predictions
 #: unstable" puts a model in the risk zone; from 50% we call it broken.
@@ -96,3 +97,44 @@ def zones_by_perturbation(cells: list[dict[str, float | int | str]]) -> dict[str
         if ZONE_ORDER.index(zone) >= ZONE_ORDER.index(out.get(name, "ok")):
             out[name] = zone
     return out
+
+
+@dataclass
+class RobustnessRun:
+    """Robustness windows pooled over a run: counts add up, so pooled fractions and intervals are exact."""
+
+    risk: float = RISK_THRESHOLD
+    broken: float = BROKEN_THRESHOLD
+    cells: dict[tuple[str, float], list[int]] = field(default_factory=dict)
+    relations: dict[str, list[int]] = field(default_factory=dict)
+    breaking_points: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, body: dict[str, Any]) -> None:
+        for c in body.get("cells", []):
+            counts = self.cells.setdefault((str(c["perturbation"]), float(c["severity"])), [0, 0])
+            counts[0] += int(c["unstable"])
+            counts[1] += int(c["n"])
+        for r in body.get("relations") or []:
+            counts = self.relations.setdefault(str(r["relation"]), [0, 0])
+            counts[0] += int(r["violations"])
+            counts[1] += int(r["n"])
+        for bp in body.get("breaking_points") or []:
+            self.breaking_points[str(bp["perturbation"])] = bp  # the latest search stands
+
+    def summary(self) -> dict[str, Any]:
+        cells = []
+        for (name, severity), (unstable, n) in sorted(self.cells.items()):
+            lo, hi = wilson_interval(unstable, n)
+            frac = unstable / n if n else 0.0
+            cells.append({"perturbation": name, "severity": severity, "n": n, "unstable": unstable,
+                          "fraction": frac, "ci_low": lo, "ci_high": hi,
+                          "zone": risk_zone(frac, self.risk, self.broken)})
+        relations = []
+        for name, (bad, n) in sorted(self.relations.items()):
+            lo, hi = wilson_interval(bad, n)
+            relations.append({"relation": name, "violations": bad, "n": n, "rate": bad / n if n else 0.0,
+                              "ci_low": lo, "ci_high": hi})
+        bps = {name: {"severity": bp.get("severity"), "rounds": bp.get("rounds"), "frames": bp.get("frames")}
+               for name, bp in sorted(self.breaking_points.items())}
+        return {"cells": cells, "zones": zones_by_perturbation(list(cells)), "breaking_points": bps,
+                "relations": relations}

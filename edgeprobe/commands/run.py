@@ -80,7 +80,7 @@ def run(
         "fps": round(stats.fps, 2), "peak_rss_mb": round(stats.peak_rss_mb, 1),
         "first_result_s": stats.first_result_s, "messages": stats.messages,
         "spool_pending": stats.spool_pending, "model_sha256": agent.backend.sha256,
-        "config_sha256": loaded.sha256,
+        "config_sha256": loaded.sha256, "robustness": agent.robustness_run.summary(),
     }
     if json_output:
         print(json.dumps(figures))
@@ -90,3 +90,6 @@ def run(
             f"({stats.fps:.1f} fps), {stats.probed_frames} probed, {stats.windows} windows, "
             f"peak RSS {stats.peak_rss_mb:.0f} MB, {stats.spool_pending} message(s) left in the spool"
         )
+        from ..robustness_view import print_robustness
+
+        print_robustness(figures["robustness"])

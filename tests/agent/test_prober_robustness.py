@@ -132,3 +132,23 @@ def test_agent_runs_the_yolo_detector_with_breaking_points_and_the_flip_relation
     (bp,) = body["breaking_points"]
     assert bp["perturbation"] == "gaussian_noise" and 1 <= bp["rounds"] <= 8
     assert body["relations"][0]["relation"] == "hflip" and body["relations"][0]["n"] == 2
+
+
+def test_run_summary_pools_windows_by_adding_counts(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path]
+) -> None:
+    spool = tmp_path / "spool.db"
+    cfg = demo_config(orientation_model, short_clip, spool, windows={"frames": 10},
+                      probe={"relations": [{"name": "rotate90"}]})
+    agent = Agent(load_config(write_config(cfg)))
+    agent.run(max_frames=30)
+    bodies = _robustness(spool)
+    assert len(bodies) == 3
+    pooled = agent.robustness_run.summary()
+    for cell in pooled["cells"]:
+        parts = [c for b in bodies for c in b["cells"]
+                 if (c["perturbation"], c["severity"]) == (cell["perturbation"], cell["severity"])]
+        assert cell["n"] == sum(c["n"] for c in parts) and cell["unstable"] == sum(c["unstable"] for c in parts)
+        assert cell["ci_low"] <= cell["fraction"] <= cell["ci_high"]
+    (rel,) = pooled["relations"]
+    assert rel["n"] == sum(b["relations"][0]["n"] for b in bodies) == 6
