@@ -101,6 +101,17 @@ def init(
                   f"{backend.input_spec.layout}); set source.uri and the preprocessing, then `edgeprobe check {out}`")
 
 
+def _known_anchor_ssd(outputs: Any) -> bool:
+    from ..harness.errors import EdgeprobeError
+    from ..harness.tasks import make_adapter
+
+    try:
+        make_adapter("ssd_anchors", list(outputs))
+    except (EdgeprobeError, KeyError):
+        return False
+    return True
+
+
 def _fields(backend: Any, model: Path, out: Path, source: str) -> dict[str, str]:
     from ..harness.tasks import ADAPTERS
 
@@ -109,6 +120,8 @@ def _fields(backend: Any, model: Path, out: Path, source: str) -> dict[str, str]
     dims = [d for d in (outs[0].shape if outs else ()) if d not in (1, None)]
     if len(dims) <= 1:
         task, note = "classification", "    # one score vector per frame"
+    elif _known_anchor_ssd(outs):
+        task, note = "ssd_anchors", "       # raw regressors + logits against a known SSD anchor set (MediaPipe)"
     elif "detection" in ADAPTERS:
         task, note = "detection", "         # boxes decoded by the detection adapter"
     else:
@@ -116,7 +129,7 @@ def _fields(backend: Any, model: Path, out: Path, source: str) -> dict[str, str]
     return {
         "model_name": model.name, "name": model.stem.replace("_", "-") + "-acceptance",
         "model_path": str(model.resolve()), "out": str(out), "source": source, "task": task, "task_note": note,
-        "resize": "letterbox" if task == "detection" else "center_crop",
+        "resize": {"detection": "letterbox", "ssd_anchors": "stretch"}.get(task, "center_crop"),
         "input_desc": f"{spec.name} {list(spec.shape)} {spec.dtype} {spec.layout}",
         "output_desc": ", ".join(f"{o.name} {list(o.shape)}" for o in outs),
     }

@@ -92,3 +92,13 @@ def test_tflite_model_without_litert_names_the_extra(tmp_path: Path, short_clip:
     proc = run_cli("run", "-c", str(write_config(cfg)), "--max-frames", "2", env=env)
     _clean_error(proc, r"face_detection_short_range.tflite is a TFLite model but no LiteRT runtime is installed; "
                        r"install the extra: pip install 'edgeprobe\[tflite\]'")
+
+
+def test_init_recognises_an_anchor_ssd(tmp_path: Path) -> None:
+    out = tmp_path / "suite.yaml"
+    proc = run_cli("init", str(asset("face_detection_short_range.tflite")), "-o", str(out), "--source",
+                   str(asset("vtest.avi")))
+    assert proc.returncode == 0, proc.stderr
+    suite = yaml.safe_load(out.read_text())
+    assert suite["task"]["kind"] == "ssd_anchors"
+    assert run_cli("validate", str(out)).returncode == 0
