@@ -122,7 +122,7 @@ class RobustnessRun:
             self.breaking_points[str(bp["perturbation"])] = bp  # the latest search stands
 
     def summary(self) -> dict[str, Any]:
-        cells = []
+        cells: list[dict[str, float | int | str]] = []
         for (name, severity), (unstable, n) in sorted(self.cells.items()):
             lo, hi = wilson_interval(unstable, n)
             frac = unstable / n if n else 0.0
@@ -136,5 +136,5 @@ class RobustnessRun:
                               "ci_low": lo, "ci_high": hi})
         bps = {name: {"severity": bp.get("severity"), "rounds": bp.get("rounds"), "frames": bp.get("frames")}
                for name, bp in sorted(self.breaking_points.items())}
-        return {"cells": cells, "zones": zones_by_perturbation(list(cells)), "breaking_points": bps,
+        return {"cells": cells, "zones": zones_by_perturbation(cells), "breaking_points": bps,
                 "relations": relations}

@@ -92,4 +92,4 @@ def run(
         )
         from ..robustness_view import print_robustness
 
-        print_robustness(figures["robustness"])
+        print_robustness(agent.robustness_run.summary())
