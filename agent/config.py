@@ -38,6 +38,14 @@ class SourceConfig(Strict):
     loop: bool = False
     #: deliver file frames at the file's own fps, like a live camera
     pace: bool = False
+    #: live sources: stop with an error on a failed open or an outage instead of retrying
+    fail_fast: bool = False
+    #: live sources: longest wait to open a camera/stream, and for its next frame, before an outage is declared
+    open_timeout_s: float = 5.0
+    read_timeout_s: float = 5.0
+    #: live sources: reconnect delays grow from the first to the cap, with jitter
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
 
 
 class PreprocessConfig(Strict):

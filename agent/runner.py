@@ -86,13 +86,17 @@ class Agent:
         self.adapter = make_adapter(cfg.task.kind, self.backend.output_specs, **options)
         self.prober = Prober(cfg.probe, self.predict, self.adapter.disagreement, self.adapter.threshold,
                              adapter=self.adapter)
-        self.source: FrameSource = open_source(cfg.source.uri, loop=cfg.source.loop, pace=cfg.source.pace)
         self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
         self.publisher: Publisher | None = None
         self.messenger = Messenger(
             self.spool, cfg.device_id, cfg.fleet, model_sha256=self.backend.sha256,
             config_sha256=loaded.sha256,
         )
+        src = cfg.source
+        self.source: FrameSource = open_source(
+            src.uri, loop=src.loop, pace=src.pace, on_event=lambda event: self.messenger.send("event", event),
+            fail_fast=src.fail_fast, open_timeout_s=src.open_timeout_s, read_timeout_s=src.read_timeout_s,
+            backoff_initial_s=src.backoff_initial_s, backoff_max_s=src.backoff_max_s)
         self.latency = LatencyWindow()
         self.health = HealthWindow()
         #: the run's robustness windows pooled, for the end-of-run summary
@@ -206,12 +210,34 @@ class Agent:
             "window": window, "fps": h["fps"], "brightness": h["brightness"], "contrast": h["contrast"],
             "sharpness": h["sharpness"], "clipped": h["clipped"], "frozen_frames": h["frozen_frames"],
             "spool_queued": self.spool.pending(), "spool_dropped": self.spool.dropped(),
-            "flags": health_flags(h), "rss_mb": rss_mb(),
+            "flags": health_flags(h) + self._source_flags(), "rss_mb": rss_mb(), **self._source_status(),
         })
         self.latency.clear()
         self.latency.warmup_runs = 0
         self.prober.clear_window()
         self.health.clear()
+
+    def _source_status(self) -> dict[str, Any]:
+        """Live sources' dropped frames and outage state (optional health fields)."""
+        status = getattr(self.source, "status", None)
+        return status() if callable(status) else {}
+
+    def _source_flags(self) -> list[str]:
+        return ["offline"] if getattr(self.source, "offline", False) else []
+
+    def _idle(self, stop: threading.Event) -> bool:
+        """While a live camera is down: keep reporting health (flag 'offline') and answering commands."""
+        now = time.monotonic()
+        if now - self._idle_health_t >= self.cfg.windows.seconds:
+            self._idle_health_t = now
+            start = schema.utc_now().isoformat()
+            self.messenger.send("health", {
+                "window": {"start_ts": start, "end_ts": start, "first_frame": 0, "last_frame": 0, "frames": 0},
+                "fps": 0.0, "brightness": 0.0, "contrast": 0.0, "sharpness": 0.0, "clipped": 0.0, "frozen_frames": 0,
+                "spool_queued": self.spool.pending(), "spool_dropped": self.spool.dropped(),
+                "flags": self._source_flags() or ["no_frames"], "rss_mb": rss_mb(), **self._source_status()})
+        self.commands.poll()
+        return stop.is_set()
 
     def _latency_extras(self, summaries: dict[str, StageSummary]) -> dict[str, Any]:
         """Cold start, guards and run-level flags every latency message carries (schema: optional fields)."""
@@ -248,6 +274,9 @@ class Agent:
         t_run = time.perf_counter()
         reason = "finished"
         t_ask = time.perf_counter_ns()
+        self._idle_health_t = time.monotonic()
+        if hasattr(self.source, "on_idle"):
+            self.source.on_idle = lambda: self._idle(stop)  # type: ignore[attr-defined]
         try:
             for frame in self.source:
                 if stop.is_set():

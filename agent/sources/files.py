@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from ...harness.errors import SourceError
-from .base import Frame, FrameSource
+from .base import Frame
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -109,12 +109,3 @@ class ImageFolderSource:
         h, w = first.shape[:2] if first is not None else (0, 0)
         return {"kind": "image_folder", "uri": str(self.path), "images": len(self.files), "width": w, "height": h}
 
-
-def open_source(uri: str, loop: bool = False, pace: bool = False) -> FrameSource:
-    """Open the source a URI names."""
-    path = Path(uri)
-    if path.is_dir():
-        return ImageFolderSource(uri, loop=loop)
-    if "://" in uri or uri.isdigit() or uri.startswith("/dev/") or "!" in uri:
-        raise SourceError(f"live source {uri!r} is not supported by this build yet; use a video file or image folder")
-    return VideoFileSource(uri, loop=loop, pace=pace)

@@ -1,0 +1,38 @@
+"""Which source a URI names: file, folder, camera device, GStreamer pipeline or stream URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...harness.errors import SourceError
+from .base import FrameSource
+from .files import ImageFolderSource, VideoFileSource
+from .live import EventSink, LiveSource
+from .redact import redact
+
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
+
+
+def live_kind(uri: str) -> str | None:
+    if uri.isdigit() or uri.startswith("/dev/"):
+        return "device"
+    if "!" in uri:
+        return "gstreamer"
+    if uri.lower().startswith(STREAM_SCHEMES):
+        return "url"
+    if "://" in uri:
+        raise SourceError(f"source.uri {redact(uri)} has a scheme edgeprobe cannot read; use rtsp://, http:// "
+                          "(MJPEG), a camera index, a /dev/video path, a GStreamer pipeline, a file or a folder")
+    return None
+
+
+def open_source(uri: str, loop: bool = False, pace: bool = False, *, on_event: EventSink | None = None,
+                **live: Any) -> FrameSource:
+    """Open the source a URI names; ``live`` holds timeouts, backoff and fail_fast for cameras."""
+    kind = live_kind(uri)
+    if kind is not None:
+        return LiveSource(uri, kind, on_event=on_event, **live)
+    if Path(uri).is_dir():
+        return ImageFolderSource(uri, loop=loop)
+    return VideoFileSource(uri, loop=loop, pace=pace)
