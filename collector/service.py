@@ -62,6 +62,7 @@ class Collector:
         self._queue: queue.Queue[tuple[Incoming, int, int]] = queue.Queue()
         self._stop = threading.Event()
         self.subscribed = threading.Event()
+        self._was_connected = False
         self.stats = CollectorStats()
         self._writer = threading.Thread(target=self._write_loop, name="edgeprobe-collector-writer", daemon=True)
 
@@ -87,10 +88,16 @@ class Collector:
             log.warning("broker %s:%s refused the collector: %s", self.host, self.port, reason)
             return
         client.subscribe(self.topic, qos=1)
+        if self._was_connected:  # said once per outage, so an operator can line losses up with them
+            log.warning("collector reconnected to %s:%s (session present: %s)", self.host, self.port,
+                        getattr(flags, "session_present", "?"))
+        self._was_connected = True
         self.subscribed.set()
         log.info("collector subscribed to %s on %s:%s", self.topic, self.host, self.port)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if self.subscribed.is_set() and not self._stop.is_set():
+            log.warning("collector lost the broker %s:%s (%s); reconnecting", self.host, self.port, reason)
         self.subscribed.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

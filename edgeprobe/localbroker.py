@@ -6,6 +6,7 @@ laptop or CI machine can run the whole pipeline with real MQTT and no setup.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -58,8 +59,13 @@ class LocalBroker:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="edgeprobe-broker-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "mosquitto.conf"
-        self.config_path.write_text(CONFIG.format(port=self.port, persistence=str(persistence).lower(),
-                                                  data_dir=self.workdir))
+        config = CONFIG.format(port=self.port, persistence=str(persistence).lower(), data_dir=self.workdir)
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # As root, mosquitto switches to user `mosquitto`, which cannot write our temp dir:
+            # persistence then fails silently ("Permission denied" in its log) and a restart
+            # forgets every session. Stay root for this throwaway broker.
+            config += "user root\n"
+        self.config_path.write_text(config)
         self.log_path = self.workdir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

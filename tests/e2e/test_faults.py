@@ -44,10 +44,14 @@ def _last_seq(spool: Path) -> int:
         return int(conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()[0])
 
 
+def _logs(folder: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(folder.rglob("*.log")))
+
+
 def _assert_complete(db: Path, last_seq: int, first_seq: int = 0) -> None:
     want = last_seq - first_seq + 1
     assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages WHERE device_id = 'cam-a'") >= want,
-                    timeout=30), f"{count(db, 'SELECT COUNT(*) FROM messages')} of {want} stored"
+                    timeout=30), f"{count(db, 'SELECT COUNT(*) FROM messages')} of {want} stored\n{_logs(db.parent)}"
     time.sleep(0.3)  # a late duplicate would land now
     assert count(db, "SELECT COUNT(*) FROM messages WHERE device_id = 'cam-a'") == want
     assert count(db, "SELECT COUNT(DISTINCT seq) FROM messages WHERE device_id = 'cam-a'") == want
@@ -59,6 +63,10 @@ def _assert_complete(db: Path, last_seq: int, first_seq: int = 0) -> None:
 def test_broker_sigkilled_mid_stream_loses_nothing(pbroker: LocalBroker, tmp_path: Path) -> None:
     db, spool = tmp_path / "fleet.db", tmp_path / "spool.db"
     collector = start_collector(db, pbroker.address, tmp_path)
+    # mosquitto saves its state every autosave_interval, not on each change: a session younger than
+    # the first save would die with the broker (and messages published before the collector is back
+    # would go nowhere). Production brokers run for longer than a second before their first kill.
+    assert wait_for(lambda: (pbroker.workdir / "mosquitto.db").exists(), timeout=10)
     pusher = _pusher(spool, pbroker.port, 600, 300)
     try:
         assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages") >= 100, timeout=30)
@@ -66,6 +74,7 @@ def test_broker_sigkilled_mid_stream_loses_nothing(pbroker: LocalBroker, tmp_pat
         time.sleep(0.7)  # the agent keeps spooling while the broker is gone
         pbroker.start()
         assert pusher.wait(timeout=90) == 0, pusher.stderr.read() if pusher.stderr else ""
+        assert "session present: True" in (tmp_path / "test-collector.log").read_text()
         _assert_complete(db, _last_seq(spool))
         assert _last_seq(spool) == 599
         assert collector.poll() is None
