@@ -9,12 +9,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := dev,tflite,report,collector
 
-.PHONY: demo test install broker browser systemd assets lint typecheck check bench clean arm64-wheels
+.PHONY: demo test install broker browser systemd assets lint typecheck check bench clean arm64-wheels stream-deps
 
 demo: install broker assets
 	$(BIN)/edgeprobe demo
 
-test: install broker browser systemd assets
+test: install broker browser systemd stream-deps assets
 	$(BIN)/python -m pytest -q
 
 install: $(STAMP)
@@ -54,6 +54,17 @@ systemd:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
 	else echo "systemd-analyze is missing: the unit verification test will be skipped"; fi
+
+# GStreamer's RTSP server for the RTSP source test, run by Debian's /usr/bin/python3 (python3-gi);
+# about 18 s to install once apt lists are fresh; only when missing and only as root (else the test skips).
+stream-deps:
+	@if /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing gst-rtsp-server (Debian packages, for the RTSP source test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	    gstreamer1.0-plugins-ugly gstreamer1.0-libav >/dev/null; \
+	else echo "gst-rtsp-server is missing: the RTSP source test will be skipped"; fi
 
 # Every runtime dependency (core + tflite) as a manylinux aarch64 wheel for CPython 3.11, or fail
 # naming each one without a wheel. Not part of `make test`: it needs the package index, and takes
