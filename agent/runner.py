@@ -103,6 +103,7 @@ class Agent:
         self.robustness_run = RobustnessRun(cfg.probe.risk_zones.at_risk, cfg.probe.risk_zones.broken)
         self.commands = Commands(self.messenger)
         self._last_frame: np.ndarray | None = None
+        self._idle_health_t = time.monotonic()  # last health sent while a live camera gave no frames
         self._register_commands()
 
     # --- commands (run in the agent loop, between frames) -----------------
@@ -276,7 +277,7 @@ class Agent:
         t_ask = time.perf_counter_ns()
         self._idle_health_t = time.monotonic()
         if hasattr(self.source, "on_idle"):
-            self.source.on_idle = lambda: self._idle(stop)  # type: ignore[attr-defined]
+            self.source.on_idle = lambda: self._idle(stop)
         try:
             for frame in self.source:
                 if stop.is_set():

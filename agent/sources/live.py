@@ -28,7 +28,7 @@ from .redact import redact
 
 log = logging.getLogger("edgeprobe.agent.sources")
 
-EventSink = Callable[[dict[str, Any]], None]
+EventSink = Callable[[dict[str, Any]], object]
 
 #: how often the consumer hands control back (``on_idle``) while no frame comes
 IDLE_TICK_S = 0.5
@@ -187,14 +187,15 @@ class LiveSource:
             if self._offline_since is not None:
                 return
             # the outage began when the last frame arrived (or now, if none ever did)
-            start = (self._last_frame_ns, self._last_frame_wall_ns) if self._last_frame_ns is not None \
-                else (time.perf_counter_ns(), time.time_ns())
-            self._offline_since = start  # type: ignore[assignment]
+            start = (time.perf_counter_ns(), time.time_ns())
+            if self._last_frame_ns is not None and self._last_frame_wall_ns is not None:
+                start = (self._last_frame_ns, self._last_frame_wall_ns)
+            self._offline_since = start
             self.outages += 1
-        detected_after = (time.perf_counter_ns() - start[0]) / 1e9  # type: ignore[operator]
+        detected_after = (time.perf_counter_ns() - start[0]) / 1e9
         log.warning("camera offline: %s", redact(reason))
         self._emit({"type": "source_offline", "source": self.safe_uri, "message": redact(reason),
-                    "start_ts": _utc(start[1]), "detected_after_s": round(detected_after, 3)})  # type: ignore[arg-type]
+                    "start_ts": _utc(start[1]), "detected_after_s": round(detected_after, 3)})
 
     def _end_outage(self) -> None:
         with self._cond:
