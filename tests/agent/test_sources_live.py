@@ -164,3 +164,15 @@ def test_rtsp_stream_from_gstreamer_server(vtest_video: Path) -> None:
         stop(proc)
     assert frames[0].image.shape == (576, 768, 3)
     assert src.describe()["kind"] == "url"
+
+
+def test_cli_missing_camera_with_fail_fast_exits_2(tmp_path: Path, orientation_model: Path,
+                                                   write_config: Any) -> None:
+    from tests.conftest import demo_config, run_cli
+
+    cfg = demo_config(orientation_model, Path("x"), tmp_path / "spool.db")
+    cfg["source"] = {"uri": "/dev/video63", "fail_fast": True}
+    result = run_cli("run", "-c", str(write_config(cfg)), "--no-broker", "--max-frames", "5")
+    assert result.returncode == 2, result.stderr
+    assert "/dev/video63 does not exist" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
