@@ -171,6 +171,66 @@ class SpoolConfig(Strict):
     max_bytes: PosInt = 256 * 1024 * 1024
 
 
+class HealthMonitorConfig(Strict):
+    #: frames in the rolling window whose median is judged against the band, and how often it is judged
+    window_frames: Annotated[int, msgspec.Meta(ge=2)] = 30
+    check_every: PosInt = 5
+    #: without monitor.baseline: learn bands (and the drift reference) from the run's first N frames; 0: don't
+    learn_frames: NonNegInt = 100
+    #: a band is the reference's 2nd-98th percentile widened by this share of its width on each side
+    band_margin: Annotated[float, msgspec.Meta(ge=0)] = 0.25
+    #: share of the rolling window's frames identical to their predecessor that means frozen
+    frozen_share: Unit = 0.8
+    #: replayed-loop detection: longest loop recognised (frames) and changing frames that must repeat to confirm
+    replay_buffer_frames: Annotated[int, msgspec.Meta(ge=3)] = 600
+    replay_min_run: PosInt = 20
+    #: send `event` messages when a figure leaves / returns to its band
+    alerts: bool = True
+
+
+class TemporalConfig(Strict):
+    enabled: bool = True
+    #: count a consecutive pair only when the thumbnails differ by at most this (mean abs grey level, 0..255)
+    max_frame_diff: Annotated[float, msgspec.Meta(ge=0, le=255)] = 3.0
+
+
+class DriftConfig(Strict):
+    enabled: bool = True
+    #: the most recent frames compared with the reference at every window
+    window_frames: Annotated[int, msgspec.Meta(ge=10)] = 200
+    min_frames: PosInt = 30
+    #: output drift: PSI (unbounded, >= 0) of the class histogram and scores, KS statistic (a fraction), mean shift
+    psi_threshold: Annotated[float, msgspec.Meta(gt=0)] = 0.25
+    ks_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.3
+    mean_shift_threshold: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    #: input statistics count as moved (camera, lighting, lens) from these
+    input_psi_threshold: Annotated[float, msgspec.Meta(gt=0)] = 0.25
+    input_ks_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.3
+
+
+class SlicesConfig(Strict):
+    #: figures by brightness / contrast quintile (edges from the reference) and time of day
+    enabled: bool = True
+
+
+class ExemplarsConfig(Strict):
+    #: worst probed frames kept per run as small JPEGs (clean | perturbed) and sent once in `robustness`
+    keep: NonNegInt = 4
+
+
+class MonitorConfig(Strict):
+    """Monitoring over time: camera health bands and alerts, temporal flips, drift, slices, exemplars."""
+
+    enabled: bool = True
+    #: written by `edgeprobe baseline record -c agent.yaml -o baseline.json` (same model)
+    baseline: str | None = None
+    health: HealthMonitorConfig = msgspec.field(default_factory=HealthMonitorConfig)
+    temporal: TemporalConfig = msgspec.field(default_factory=TemporalConfig)
+    drift: DriftConfig = msgspec.field(default_factory=DriftConfig)
+    slices: SlicesConfig = msgspec.field(default_factory=SlicesConfig)
+    exemplars: ExemplarsConfig = msgspec.field(default_factory=ExemplarsConfig)
+
+
 class AgentConfig(Strict):
     source: SourceConfig
     model: ModelConfig
@@ -183,6 +243,7 @@ class AgentConfig(Strict):
     windows: WindowConfig = msgspec.field(default_factory=WindowConfig)
     broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
     spool: SpoolConfig = msgspec.field(default_factory=SpoolConfig)
+    monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
 
 
 def _default_device_id() -> str:
@@ -232,6 +293,8 @@ def build_config(
     if not _looks_like_url_or_device(cfg.source.uri):
         cfg.source.uri = _resolve(cfg.source.uri, base)
     cfg.spool.path = _resolve(cfg.spool.path, base)
+    if cfg.monitor.baseline:
+        cfg.monitor.baseline = _resolve(cfg.monitor.baseline, base)
     digest = hashlib.sha256(msgspec.json.encode(cfg, order="sorted")).hexdigest()
     return LoadedConfig(cfg, path, digest)
 

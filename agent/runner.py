@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..harness import perturbations, schema
-from ..harness.health import HealthWindow, health_flags
+from ..harness.health import health_flags
 from ..harness.latency import FLAGGED_STAGES, LatencyWindow, StageSummary
 from ..harness.stability import RobustnessRun, zones_by_perturbation
 from ..harness.tasks import make_adapter
@@ -33,6 +33,7 @@ from .config import LoadedConfig
 from .guards import GuardMonitor
 from .memory import current_rss_mb, peak_rss_mb, tune_malloc
 from .messages import Messenger
+from .monitor import Monitor
 from .prober import Prober
 from .publisher import Publisher
 from .sources import Frame, FrameSource, open_source
@@ -98,7 +99,9 @@ class Agent:
             fail_fast=src.fail_fast, open_timeout_s=src.open_timeout_s, read_timeout_s=src.read_timeout_s,
             backoff_initial_s=src.backoff_initial_s, backoff_max_s=src.backoff_max_s)
         self.latency = LatencyWindow()
-        self.health = HealthWindow()
+        #: camera health, bands and alerts, frozen/replayed streams, temporal flips, drift, slices (agent/monitor.py)
+        self.monitor = Monitor(cfg.monitor, cfg.device_id, self.adapter, self.backend.sha256, cfg.probe.seed)
+        self.health = self.monitor.health
         #: the run's robustness windows pooled, for the end-of-run summary
         self.robustness_run = RobustnessRun(cfg.probe.risk_zones.at_risk, cfg.probe.risk_zones.broken)
         self.commands = Commands(self.messenger)
@@ -203,16 +206,25 @@ class Agent:
                 "window": window, "frames_probed": self.prober.window.frames_probed, "seed": self.cfg.probe.seed,
                 "cells": cells, "zones": zones_by_perturbation(cells),
                 "risk_thresholds": {"at_risk": zones.at_risk, "broken": zones.broken},
-                "breaking_points": breaking, **self.prober.window_report()}
+                "breaking_points": breaking, **self.prober.window_report(), **self.monitor.robustness_fields()}
             self.messenger.send("robustness", body)
             self.robustness_run.add(body)
         h = self.health.summary()
+        extra, monitor_flags = self.monitor.health_fields(h)
+        flags = health_flags(h) + self._source_flags()
         self.messenger.send("health", {
             "window": window, "fps": h["fps"], "brightness": h["brightness"], "contrast": h["contrast"],
             "sharpness": h["sharpness"], "clipped": h["clipped"], "frozen_frames": h["frozen_frames"],
             "spool_queued": self.spool.pending(), "spool_dropped": self.spool.dropped(),
-            "flags": health_flags(h) + self._source_flags(), "rss_mb": rss_mb(), **self._source_status(),
+            "flags": flags + [f for f in monitor_flags if f not in flags], "rss_mb": rss_mb(),
+            **self._source_status(), **extra,
         })
+        if self.cfg.monitor.enabled:
+            drift, events = self.monitor.drift_body(window)
+            self.messenger.send("drift", drift)
+            for event in events:
+                self.messenger.send("event", event)
+        self.monitor.clear_window()
         self.latency.clear()
         self.latency.warmup_runs = 0
         self.prober.clear_window()
@@ -304,9 +316,12 @@ class Agent:
                         "decode": frame.decode_ns, "preprocess": t1 - t0, "inference": t2 - t1,
                         "postprocess": t3 - t2, "e2e": t3 - frame.t_capture_ns, "capture_wait": capture_wait,
                     })
-                    self.health.add(frame.image, frame.t_capture_ns)
+                    for event in self.monitor.observe(frame.image, prediction, frame.t_capture_ns):
+                        self.messenger.send("event", event)
                     if self.prober.due(frame.index):
+                        before = self.monitor.probe_snapshot(self.prober.window)
                         self.latency.add("probe", self.prober.probe(frame.image, prediction, frame.index))
+                        self.monitor.probed(self.prober.window, before, frame.image, frame.index)
                         stats.probed_frames += 1
                     stats.frames += 1
                     if stats.first_result_s is None:

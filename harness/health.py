@@ -2,7 +2,12 @@
 
 Computed on a small grey thumbnail (at most 160 px wide) so it costs well
 under a millisecond per frame even on a Raspberry Pi: the point is to notice
-a camera that went dark, blurry or frozen, not to grade image quality.
+a camera that went dark, blurry, noisy, covered or frozen, not to grade image
+quality. Noise is the one figure the thumbnail cannot give (box averaging
+removes it), so it is estimated on a small full-resolution patch.
+
+Rolling bands and alerts live in ``harness/alerts.py``, replayed-loop
+detection in ``harness/replay.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,15 @@ import cv2
 import numpy as np
 
 THUMB_WIDTH = 160
+#: full-resolution centre patch for the noise estimate (rows, cols)
+NOISE_PATCH = (96, 128)
+#: occlusion grid (cols, rows) on the thumbnail, and the grey-level std under which a cell counts as uniform
+OCCLUSION_GRID = (8, 6)
+UNIFORM_STD = 3.0
+#: Immerkaer's noise-estimation kernel: the difference of two Laplacians, which cancels image structure to
+#: second order so what remains is mostly noise (J. Immerkaer, "Fast Noise Variance Estimation",
+#: Computer Vision and Image Understanding 64(2), 1996).
+_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -33,19 +47,67 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
     return grey
 
 
+def noise_patch(image: np.ndarray) -> np.ndarray:
+    """Grey full-resolution centre patch (at most NOISE_PATCH) on which sensor noise is still visible."""
+    h, w = image.shape[:2]
+    ph, pw = min(h, NOISE_PATCH[0]), min(w, NOISE_PATCH[1])
+    y, x = (h - ph) // 2, (w - pw) // 2
+    patch = image[y:y + ph, x:x + pw]
+    if patch.ndim == 3:
+        patch = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY) if patch.shape[2] == 3 else patch[..., 0]
+    return np.ascontiguousarray(patch)
+
+
+def noise_sigma(patch: np.ndarray) -> float:
+    """Immerkaer's estimate of the noise standard deviation (grey levels) on a grey patch."""
+    if patch.shape[0] < 3 or patch.shape[1] < 3:
+        return 0.0
+    r = cv2.filter2D(patch, cv2.CV_32F, _IMMERKAER)[1:-1, 1:-1]
+    return float(np.sqrt(np.pi / 2) * cv2.mean(np.abs(r))[0] / 6.0)
+
+
+def uniform_share(thumb: np.ndarray) -> float:
+    """Share of the thumbnail's grid cells that are nearly uniform: a lens cap, tape, a wall in front."""
+    gw, gh = OCCLUSION_GRID
+    ch, cw = thumb.shape[0] // gh, thumb.shape[1] // gw
+    if ch < 2 or cw < 2:
+        return 0.0
+    # Cell means of x and x^2 by area resizing a whole number of cells (OpenCV's fast box path): 4x cheaper
+    # than a numpy reshape-and-std on the thumbnail.
+    x = thumb[: ch * gh, : cw * gw].astype(np.float32)
+    m = cv2.resize(x, (gw, gh), interpolation=cv2.INTER_AREA)
+    m2 = cv2.resize(x * x, (gw, gh), interpolation=cv2.INTER_AREA)
+    return float(np.count_nonzero(m2 - m * m < UNIFORM_STD**2)) / (gw * gh)
+
+
 @dataclass(frozen=True)
 class FrameStats:
     brightness: float  # mean grey level, 0..255
     contrast: float  # std of grey levels
     sharpness: float  # variance of the Laplacian: drops when the lens is out of focus
     clipped: float  # share of pixels at 0 or 255
+    noise: float = 0.0  # estimated sensor-noise std (grey levels), full resolution
+    occlusion: float = 0.0  # share of the frame covered by nearly uniform cells
+    #: mean absolute grey difference to the previous frame's thumbnail (None for the first frame)
+    motion: float | None = None
 
 
-def frame_stats(thumb: np.ndarray) -> FrameStats:
+#: the per-frame figures health bands, drift and slices work on, in this order
+METRICS = ("brightness", "contrast", "sharpness", "noise", "clipped", "occlusion")
+
+
+def frame_stats(thumb: np.ndarray, patch: np.ndarray | None = None, motion: float | None = None) -> FrameStats:
     mean, std = cv2.meanStdDev(thumb)
     lap = cv2.Laplacian(thumb, cv2.CV_32F)
     clipped = float(np.count_nonzero((thumb == 0) | (thumb == 255))) / thumb.size
-    return FrameStats(float(mean[0, 0]), float(std[0, 0]), float(lap.var()), clipped)
+    noise = noise_sigma(patch) if patch is not None else 0.0
+    return FrameStats(float(mean[0, 0]), float(std[0, 0]), float(lap.var()), clipped, noise, uniform_share(thumb),
+                      motion)
+
+
+def frame_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute grey difference of two equal-size thumbnails (0 = identical)."""
+    return float(cv2.mean(cv2.absdiff(a, b))[0])
 
 
 @dataclass
@@ -54,19 +116,23 @@ class HealthWindow:
 
     frames: int = 0
     frozen_frames: int = 0
-    _sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("brightness", "contrast", "sharpness", "clipped"), 0.0))
+    _sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRICS, 0.0))
     _previous: np.ndarray | None = None
     first_ns: int | None = None
     last_ns: int | None = None
+    #: the last frame's thumbnail (for the replay detector and the temporal gate)
+    thumb: np.ndarray | None = None
 
     def add(self, image: np.ndarray, t_capture_ns: int) -> FrameStats:
         thumb = thumbnail(image)
+        motion = None
         # A frozen camera repeats the same frame while fps counters stay healthy.
-        if self._previous is not None and np.array_equal(thumb, self._previous):
-            self.frozen_frames += 1
-        self._previous = thumb
-        stats = frame_stats(thumb)
+        if self._previous is not None and self._previous.shape == thumb.shape:
+            motion = frame_difference(thumb, self._previous)
+            if motion == 0.0:
+                self.frozen_frames += 1
+        self._previous = self.thumb = thumb
+        stats = frame_stats(thumb, noise_patch(image), motion)
         for key in self._sums:
             self._sums[key] += getattr(stats, key)
         self.frames += 1
@@ -107,4 +173,6 @@ def health_flags(summary: dict[str, float | int]) -> list[str]:
         flags.append("blurry")
     if summary.get("contrast", 100) < 8:
         flags.append("low_contrast")
+    if summary.get("occlusion", 0.0) >= 0.5:
+        flags.append("occluded")
     return flags

@@ -147,6 +147,19 @@ class StabilityCell(msgspec.Struct, forbid_unknown_fields=False):
     mean_disagreement: Fraction
 
 
+class Exemplar(msgspec.Struct, forbid_unknown_fields=False):
+    """One worst frame: clean | perturbed side by side as a small JPEG, with what replays the perturbation."""
+
+    frame_index: NonNegInt
+    perturbation: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    severity: Annotated[float, msgspec.Meta(ge=0, le=5)]
+    seed: int
+    disagreement: Fraction
+    jpeg_base64: Annotated[str, msgspec.Meta(max_length=65536)]
+    width: NonNegInt = 0
+    height: NonNegInt = 0
+
+
 class RobustnessBody(msgspec.Struct, forbid_unknown_fields=False):
     window: Window
     frames_probed: NonNegInt
@@ -163,6 +176,8 @@ class RobustnessBody(msgspec.Struct, forbid_unknown_fields=False):
     perturbation_latency: list[dict[str, Any]] | None = None
     #: the duty cycle the probe actually used in this window
     duty: dict[str, Any] | None = None
+    #: worst probed frames that entered the run's top list in this window (harness/exemplars.py)
+    exemplars: list[Exemplar] | None = None
 
 
 class HealthBody(msgspec.Struct, forbid_unknown_fields=False):
@@ -176,6 +191,54 @@ class HealthBody(msgspec.Struct, forbid_unknown_fields=False):
     spool_queued: NonNegInt
     spool_dropped: NonNegInt
     flags: list[str] = []
+    #: sensor-noise estimate (grey levels) and share of the frame that is nearly uniform (covered lens)
+    noise: NonNegFloat | None = None
+    occlusion: Fraction | None = None
+    #: frames in this window inside a replayed loop, and the loop's length in frames
+    replaying_frames: NonNegInt | None = None
+    replay_lag: NonNegInt | None = None
+    #: metric -> [low, high] band, where it came from (baseline | learned), the rolling medians judged on it
+    bands: dict[str, tuple[float, float]] | None = None
+    band_source: str | None = None
+    rolling: dict[str, float] | None = None
+    #: health alerts open at the end of the window (blurry, dark, frozen, replayed, ...)
+    alerts: list[str] = []
+
+
+class TemporalStats(msgspec.Struct, forbid_unknown_fields=False):
+    """Flips of the answer between consecutive live frames whose pictures barely differ (ImageNet-P style)."""
+
+    pairs: NonNegInt
+    counted: NonNegInt
+    flips: NonNegInt
+    flip_rate: Fraction
+    ci_low: Fraction | None = None
+    ci_high: Fraction | None = None
+    gated_out: NonNegInt = 0
+    identical: NonNegInt = 0
+    max_frame_diff: NonNegFloat | None = None
+
+
+class DriftBody(msgspec.Struct, forbid_unknown_fields=False):
+    """Output and input drift against a reference, temporal flips and slices (every field optional)."""
+
+    window: Window | None = None
+    #: baseline (a recorded file) | learned (the run's first frames); None until a reference exists
+    reference: str | None = None
+    reference_frames: NonNegInt | None = None
+    #: frames in the rolling drift window compared with the reference
+    frames: NonNegInt | None = None
+    outputs: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
+    output_drift: bool | None = None
+    input_drift: bool | None = None
+    attribution: Literal["none", "camera", "scene_or_model"] | None = None
+    drifted: list[str] = []
+    inputs_moved: list[str] = []
+    message: str | None = None
+    thresholds: dict[str, float] | None = None
+    temporal: TemporalStats | None = None
+    slices: dict[str, Any] | None = None
 
 
 class BirthBody(msgspec.Struct, forbid_unknown_fields=False):
@@ -204,7 +267,7 @@ BODY_TYPES: dict[str, type[msgspec.Struct]] = {
     "health": HealthBody,
     "latency": LatencyBody,
     "robustness": RobustnessBody,
-    "drift": OpenBody,
+    "drift": DriftBody,
     "verdict": OpenBody,
     "event": EventBody,
 }

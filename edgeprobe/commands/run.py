@@ -81,6 +81,7 @@ def run(
         "first_result_s": stats.first_result_s, "messages": stats.messages,
         "spool_pending": stats.spool_pending, "model_sha256": agent.backend.sha256,
         "config_sha256": loaded.sha256, "robustness": agent.robustness_run.summary(),
+        "monitor": agent.monitor.run_summary(),
     }
     if json_output:
         print(json.dumps(figures))
@@ -93,3 +94,6 @@ def run(
         from ..robustness_view import print_robustness
 
         print_robustness(agent.robustness_run.summary())
+        from ..monitor_view import print_monitor
+
+        print_monitor(figures["monitor"])

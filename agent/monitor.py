@@ -1,0 +1,297 @@
+"""Monitoring over time, as the agent's loop sees it: one object fed every frame.
+
+It ties the harness pieces together: camera health with its bands and
+alerts, frozen/replayed stream detection, temporal flips, output and input
+drift against a reference (a recorded baseline file, or the run's first
+frames), slices by input-statistic bucket and worst-frame exemplars. The
+runner calls :meth:`Monitor.observe` per frame, :meth:`probe_snapshot` /
+:meth:`probed` around the prober, and asks for the window's message fields.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..harness import perturbations
+from ..harness.alerts import HealthAlerts, make_bands
+from ..harness.baseline import Baseline, Recorder
+from ..harness.drift import DriftError, Row, Table, Thresholds, compare, describe_output
+from ..harness.errors import ConfigError
+from ..harness.exemplars import Exemplars
+from ..harness.health import METRICS, FrameStats, HealthWindow
+from ..harness.replay import ReplayDetector
+from ..harness.slices import SliceTable
+from ..harness.stability import StabilityWindow
+from ..harness.temporal import FlipCounter
+from .config import MonitorConfig
+
+
+def load_baseline(path: str | Path, model_sha256: str | None = None) -> Baseline:
+    """Read a baseline file, refusing one recorded with another model; one ConfigError sentence otherwise."""
+    path = Path(path)
+    hint = f"record one with `edgeprobe baseline record -c agent.yaml -o {path}`"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"baseline file {path} does not exist; {hint}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"cannot read baseline file {path} ({reason}); {hint}") from None
+    try:
+        baseline = Baseline.from_dict(data)
+    except DriftError as exc:
+        raise ConfigError(f"baseline file {path} is not usable: {exc}; {hint}") from None
+    if model_sha256 and baseline.model_sha256 != model_sha256:
+        raise ConfigError(
+            f"baseline {path} was recorded with model sha256 {baseline.model_sha256[:12]}... but this agent runs "
+            f"{model_sha256[:12]}...; record a new baseline for this model with `edgeprobe baseline record`")
+    return baseline
+
+
+def local_hour(wall_s: float) -> float:
+    t = time.localtime(wall_s)
+    return t.tm_hour + t.tm_min / 60.0
+
+
+def make_row(stats: FrameStats, adapter: Any, prediction: Any, wall_s: float) -> Row:
+    classes, label, values, vector = describe_output(adapter, prediction)
+    return Row(tuple(float(getattr(stats, m)) for m in METRICS), classes, label, values, vector, local_hour(wall_s))
+
+
+class Monitor:
+    def __init__(self, cfg: MonitorConfig, device_id: str, adapter: Any, model_sha256: str, probe_seed: int = 0,
+                 baseline: Baseline | None = None):
+        self.cfg = cfg
+        self.adapter = adapter
+        self.device_id = device_id
+        self.probe_seed = probe_seed
+        if baseline is None and cfg.enabled and cfg.baseline:
+            baseline = load_baseline(cfg.baseline, model_sha256)
+        self.health = HealthWindow()
+        h = cfg.health
+        self.replay = ReplayDetector(h.replay_buffer_frames, h.replay_min_run)
+        self.alerts = HealthAlerts(device_id, None, h.window_frames, h.check_every, h.frozen_share)
+        self.flips = FlipCounter(adapter.disagreement, float(adapter.threshold), cfg.temporal.max_frame_diff)
+        self.run_flips = [0, 0]  # flips, counted pairs over the run
+        self.rows: deque[Row] = deque(maxlen=cfg.drift.window_frames)
+        self.slices = SliceTable()
+        self.run_slices = SliceTable()
+        self.exemplars = Exemplars(cfg.exemplars.keep)
+        self.reference: Table | None = None
+        self.reference_source: str | None = None
+        self.learner: Recorder | None = Recorder() if baseline is None and h.learn_frames > 0 else None
+        if baseline is not None:
+            self._set_reference(baseline.table, "baseline")
+        self.replaying_frames = 0
+        self.replay_lag: int | None = None
+        self.last_health: dict[str, Any] = {}
+        self.drift_state = "none"
+        self.last_drift: dict[str, Any] | None = None
+        self.events_sent: dict[str, int] = {}
+        self._keys: list[tuple[str, int]] = []
+        d = cfg.drift
+        self.thresholds = Thresholds(d.psi_threshold, d.ks_threshold, d.mean_shift_threshold, d.input_psi_threshold,
+                                     d.input_ks_threshold)
+
+    def _set_reference(self, table: Table, source: str) -> None:
+        self.reference, self.reference_source = table, source
+        self.alerts.set_bands(make_bands(table.inputs, self.cfg.health.band_margin, source))
+        self.slices.set_reference(table)
+        self.run_slices.edges = self.slices.edges
+
+    # --- per frame -------------------------------------------------------------------------------
+
+    def observe(self, image: np.ndarray, prediction: Any, t_capture_ns: int) -> list[dict[str, Any]]:
+        """Feed one frame and the deployed model's answer; returns `event` bodies to send now."""
+        stats = self.health.add(image, t_capture_ns)
+        if not self.cfg.enabled:
+            return []
+        wall = time.time()
+        assert self.health.thumb is not None
+        state = self.replay.add(self.health.thumb, stats.motion == 0.0)
+        if state.replaying:
+            self.replaying_frames += 1
+            self.replay_lag = state.lag
+        events = self.alerts.add(stats, wall, state.replaying, state.lag) if self.cfg.health.alerts else []
+        row = make_row(stats, self.adapter, prediction, wall)
+        if self.learner is not None:
+            self.learner.add(row)
+            if self.learner.frames >= self.cfg.health.learn_frames:
+                self._set_reference(self.learner.build("").table, "learned")
+                self.learner = None
+        self.rows.append(row)
+        if self.cfg.slices.enabled:
+            self._keys = self.slices.keys(row.inputs, row.hour)
+            self.slices.add_frame(self._keys, row.label, row.values.get("score"))
+        if self.cfg.temporal.enabled:
+            flipped = self.flips.add(prediction, stats.motion)
+            if flipped is not None and self.cfg.slices.enabled:
+                self.slices.add_pair(self._keys, flipped)
+        for e in events:
+            self.events_sent[e["type"]] = self.events_sent.get(e["type"], 0) + 1
+        return events
+
+    @staticmethod
+    def probe_snapshot(window: StabilityWindow) -> dict[tuple[str, float], tuple[int, int, float]]:
+        return {k: (c.n, c.unstable, c.disagreement_sum) for k, c in window.cells.items()}
+
+    def probed(self, window: StabilityWindow, before: dict[tuple[str, float], tuple[int, int, float]],
+               image: np.ndarray, frame_index: int) -> None:
+        """Attribute what the prober just added to this frame's slices and offer it as an exemplar."""
+        if not self.cfg.enabled:
+            return
+        dn = du = 0
+        for (name, sev), cell in window.cells.items():
+            n0, u0, d0 = before.get((name, sev), (0, 0, 0.0))
+            if cell.n == n0:
+                continue
+            dn += cell.n - n0
+            du += cell.unstable - u0
+            d = (cell.disagreement_sum - d0) / (cell.n - n0)
+            if self.exemplars.qualifies(d, sev, frame_index):
+                seed = perturbations.derive_seed(self.probe_seed, frame_index, name, sev)
+                self.exemplars.offer(frame_index, image, name, sev, seed, min(1.0, d),
+                                     lambda img, s, sd, n=name: perturbations.apply(n, img, s, sd))
+        if self.cfg.slices.enabled and dn:
+            self.slices.add_probe(self._keys, dn, du)
+
+    # --- per window ------------------------------------------------------------------------------
+
+    def health_fields(self, summary: dict[str, float | int]) -> tuple[dict[str, Any], list[str]]:
+        """Optional `health` fields and extra flags for the window just ended."""
+        fields: dict[str, Any] = {"noise": float(summary.get("noise", 0.0)),
+                                  "occlusion": min(1.0, float(summary.get("occlusion", 0.0)))}
+        self.last_health = {k: summary[k] for k in ("brightness", "contrast", "sharpness", "clipped", "frames",
+                                                    "frozen_frames") if k in summary}
+        self.last_health.update(fields)
+        if not self.cfg.enabled:
+            return fields, []
+        fields["replaying_frames"] = self.replaying_frames
+        if self.replay_lag is not None and self.replaying_frames:
+            fields["replay_lag"] = self.replay_lag
+        fields.update(self.alerts.summary())
+        flags = list(fields["alerts"])
+        if self.replaying_frames and "replayed" not in flags:
+            flags.append("replayed")
+        return fields, flags
+
+    def robustness_fields(self) -> dict[str, Any]:
+        fresh = self.exemplars.take_fresh()
+        return {"exemplars": fresh} if fresh else {}
+
+    def drift_body(self, window: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The `drift` message body for this window, and events when the drift verdict changed."""
+        body: dict[str, Any] = {"window": window, "reference": self.reference_source}
+        events: list[dict[str, Any]] = []
+        if self.cfg.temporal.enabled:
+            body["temporal"] = self.flips.summary()
+        if self.cfg.drift.enabled and self.reference is not None and len(self.rows) >= self.cfg.drift.min_frames:
+            result = compare(self.reference, Table.from_rows(list(self.rows)), self.thresholds)
+            body.update(result)
+            body["thresholds"] = {"psi": self.thresholds.psi, "ks": self.thresholds.ks,
+                                  "mean_shift": self.thresholds.mean_shift, "input_psi": self.thresholds.input_psi,
+                                  "input_ks": self.thresholds.input_ks}
+            self.last_drift = {k: v for k, v in body.items() if k != "window"}
+            state = result["attribution"]
+            if state != self.drift_state:
+                if state != "none":
+                    events.append({"type": "output_drift", "device": self.device_id, "attribution": state,
+                                   "message": f"{self.device_id}: {result['message']}",
+                                   "drifted": result["drifted"], "inputs_moved": result["inputs_moved"],
+                                   "reference": self.reference_source})
+                else:
+                    events.append({"type": "output_drift_cleared", "device": self.device_id,
+                                   "message": f"{self.device_id}: outputs are back at the reference",
+                                   "was": self.drift_state})
+                self.drift_state = state
+        if self.cfg.slices.enabled and self.slices.overall.frames:
+            body["slices"] = self.slices.summary(self.reference)
+        for e in events:
+            self.events_sent[e["type"]] = self.events_sent.get(e["type"], 0) + 1
+        return body, events
+
+    def clear_window(self) -> None:
+        self.run_flips[0] += self.flips.flips
+        self.run_flips[1] += self.flips.counted
+        self.flips.clear()
+        self.run_slices.merge(self.slices)
+        self.slices.clear()
+        self.replaying_frames = 0
+
+    # --- end of run ------------------------------------------------------------------------------
+
+    def run_summary(self) -> dict[str, Any]:
+        """What `edgeprobe run` prints at the end: open alerts, events, drift, flips, slices, exemplars."""
+        flips, counted = self.run_flips[0] + self.flips.flips, self.run_flips[1] + self.flips.counted
+        slices = SliceTable(self.run_slices.edges)
+        slices.merge(self.run_slices)
+        slices.merge(self.slices)
+        out: dict[str, Any] = {
+            "reference": self.reference_source, "alerts_open": sorted(self.alerts.active),
+            "health": {**self.last_health, "alerts": sorted(self.alerts.active)},
+            "events": dict(self.events_sent), "bands": self.alerts.summary().get("bands"),
+            "temporal": {"flips": flips, "counted": counted, "flip_rate": flips / counted if counted else None},
+            "exemplars": [{k: v for k, v in e.items() if k != "jpeg_base64"} for e in self.exemplars.worst()],
+        }
+        if self.last_drift:
+            out["drift"] = {k: self.last_drift.get(k) for k in ("attribution", "message", "frames", "outputs",
+                                                                "inputs_moved", "drifted")}
+        if slices.overall.frames:
+            s = slices.summary(self.reference)
+            out["slices"] = {"headlines": s.get("headlines", []), "overall": s["overall"]}
+        return out
+
+
+def record_baseline(loaded: Any, max_frames: int, on_frame: Any = None) -> Baseline:
+    """Run the configured model on the configured source and record what normal looks like.
+
+    ``loaded`` is the agent's LoadedConfig; frames are taken as the agent would take them (same
+    preprocessing, same task adapter), so a baseline compares like with like.
+    """
+    import datetime as dt
+    import platform
+
+    from .. import __version__
+    from ..harness.tasks import make_adapter
+    from .backends import load_backend
+    from .sources import open_source
+
+    cfg = loaded.config
+    backend = load_backend(cfg.model)
+    options: dict[str, Any] = cfg.task.adapter_options()
+    options["input_size"] = (backend.input_spec.height, backend.input_spec.width)
+    labels = cfg.task.labels or backend.labels_from_metadata()
+    if labels:
+        options["labels"] = labels
+    adapter = make_adapter(cfg.task.kind, backend.output_specs, **options)
+    src = cfg.source
+    source = open_source(src.uri, loop=src.loop, pace=False, fail_fast=True, open_timeout_s=src.open_timeout_s,
+                         read_timeout_s=src.read_timeout_s, backoff_initial_s=src.backoff_initial_s,
+                         backoff_max_s=src.backoff_max_s)
+    health = HealthWindow()
+    recorder = Recorder()
+    described = source.describe()
+    try:
+        for frame in source:
+            prediction = adapter.decode(backend.infer(backend.preprocess(frame.image)))
+            stats = health.add(frame.image, frame.t_capture_ns)
+            recorder.add(make_row(stats, adapter, prediction, time.time()))
+            if on_frame:
+                on_frame(recorder.frames)
+            if recorder.frames >= max_frames:
+                break
+    finally:
+        source.close()
+    if recorder.frames == 0:
+        raise ConfigError(f"source {described.get('uri', src.uri)} gave no frames, so there is nothing to record; "
+                          "point source.uri at a video, folder or camera with frames")
+    return recorder.build(
+        backend.sha256, model=Path(cfg.model.path).name, task=adapter.name, device_id=cfg.device_id,
+        source=described, recorded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        agent_version=__version__, host=platform.node(), config_sha256=loaded.sha256)
