@@ -206,6 +206,8 @@ class DriftConfig(Strict):
     #: input statistics count as moved (camera, lighting, lens) from these
     input_psi_threshold: Annotated[float, msgspec.Meta(gt=0)] = 0.25
     input_ks_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.3
+    #: ... when also at least this share of the window's frames left the camera's health band
+    input_outside_band: Unit = 0.1
 
 
 class SlicesConfig(Strict):

@@ -97,7 +97,7 @@ class Monitor:
         self._keys: list[tuple[str, int]] = []
         d = cfg.drift
         self.thresholds = Thresholds(d.psi_threshold, d.ks_threshold, d.mean_shift_threshold, d.input_psi_threshold,
-                                     d.input_ks_threshold)
+                                     d.input_ks_threshold, d.input_outside_band)
 
     def _set_reference(self, table: Table, source: str) -> None:
         self.reference, self.reference_source = table, source
@@ -196,7 +196,8 @@ class Monitor:
             body.update(result)
             body["thresholds"] = {"psi": self.thresholds.psi, "ks": self.thresholds.ks,
                                   "mean_shift": self.thresholds.mean_shift, "input_psi": self.thresholds.input_psi,
-                                  "input_ks": self.thresholds.input_ks}
+                                  "input_ks": self.thresholds.input_ks,
+                                  "input_outside_band": self.thresholds.input_outside}
             self.last_drift = {k: v for k, v in body.items() if k != "window"}
             state = result["attribution"]
             if state != self.drift_state:

@@ -540,7 +540,8 @@ def drift_result(session: Session, probes: Probes, name: str, check: S.DriftChec
         return S.CheckResult(name=name, kind="drift", status="error", figure=None, limit=check.max_psi,
                              unit="PSI", message=f"cannot check drift: {why}; record one with `edgeprobe baseline "
                              "record`")
-    psi = float(mod.psi_against_baseline(check.baseline, [session.adapter.describe(c) for c in probes.clean]))
+    psi = float(mod.psi_against_baseline(check.baseline, [session.adapter.describe(c) for c in probes.clean],
+                                         model_sha256=session.backend.sha256))
     return S.CheckResult(name=name, kind="drift", status=S.decide(psi, check.max_psi, "<="), figure=psi,
                          limit=check.max_psi, unit="PSI", message=f"PSI {psi:.3f} against {check.baseline}")
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from .alerts import make_bands
 from .errors import EdgeprobeError
 from .health import METRICS
-from .health_scale import LOG_METRICS, MIN_PAD
 
 #: proportions are floored at this before the log in PSI, so an empty bin costs a finite, large amount
 PSI_EPS = 1e-4
@@ -208,6 +208,8 @@ class Thresholds:
     #: input statistics count as moved from these (separate, because lighting drifts more than outputs)
     input_psi: float = 0.25
     input_ks: float = 0.3
+    #: ... and at least this share of the window's frames left the health band
+    input_outside: float = 0.1
 
 
 def _numeric(ref: np.ndarray, win: np.ndarray) -> dict[str, float] | None:
@@ -250,12 +252,14 @@ def compare(reference: Table, window: Table, th: Thresholds) -> dict[str, Any]:
         fig = _numeric(reference.inputs[metric], window.inputs[metric])
         if fig is None:
             continue
-        fig["median_shift"] = shift = _median_shift(metric, reference.inputs[metric], window.inputs[metric])
+        fig["outside_band"] = outside = _outside_band(metric, reference.inputs[metric], window.inputs[metric])
         inputs[metric] = fig
         # Frames of one camera are so alike that PSI and KS call a one-grey-level change significant; a figure
-        # counts as moved only if its median also moved by at least the narrowest health band's half-width.
-        if (fig["psi"] >= th.input_psi or fig["ks"] >= th.input_ks) and abs(shift) >= MIN_PAD[metric]:
-            moved.append(f"{metric} PSI {fig['psi']:.2f} KS {fig['ks']:.2f}")
+        # counts as moved only if a share of the window also left the band that health alerts use (what is
+        # normal for this camera). A share, not the median: the inputs must be seen to move as early as the
+        # outputs, or the first frames of a failing camera would be blamed on the scene.
+        if (fig["psi"] >= th.input_psi or fig["ks"] >= th.input_ks) and outside >= th.input_outside:
+            moved.append(f"{metric} PSI {fig['psi']:.2f} KS {fig['ks']:.2f}, {outside:.0%} out of band")
     output_drift, input_drift = bool(drifted), bool(moved)
     if not output_drift:
         attribution = "none"
@@ -273,15 +277,54 @@ def compare(reference: Table, window: Table, th: Thresholds) -> dict[str, Any]:
             "drifted": drifted, "inputs_moved": moved, "message": message}
 
 
-def _median_shift(metric: str, ref: np.ndarray, win: np.ndarray) -> float:
-    """Window median minus reference median, on the health bands' scale (log for multiplicative figures)."""
-    r, w = float(np.nanmedian(ref)), float(np.nanmedian(win))
-    if metric in LOG_METRICS:
-        return float(np.log1p(max(w, 0.0)) - np.log1p(max(r, 0.0)))
-    return w - r
+def _outside_band(metric: str, ref: np.ndarray, win: np.ndarray) -> float:
+    """Share of the window's frames outside the reference's health band for this metric."""
+    band = make_bands({metric: ref}).get(metric)
+    w = win[np.isfinite(win)]
+    if band is None or w.size == 0:
+        return 0.0
+    return float(np.mean((w < band.low) | (w > band.high)))
 
 
 def _shares(counts: Mapping[str, float], top: int = 8) -> dict[str, float]:
     total = float(sum(counts.values())) or 1.0
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
     return {k: round(v / total, 4) for k, v in ranked}
+
+
+def psi_against_baseline(path: str, descriptions: Sequence[Mapping[str, Any]], model_sha256: str | None = None,
+                         ) -> float:
+    """PSI of a suite's predictions (adapter descriptions) against a recorded baseline file.
+
+    The class histogram where predictions have classes, else the first numeric figure both sides have
+    (score, foreground, count, norm). Used by the suite's `drift` check; the agent uses :func:`compare`.
+    """
+    import json
+
+    from .baseline import Baseline
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            baseline = Baseline.from_dict(json.load(fh))
+    except (OSError, ValueError) as exc:
+        raise DriftError(f"cannot read baseline {path} ({type(exc).__name__}); record one with "
+                         "`edgeprobe baseline record`") from None
+    if model_sha256 and baseline.model_sha256 != model_sha256:
+        raise DriftError(f"baseline {path} was recorded with model sha256 {baseline.model_sha256[:12]}... but the "
+                         f"suite runs {model_sha256[:12]}...; record a new baseline for this model")
+    if not descriptions:
+        raise DriftError("no predictions to compare with the baseline; the frame sample is empty")
+    classes: Counter[str] = Counter()
+    for d in descriptions:
+        if "label" in d:
+            classes[str(d["label"])] += 1
+        elif isinstance(d.get("classes"), dict):
+            classes.update({str(k): int(v) for k, v in d["classes"].items()})
+    if classes and baseline.table.classes:
+        return psi_histograms(baseline.table.classes, classes)
+    for name in ("score", "foreground", "count", "norm"):
+        ref = baseline.table.values.get(name)
+        got = [float(d[name]) for d in descriptions if name in d]
+        if ref is not None and got and np.isfinite(ref).any():
+            return psi_samples(ref, got)
+    raise DriftError(f"baseline {path} and these predictions share no class histogram or score to compare")
