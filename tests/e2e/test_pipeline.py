@@ -70,7 +70,8 @@ def test_agent_to_collector_through_real_mosquitto(
 
     fleet = sqlite_utils.Database(db)
     kinds = queries.kind_counts(fleet)
-    assert kinds == {"birth": 1, "latency": 4, "robustness": 4, "health": 4, "death": 1}
+    # drift: one per window too; event: the 60-frame clip loops, which the agent reports as a replayed stream
+    assert kinds == {"birth": 1, "latency": 4, "robustness": 4, "health": 4, "drift": 4, "event": 1, "death": 1}
     assert fleet["quarantine"].count == 0
     seqs = [r[0] for r in fleet.execute("SELECT seq FROM messages WHERE device_id = 'e2e-cam' ORDER BY seq")]
     assert seqs == list(range(len(seqs)))  # no gaps
@@ -107,7 +108,7 @@ def test_spool_is_drained_after_the_broker_comes_back(
     assert offline.returncode == 0 and "not reachable" in offline.stderr
     with sqlite3.connect(spool) as conn:
         queued = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-    assert queued == 1 + 3 * 3 + 1
+    assert queued == 1 + 3 * 4 + 1  # birth, 3 windows of latency/robustness/health/drift, death
     with broker:
         db = tmp_path / "fleet.db"
         collector = _start_collector(db, broker, tmp_path)
@@ -122,4 +123,4 @@ def test_spool_is_drained_after_the_broker_comes_back(
         stored = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
         sessions = conn.execute("SELECT COUNT(DISTINCT session_id) FROM messages").fetchone()[0]
         missing = conn.execute("SELECT missing FROM device_seq").fetchone()[0]
-    assert stored == queued + (1 + 3 + 1) and sessions == 2 and missing == 0
+    assert stored == queued + (1 + 4 + 1) and sessions == 2 and missing == 0
