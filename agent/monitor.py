@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,9 @@ class Monitor:
         if not self.cfg.enabled:
             return
         dn = du = 0
+        def perturb(name: str) -> Callable[[np.ndarray, float, int], np.ndarray]:
+            return lambda img, s, sd: perturbations.apply(name, img, s, sd)
+
         for (name, sev), cell in window.cells.items():
             n0, u0, d0 = before.get((name, sev), (0, 0, 0.0))
             if cell.n == n0:
@@ -156,8 +160,7 @@ class Monitor:
             d = (cell.disagreement_sum - d0) / (cell.n - n0)
             if self.exemplars.qualifies(d, sev, frame_index):
                 seed = perturbations.derive_seed(self.probe_seed, frame_index, name, sev)
-                self.exemplars.offer(frame_index, image, name, sev, seed, min(1.0, d),
-                                     lambda img, s, sd, n=name: perturbations.apply(n, img, s, sd))
+                self.exemplars.offer(frame_index, image, name, sev, seed, min(1.0, d), perturb(name))
         if self.cfg.slices.enabled and dn:
             self.slices.add_probe(self._keys, dn, du)
 

@@ -52,7 +52,7 @@ class Band:
         return -1 if value < self.low else (1 if value > self.high else 0)
 
 
-def make_bands(samples: Mapping[str, Sequence[float]], margin: float = 0.25, source: str = "baseline",
+def make_bands(samples: Mapping[str, Sequence[float] | np.ndarray], margin: float = 0.25, source: str = "baseline",
                ) -> dict[str, Band]:
     """Bands from per-frame samples of each metric; metrics without samples get none."""
     bands: dict[str, Band] = {}

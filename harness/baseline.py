@@ -51,13 +51,14 @@ class Baseline:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise DriftError(f"it is not an edgeprobe baseline (no \"format\": \"{FORMAT}\")")
         try:
-            rows = data["rows"]
+            rows: dict[str, Any] = data["rows"]
             n = len(rows["brightness"])
             inputs = {m: [float(x) for x in rows[m]] for m in METRICS}
             labels = [None if x is None else str(x) for x in rows["label"]]
             hours = [float(x) for x in rows["hour"]]
             values = {k[len("value."):]: [float(x) for x in v] for k, v in rows.items() if k.startswith("value.")}
-            if any(len(c) != n for c in (*inputs.values(), labels, hours, *values.values())):
+            columns: list[Sequence[Any]] = [*inputs.values(), labels, hours, *values.values()]
+            if any(len(c) != n for c in columns):
                 raise DriftError("its per-frame columns differ in length")
             if n == 0:
                 raise DriftError("it holds no frames")

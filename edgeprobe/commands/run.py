@@ -96,4 +96,4 @@ def run(
         print_robustness(agent.robustness_run.summary())
         from ..monitor_view import print_monitor
 
-        print_monitor(figures["monitor"])
+        print_monitor(agent.monitor.run_summary())
