@@ -19,8 +19,8 @@ def print_monitor(summary: dict[str, Any]) -> None:
                 where = f" [{band[0]:.3g}-{band[1]:.3g}]" if band else ""
                 parts.append(f"{metric} {h[metric]:.3g}{where}")
         ref = summary.get("reference")
-        console.print(f"camera health (last window{', bands from the ' + ref if ref and bands else ''}): "
-                      + ", ".join(parts))
+        source = {"baseline": ", bands from the baseline", "learned": ", bands learned from the first frames"}
+        console.print(f"camera health (last window{source.get(ref or '', '') if bands else ''}): " + ", ".join(parts))
         alerts = h.get("alerts") or []
         console.print(f"  alerts open: {', '.join(alerts) if alerts else 'none'}"
                       + (f"; replaying {h['replaying_frames']} frames (loop of {h.get('replay_lag')})"
