@@ -92,5 +92,5 @@ def test_unreachable_broker_keeps_measuring_and_says_so_once(
     assert "Traceback" not in proc.stderr
     with sqlite3.connect(spool) as db:
         kinds = [k for (k,) in db.execute("SELECT topic FROM outbox")]
-    # birth + 6 windows x (latency, robustness, health) + death, all kept for later
-    assert len(kinds) == 1 + 6 * 3 + 1
+    # birth + 6 windows x (latency, robustness, health, drift) + death, all kept for later
+    assert len(kinds) == 1 + 6 * 4 + 1
