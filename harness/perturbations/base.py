@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,15 @@ class Perturbation:
     temporal: bool = False
     source: str = ""
     param_names: tuple[str, ...] = field(default_factory=tuple)
+    #: Where this implementation deliberately differs from the reference (speed, determinism).
+    notes: str = ""
+    #: For a fixed seed, the distance from the clean frame never decreases as severity grows
+    #: (true by construction, so a property test checks it); False where the definition does not
+    #: promise it (a mode switch in the table, JPEG's quantiser, a random angle...).
+    monotone: bool = False
+    #: Temporal perturbations act on a sequence (see :mod:`.temporal`): ``step(stream, frame)``
+    #: returns the frames the consumer sees for this input frame (none when dropped, two when duplicated).
+    step: Callable[[Any, np.ndarray], list[np.ndarray]] | None = None
 
     def params_at(self, severity: float) -> tuple[float, ...]:
         """Parameter row for a continuous severity in [0, 5]."""
@@ -55,11 +65,18 @@ class Perturbation:
         """Perturb ``image`` at ``severity`` with randomness drawn from ``seed``."""
         check_image(image)
         check_severity(severity)
+        if self.temporal:
+            raise PerturbationError(
+                f"perturbation {self.name!r} is temporal and needs neighbouring frames; "
+                "use perturbations.apply_sequence(name, frames, severity, seed) or TemporalStream"
+            )
         if severity == 0:
             return image.copy()
         rng = np.random.default_rng(seed)
-        out = self.fn(image, self.params_at(severity), rng)
-        if out.dtype != np.uint8 or out.shape != image.shape:
+        # Functions see HxW or HxWx3 only: an HxWx1 frame is processed as HxW and given its axis back.
+        work = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
+        out = np.ascontiguousarray(self.fn(work, self.params_at(severity), rng)).reshape(image.shape)
+        if out.dtype != np.uint8:
             raise AssertionError(f"perturbation {self.name} broke its contract: {out.dtype} {out.shape}")
         return out
 
@@ -68,6 +85,7 @@ REGISTRY: dict[str, Perturbation] = {}
 
 
 def register(p: Perturbation) -> Perturbation:
+    """Add ``p`` to the catalogue; the listing, the docs and the test table are driven from it."""
     if p.name in REGISTRY:
         raise ValueError(f"perturbation {p.name!r} registered twice")
     if len(p.table) != 5:
@@ -95,13 +113,14 @@ def apply(name: str, image: np.ndarray, severity: float, seed: int) -> np.ndarra
 
 
 def check_severity(severity: float) -> None:
-    if not isinstance(severity, (int, float, np.floating, np.integer)) or not (
+    if isinstance(severity, bool) or not isinstance(severity, (int, float, np.floating, np.integer)) or not (
         0.0 <= float(severity) <= MAX_SEVERITY
     ):
         raise PerturbationError(f"severity must be a number in [0, 5], got {severity!r}")
 
 
 def check_image(image: np.ndarray) -> None:
+    """Refuse what no perturbation can take: not an array, not uint8, not HxW / HxWx1 / HxWx3, empty."""
     if not isinstance(image, np.ndarray):
         raise PerturbationError(f"image must be a numpy array, got {type(image).__name__}")
     if image.dtype != np.uint8:

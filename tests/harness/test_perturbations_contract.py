@@ -1,24 +1,51 @@
-"""The contract every registered perturbation keeps (driven by the registry)."""
+"""The contract every perturbation keeps, as one table driven by the registry.
+
+Each test is parametrised over the whole catalogue (``P.names()``);
+temporal perturbations are run on a short sequence through
+``apply_sequence`` so they face the same checks.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
 import sys
+from functools import lru_cache
 
+import cv2
 import numpy as np
 import pytest
 from edgeprobe.harness import perturbations as P
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ALL = P.names()
+FRAME_WISE = [n for n in ALL if not P.get(n).temporal]
+MONOTONE = [n for n in FRAME_WISE if P.get(n).monotone]
 
 
 def _digest(a: np.ndarray) -> str:
-    return hashlib.sha256(a.tobytes()).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def frame() -> np.ndarray:
+def run(name: str, image: np.ndarray, severity: float, seed: int) -> np.ndarray:
+    """Single frame for frame-wise perturbations; for temporal ones, 12 shifted copies stacked."""
+    if not P.get(name).temporal:
+        return P.apply(name, image, severity, seed)
+    frames = [np.roll(image, i, axis=1) for i in range(12)]
+    out = P.apply_sequence(name, frames, severity, seed)
+    return np.stack(out) if out else np.zeros((0, *image.shape), np.uint8)
+
+
+@lru_cache(maxsize=1)
+def photo() -> np.ndarray:
+    """A real photograph (OpenCV's baboon), small."""
+    from tests.conftest import asset
+
+    return np.ascontiguousarray(cv2.resize(cv2.imread(str(asset("baboon.jpg"))), (128, 96)))
+
+
+def _synthetic() -> np.ndarray:
     rng = np.random.default_rng(42)
     img = np.zeros((96, 128, 3), np.uint8)
     img[:, :64] = 200
@@ -26,34 +53,100 @@ def frame() -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_same_seed_same_bytes_other_seed_may_differ(name: str, frame: np.ndarray) -> None:
-    a = P.apply(name, frame, 3, seed=11)
-    b = P.apply(name, frame, 3, seed=11)
-    assert _digest(a) == _digest(b)
-    assert a.dtype == np.uint8 and a.shape == frame.shape
+def test_row_is_complete(name: str) -> None:
+    p = P.get(name)
+    assert p.family in {"noise", "blur", "weather", "digital", "camera", "temporal", "geometric"}
+    assert len(p.table) == 5 and all(len(r) == len(p.identity) == len(p.param_names) for r in p.table)
+    assert p.description
+    if name in P.IMAGENET_C:
+        assert p.source.startswith("ImageNet-C")
+    assert p.temporal == (p.step is not None)
+
+
+def test_catalogue_has_all_of_imagenet_c_and_the_faults() -> None:
+    assert set(P.IMAGENET_C) <= set(ALL) and len(P.IMAGENET_C) == 19
+    for n in ("pixel_dropout", "block_loss", "frozen_frame", "dropped_frame", "duplicated_frame", "rolling_shutter",
+              "lens_occlusion", "smudge", "overexposure", "underexposure", "white_balance", "channel_swap",
+              "downscale_upscale", "interlace", "vignetting", "rotate", "translate", "scale", "crop_resize"):
+        assert n in ALL, n
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_severity_zero_is_identity(name: str, frame: np.ndarray) -> None:
-    assert np.array_equal(P.apply(name, frame, 0, seed=1), frame)
-
-
-@pytest.mark.parametrize("name", ALL)
-def test_input_is_not_mutated(name: str, frame: np.ndarray) -> None:
+def test_same_seed_same_bytes_and_contract(name: str) -> None:
+    frame = photo()
     before = frame.copy()
-    P.apply(name, frame, 5, seed=3)
-    assert np.array_equal(frame, before)
+    a = run(name, frame, 3, seed=11)
+    b = run(name, frame, 3, seed=11)
+    assert _digest(a) == _digest(b)
+    assert np.array_equal(frame, before), "input mutated"
+    assert a.dtype == np.uint8 and a.shape[-3:] == frame.shape
 
 
-def test_same_bytes_across_processes(frame: np.ndarray) -> None:
+@pytest.mark.parametrize("name", ALL)
+def test_severity_zero_is_identity(name: str) -> None:
+    frame = photo()
+    out = run(name, frame, 0, seed=1)
+    if P.get(name).temporal:
+        assert np.array_equal(out, np.stack([np.roll(frame, i, axis=1) for i in range(12)]))
+    else:
+        assert np.array_equal(out, frame)
+
+
+@pytest.mark.parametrize("name", FRAME_WISE)
+def test_severity_five_is_further_than_one(name: str) -> None:
+    """Holds on a real photograph for every frame-wise perturbation (not only the monotone ones)."""
+    frame = photo().astype(np.int16)
+    far = [float(np.abs(P.apply(name, photo(), s, seed=5).astype(np.int16) - frame).mean()) for s in (1, 5)]
+    table = P.get(name).table
+    assert far[1] > 0 and (far[1] > far[0] if table[0] != table[4] else far[1] == far[0]), far
+
+
+def test_same_bytes_across_processes() -> None:
     code = (
-        "import numpy as np, hashlib; from edgeprobe.harness import perturbations as P;"
-        "rng = np.random.default_rng(42); img = np.zeros((96, 128, 3), np.uint8); img[:, :64] = 200;"
-        "img = np.clip(img.astype(int) + rng.integers(0, 40, img.shape), 0, 255).astype(np.uint8);"
-        "print(' '.join(hashlib.sha256(P.apply(n, img, 3, seed=11).tobytes()).hexdigest() for n in P.names()))"
+        "import numpy as np, hashlib, cv2; from edgeprobe.harness import perturbations as P;"
+        "from tests.harness.test_perturbations_contract import run, photo;"
+        "print(' '.join(hashlib.sha256(np.ascontiguousarray(run(n, photo(), 3, 11)).tobytes()).hexdigest()"
+        " for n in P.names()))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == [_digest(P.apply(n, frame, 3, seed=11)) for n in ALL]
+    from tests.conftest import REPO
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert out.split() == [_digest(run(n, photo(), 3, 11)) for n in ALL]
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("shape", [(1, 1, 3), (3, 5, 3), (1, 7), (7, 1, 1), (5, 3), (37, 23, 1), (40, 60)])
+def test_odd_sizes_and_greyscale(name: str, shape: tuple[int, ...]) -> None:
+    img = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    for sev in (0.5, 2.7, 5):
+        out = run(name, img, sev, seed=3)
+        assert out.dtype == np.uint8 and out.shape[-len(shape):] == shape
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_4000x3000_frame(name: str) -> None:
+    img = np.zeros((3000, 4000, 3), np.uint8)
+    img[::7] = 200
+    if P.get(name).temporal:
+        out = P.apply_sequence(name, [img, img, img], 5, seed=0)
+        assert all(o.shape == img.shape for o in out)
+    else:
+        out = P.apply(name, img, 5, seed=0)
+        assert out.shape == img.shape and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", MONOTONE)
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), a=st.floats(0, 5), b=st.floats(0, 5),
+       h=st.integers(1, 24), w=st.integers(1, 24), grey=st.booleans())
+def test_distance_never_decreases_with_severity(name: str, seed: int, a: float, b: float, h: int, w: int,
+                                                grey: bool) -> None:
+    """For a fixed seed, a higher severity is never closer to the clean frame (where the definition says so)."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w) if grey else (h, w, 3), dtype=np.uint8)
+    lo, hi = sorted((a, b))
+    d = [int(np.abs(P.apply(name, img, s, seed).astype(np.int32) - img).sum()) for s in (lo, hi)]
+    assert d[0] <= d[1], (lo, hi, d)
 
 
 def test_fractional_severity_interpolates_the_table() -> None:
@@ -63,10 +156,10 @@ def test_fractional_severity_interpolates_the_table() -> None:
     assert p.params_at(0.5) == pytest.approx(tuple(x / 2 for x in p.table[0]))
 
 
-@pytest.mark.parametrize("bad", [-0.1, 5.01, float("nan"), "3"])
-def test_severity_outside_range_is_refused(bad: object, frame: np.ndarray) -> None:
-    with pytest.raises(P.PerturbationError, match="severity"):
-        P.apply("gaussian_noise", frame, bad, seed=0)  # type: ignore[arg-type]
+@pytest.mark.parametrize("bad", [-0.1, 5.01, float("nan"), "3", True])
+def test_severity_outside_range_is_refused(bad: object) -> None:
+    with pytest.raises(P.PerturbationError, match=r"severity must be a number in \[0, 5\]"):
+        P.apply("gaussian_noise", _synthetic(), bad, seed=0)  # type: ignore[arg-type]
 
 
 def test_unknown_name_suggests_the_closest() -> None:
@@ -75,10 +168,12 @@ def test_unknown_name_suggests_the_closest() -> None:
 
 
 @pytest.mark.parametrize("image", [np.zeros((4, 4, 3), np.float32), np.zeros((2, 2, 2, 3), np.uint8),
-                                   np.zeros((0, 5, 3), np.uint8), np.zeros((4, 4, 4), np.uint8)])
-def test_bad_arrays_are_refused(image: np.ndarray) -> None:
-    with pytest.raises(P.PerturbationError):
+                                   np.zeros((0, 5, 3), np.uint8), np.zeros((4, 4, 4), np.uint8),
+                                   np.zeros(5, np.uint8), [[1, 2], [3, 4]]])
+def test_bad_arrays_are_refused_in_one_sentence(image: np.ndarray) -> None:
+    with pytest.raises(P.PerturbationError) as err:
         P.apply("gaussian_blur", image, 2, seed=0)
+    assert str(err.value).count(". ") == 0 and "\n" not in str(err.value)
 
 
 def test_seed_derivation_is_stable_and_distinct() -> None:
@@ -86,3 +181,47 @@ def test_seed_derivation_is_stable_and_distinct() -> None:
     assert s == P.derive_seed(1, 10, "gaussian_noise", 3)
     assert len({s, P.derive_seed(1, 11, "gaussian_noise", 3), P.derive_seed(1, 10, "gaussian_blur", 3),
                 P.derive_seed(1, 10, "gaussian_noise", 4), P.derive_seed(2, 10, "gaussian_noise", 3)}) == 5
+
+
+# ---- temporal ------------------------------------------------------------------------------------------------
+def _numbered(n: int) -> list[np.ndarray]:
+    frames = []
+    for i in range(n):
+        f = np.zeros((4, 4), np.uint8)
+        f[0, 0], f[0, 1] = divmod(i, 256)
+        frames.append(f)
+    return frames
+
+
+def _index(f: np.ndarray) -> int:
+    return int(f[0, 0]) * 256 + int(f[0, 1])
+
+
+def test_temporal_faults_change_the_sequence_not_the_frames() -> None:
+    frames = _numbered(400)
+    dropped = P.apply_sequence("dropped_frame", frames, 5, seed=1)
+    dup = P.apply_sequence("duplicated_frame", frames, 5, seed=1)
+    frozen = P.apply_sequence("frozen_frame", frames, 5, seed=1)
+    ids = [[_index(f) for f in seq] for seq in (dropped, dup, frozen)]
+    # dropped: a strictly increasing subsequence with gaps, about 35% lost
+    assert ids[0] == sorted(set(ids[0])) and 0.25 < 1 - len(ids[0]) / 400 < 0.45
+    # duplicated: every frame, some twice, in order
+    assert sorted(set(ids[1])) == list(range(400)) and ids[1] == sorted(ids[1]) and 1.25 < len(ids[1]) / 400 < 1.45
+    # frozen: one output per input; runs of a repeated stale frame, never a frame from the future
+    assert len(ids[2]) == 400 and all(i <= k for k, i in enumerate(ids[2]))
+    assert max(k - i for k, i in enumerate(ids[2])) >= 10
+
+
+def test_temporal_stream_matches_the_batch_and_replays() -> None:
+    frames = _numbered(50)
+    stream = P.TemporalStream("frozen_frame", 4.2, seed=9)
+    pushed = [f for frame in frames for f in stream.push(frame)]
+    batch = P.apply_sequence("frozen_frame", frames, 4.2, seed=9)
+    assert [_digest(f) for f in pushed] == [_digest(f) for f in batch]
+
+
+def test_temporal_on_a_single_frame_says_how_to_use_it() -> None:
+    with pytest.raises(P.PerturbationError, match=r"temporal.*apply_sequence"):
+        P.apply("frozen_frame", _synthetic(), 2, seed=0)
+    with pytest.raises(P.PerturbationError, match="single frames"):
+        P.TemporalStream("gaussian_noise", 2, seed=0)
