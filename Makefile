@@ -9,12 +9,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := dev,tflite,report,collector
 
-.PHONY: demo test install broker browser systemd assets lint typecheck check bench clean arm64-wheels stream-deps
+.PHONY: demo test install broker browser systemd assets lint typecheck check bench clean arm64-wheels stream-deps ref-venv
 
 demo: install broker assets
 	$(BIN)/edgeprobe demo
 
-test: install broker browser systemd stream-deps assets
+test: install broker browser systemd stream-deps assets ref-venv
 	$(BIN)/python -m pytest -q
 
 install: $(STAMP)
@@ -72,6 +72,19 @@ stream-deps:
 arm64-wheels: install
 	PYTHON=$(BIN)/python sh deploy/resolve-arm64.sh
 
+# The reference ImageNet-C implementation (imagecorruptions 1.1.2) for the perturbation fidelity test and
+# benchmark, in its own venv: it needs numpy<2-era APIs. Installed --no-deps so it does not pull the GUI
+# opencv-python (libGL); the headless wheel serves it. About 30 s with a warm pip cache.
+REF_VENV := .venv-ref
+ref-venv: $(REF_VENV)/.installed-stamp
+
+$(REF_VENV)/.installed-stamp:
+	$(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install -q 'numpy==1.26.4' 'scipy==1.11.4' 'scikit-image==0.20.0' \
+	  'Pillow==10.4.0' 'opencv-python-headless==4.10.0.84' 'setuptools<70'
+	$(REF_VENV)/bin/python -m pip install -q --no-deps 'imagecorruptions==1.1.2'
+	touch $@
+
 assets: install
 	$(BIN)/edgeprobe assets fetch >/dev/null
 
@@ -87,4 +100,4 @@ bench: install broker assets
 	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache .typecheck
+	rm -rf $(VENV) $(REF_VENV) demo-out .pytest_cache .mypy_cache .ruff_cache .typecheck
