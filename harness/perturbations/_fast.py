@@ -10,6 +10,7 @@ five to ten times cheaper than ``Generator.standard_normal``).
 from __future__ import annotations
 
 import math
+import threading
 from functools import lru_cache
 from statistics import NormalDist
 
@@ -17,17 +18,24 @@ import cv2
 import numpy as np
 
 
+def _raw(rng: np.random.Generator, words: int) -> np.ndarray:
+    """``words`` random uint64 from SFC64 (about twice PCG64's speed), seeded by one draw from ``rng``.
+
+    Bit-exact for a seed on every machine: both generators are fully specified.
+    """
+    child = np.random.SFC64(int(rng.bit_generator.random_raw()))
+    return np.asarray(child.random_raw(words))
+
+
 def rand_u8(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Uniform bytes straight from the bit generator (bit-exact for a seed on every machine)."""
+    """Uniform bytes straight from a bit generator: no float conversion, no rejection."""
     n = int(np.prod(shape))
-    raw = rng.bit_generator.random_raw((n + 7) // 8)
-    return np.asarray(raw).view(np.uint8)[:n].reshape(shape)
+    return _raw(rng, (n + 7) // 8).view(np.uint8)[:n].reshape(shape)
 
 
 def rand_u16(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     n = int(np.prod(shape))
-    raw = rng.bit_generator.random_raw((2 * n + 7) // 8)
-    return np.asarray(raw).view(np.uint16)[:n].reshape(shape)
+    return _raw(rng, (2 * n + 7) // 8).view(np.uint16)[:n].reshape(shape)
 
 
 @lru_cache(maxsize=1)
@@ -44,19 +52,45 @@ def normal_quantiles() -> np.ndarray:
     return np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)], np.float32)
 
 
-def unit_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal float32 deviates, about four times faster than ``standard_normal``.
+_local = threading.local()
+
+
+def scratch(slot: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A per-thread reusable buffer for intermediates that never leave a perturbation call.
+
+    Frame-sized temporaries allocated and freed on every frame make glibc
+    hand the memory back to the kernel and fault it in again (about 1 ms per
+    3 MB); reusing them keeps a perturbation's cost what its arithmetic costs.
+    """
+    bufs: dict[tuple[str, tuple[int, ...], str], np.ndarray] = _local.__dict__.setdefault("bufs", {})
+    key = (slot, shape, np.dtype(dtype).str)
+    buf = bufs.get(key)
+    if buf is None:
+        if len(bufs) > 32:
+            bufs.clear()
+        buf = bufs[key] = np.empty(shape, dtype)
+    return buf
+
+
+def unit_normal(rng: np.random.Generator, shape: tuple[int, ...], reuse: bool = False) -> np.ndarray:
+    """Standard normal float32 deviates, about six times faster than ``standard_normal``.
 
     Each deviate is the sum of two 256-level quantile look-ups (inverse-CDF
     sampling of two independent N(0, 1/2) variables): mean 0, variance 1,
     tails to +-3.8 sigma, and the pixel-level statistics of ImageNet-C's
-    noise are unchanged (see the fidelity test).
+    noise are unchanged (see the fidelity test). With ``reuse`` the result
+    lives in a scratch buffer, valid until the next call on this thread.
     """
     lut = _half_normal_quantiles()
     u = rand_u8(rng, (2, *shape))
-    a = cv2.LUT(u[0], lut)
-    b = cv2.LUT(u[1], lut)
-    return np.asarray(cv2.add(a, b)).reshape(shape)
+    if not reuse:
+        return np.asarray(cv2.add(cv2.LUT(u[0], lut), cv2.LUT(u[1], lut))).reshape(shape)
+    a = scratch("normal_a", u.shape[1:], np.float32)
+    b = scratch("normal_b", u.shape[1:], np.float32)
+    cv2.LUT(u[0], lut, dst=a)
+    cv2.LUT(u[1], lut, dst=b)
+    cv2.add(a, b, dst=a)
+    return a.reshape(shape)
 
 
 def mask_where(values: np.ndarray, threshold: int, below: bool = True) -> np.ndarray:
@@ -125,48 +159,56 @@ def line_kernel(length: float, sigma: float, cos_t: float) -> np.ndarray:
 
 
 def line_blur(image: np.ndarray, length: float, sigma: float, angle_deg: float) -> np.ndarray:
-    """Motion blur along ``angle_deg``, the trail reaching towards +x (and +y for positive angles).
+    """Motion blur along ``angle_deg`` (y pointing down).
+
+    As in the reference, each output pixel is a one-sided weighted sum of
+    the pixels from it along (cos, sin) of the angle, so a point light
+    streaks the opposite way.
 
     The reference loops over up to 41 shifted copies of the frame. Here the
-    frame is sheared (nearest-neighbour, whole-pixel shifts per column) so
-    the motion line becomes an axis, blurred with one 1-D kernel, and sheared
-    back: three passes whatever the length. Lines steeper than 45 degrees are
-    handled on the transposed frame.
+    frame is sheared (``warpAffine``, nearest: whole-pixel shifts per column)
+    so the motion line becomes horizontal, blurred with one 1-D kernel, and
+    sheared back: three passes whatever the length. Lines steeper than 45
+    degrees are handled on the transposed frame, lines pointing left on the
+    mirrored one.
     """
     if length < 2 or image.shape[0] < 2 or image.shape[1] < 2:
         return image.copy()
     theta = math.radians(angle_deg)
     c, s = math.cos(theta), math.sin(theta)
     transpose = abs(s) > abs(c)
-    img = np.swapaxes(image, 0, 1) if transpose else image
+    img = cv2.transpose(image) if transpose else image
     if transpose:
         c, s = s, c
+    mirror = c < 0
+    if mirror:
+        img = cv2.flip(img, 1)
+        c, s = -c, s
+    img = np.asarray(img).reshape((img.shape[0], img.shape[1], *image.shape[2:]))
     kernel = line_kernel(length, sigma, c)
-    t = s / c if c != 0 else 0.0
+    t = s / c
     h, w = img.shape[:2]
-    extra = math.ceil(abs(t) * (w - 1)) + 1
-    if kernel.size > 1:
-        extra += math.ceil(abs(t) * kernel.size)
+    extra = math.ceil(abs(t) * (w - 1 + kernel.size)) + 1
     rows = h + extra
-    # Sheared frame S(y', x) = img(y' + round(x t) + y0, x), over enough rows to hold every line.
+    # Sheared frame S(y', x) = img(y' + t x + y0, x) over enough rows to hold every line.
     y0 = -extra if t > 0 else 0
-    xs = np.arange(w, dtype=np.float32)
-    map_x = np.broadcast_to(xs, (rows, w))
-    shift = np.round(xs * np.float32(t)).astype(np.float32)
-    map_y = (np.arange(rows, dtype=np.float32)[:, None] + np.float32(y0)) + shift[None, :]
-    m1, m2 = cv2.convertMaps(np.ascontiguousarray(map_x), map_y, cv2.CV_16SC2, nninterpolation=True)
-    src = np.ascontiguousarray(img)
-    sheared = cv2.remap(src, m1, m2, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    fwd = np.array([[1.0, 0.0, 0.0], [t, 1.0, float(y0)]], np.float64)
+    sheared = cv2.warpAffine(img, fwd, (w, rows), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REPLICATE)
     # One-sided kernel: tap j reads x + j (anchor at the kernel's first element).
-    blurred = cv2.sepFilter2D(sheared, -1, kernel.reshape(1, -1), np.ones((1, 1), np.float32),
-                              anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
-    # Back: out(y, x) = blurred(y - round(x t) - y0, x).
-    back_y = np.arange(h, dtype=np.float32)[:, None] - shift[None, :] - np.float32(y0)
-    m1, m2 = cv2.convertMaps(np.ascontiguousarray(np.broadcast_to(xs, (h, w))), back_y, cv2.CV_16SC2,
-                             nninterpolation=True)
-    out = np.asarray(cv2.remap(blurred, m1, m2, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE))
-    out = out.reshape(img.shape)
-    return np.ascontiguousarray(np.swapaxes(out, 0, 1)) if transpose else out
+    blurred = cv2.sepFilter2D(sheared, -1, kernel.reshape(1, -1), _ONE, anchor=(0, 0),
+                              borderType=cv2.BORDER_REPLICATE)
+    back = np.array([[1.0, 0.0, 0.0], [-t, 1.0, float(-y0)]], np.float64)
+    out = cv2.warpAffine(blurred, back, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REPLICATE)
+    if mirror:
+        out = cv2.flip(out, 1)
+    if transpose:
+        out = cv2.transpose(out)
+    return np.asarray(out).reshape(image.shape)
+
+
+_ONE = np.ones((1, 1), np.float32)
 
 
 def fractal_noise(rng: np.random.Generator, height: int, width: int, decay: float) -> np.ndarray:
