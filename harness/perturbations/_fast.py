@@ -216,13 +216,14 @@ def fractal_noise(rng: np.random.Generator, height: int, width: int, decay: floa
 
     The reference builds a power-of-two map (1024x1024 for a 640x480 frame)
     with per-step displacements shrinking by ``decay``. Here the same spectrum
-    is summed from octaves of upsampled random grids (amplitude ``decay**-k``
-    for a grid of ``2**k`` cells) at a 256x256 working size, normalised over
-    the whole map and cropped like the reference; octaves finer than 256
-    cells carry under 5% of the energy for the published decays.
+    is summed from octaves of upsampled random grids (amplitude
+    ``decay**-2k`` for a grid of ``2**k`` cells, as the reference scales its
+    displacements by the square of its wibble) at a 128x128 working size,
+    normalised over the whole map and cropped like the reference; octaves
+    finer than 128 cells carry under 1% of the amplitude for the published decays.
     """
     size = 1 if max(height, width) <= 1 else 2 ** math.ceil(math.log2(max(height, width)))
-    work = min(size, 256)
+    work = min(size, 128)
     acc = np.zeros((work, work), np.float32)
     amp = 1.0
     cells = 1

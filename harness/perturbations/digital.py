@@ -102,11 +102,11 @@ def _elastic(image: np.ndarray, params: tuple[float, ...], rng: np.random.Genera
     sd = max_d / math.sqrt(3.0) / s
     fields = []
     for _ in range(2):
-        noise = rng.standard_normal((gh, gw), dtype=np.float32) * np.float32(sd)
+        noise = rng.standard_normal((gh, gw), dtype=np.float32) * np.float32(sd * alpha)
         blurred = gaussian(noise, (sy / s, sx / s), truncate=3.0, border=cv2.BORDER_REFLECT)
         if s > 1:
             blurred = np.asarray(cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR))
-        fields.append(blurred.reshape(h, w) * np.float32(alpha))
+        fields.append(blurred.reshape(h, w))
     gx, gy = _grid(h, w)
     # Fixed-point maps (1/32 px, OpenCV's own remap precision): converting once beats remapping from floats.
     m1, m2 = cv2.convertMaps(cv2.add(gx, fields[0]), cv2.add(gy, fields[1]), cv2.CV_16SC2)
