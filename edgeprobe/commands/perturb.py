@@ -98,14 +98,14 @@ def read_image(path: Path) -> Any:
     return img
 
 
-def _write(path: Path, image: Any) -> None:
+def _write(path: Path, image: Any, jpeg_quality: int = 95) -> None:
     import cv2
 
     from ..harness.perturbations import PerturbationError
 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        ok = cv2.imwrite(str(path), image)
+        ok = cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
     except cv2.error:
         ok = False
     if not ok:
@@ -128,7 +128,8 @@ def perturb(
     if grid:
         if name is not None:
             raise P.PerturbationError("--grid draws every perturbation; leave out --name")
-        _write(output, contact_sheet(frame, seed=seed, width=thumb))
+        # A contact sheet is for looking at: a .jpg one is written at quality 75 to stay small.
+        _write(output, contact_sheet(frame, seed=seed, width=thumb), jpeg_quality=75)
         print(f"wrote {output}")
         return
     if name is None:
