@@ -50,7 +50,7 @@ def _block_loss(image: np.ndarray, params: tuple[float, ...], rng: np.random.Gen
         if grey[r] or y0 == 0:
             out[y0:y1, x0:] = 128
         else:
-            out[y0:y1, x0:] = out[y0 - 1:y0, x0:]
+            out[y0:y1, x0:] = image[y0 - 1:y0, x0:]  # the clean row above: lost sets only grow with severity
     return out
 
 
