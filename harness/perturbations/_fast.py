@@ -46,12 +46,6 @@ def _half_normal_quantiles() -> np.ndarray:
     return q.astype(np.float32).reshape(256, 1)
 
 
-@lru_cache(maxsize=1)
-def normal_quantiles() -> np.ndarray:
-    """256 mid-point quantiles of N(0, 1), for inverse-CDF sampling from one random byte."""
-    return np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)], np.float32)
-
-
 _local = threading.local()
 
 
@@ -103,11 +97,6 @@ def mask_where(values: np.ndarray, threshold: int, below: bool = True) -> np.nda
         return np.where(hit, np.uint8(255), np.uint8(0)).astype(np.uint8)
     op = cv2.CMP_LT if below else cv2.CMP_GE
     return np.asarray(cv2.compare(values, float(threshold), op))  # type: ignore[call-overload]
-
-
-def uniform01(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Uniform float32 in [0, 1) with 16-bit resolution."""
-    return rand_u16(rng, shape).astype(np.float32) * np.float32(1.0 / 65536.0)
 
 
 def add_scaled(image: np.ndarray, noise: np.ndarray, scale: float, offset: float = 0.0) -> np.ndarray:

@@ -75,10 +75,10 @@ class Perturbation:
         rng = np.random.default_rng(seed)
         # Functions see HxW or HxWx3 only: an HxWx1 frame is processed as HxW and given its axis back.
         work = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
-        out = np.ascontiguousarray(self.fn(work, self.params_at(severity), rng)).reshape(image.shape)
-        if out.dtype != np.uint8:
+        out = np.ascontiguousarray(self.fn(work, self.params_at(severity), rng))
+        if out.dtype != np.uint8 or out.size != image.size or out.shape[:2] != image.shape[:2]:
             raise AssertionError(f"perturbation {self.name} broke its contract: {out.dtype} {out.shape}")
-        return out
+        return out.reshape(image.shape)
 
 
 REGISTRY: dict[str, Perturbation] = {}

@@ -43,10 +43,14 @@ def console_errors(stderr: str) -> list[str]:
 def report(tmp_path_factory: pytest.TempPathFactory, orientation_model: Path,
            short_clip: Path) -> tuple[Path, Any, Any]:
     tmp = tmp_path_factory.mktemp("report")
+    # The second noise check gives the degradation plot its second curve; the impossible budget makes the
+    # verdict FAIL whatever the model's robustness (the banner's red is asserted in the browser test).
     checks = [*PASSING, {"kind": "robustness", "perturbation": "gaussian_noise", "severity": 5, "max_unstable": 0.0,
-                         "name": "strict noise"}]
+                         "name": "strict noise"},
+              {"kind": "latency", "stage": "inference", "budget": "p90=0.001ms", "name": "impossible budget"}]
     loaded = load_suite(write_suite(tmp / "suite.yaml", small_suite(orientation_model, short_clip, checks)))
     result, artifacts = run_suite(loaded)
+    assert result["status"] == "fail", result["headline"]
     path = tmp / "report.html"
     write_html(path, result, artifacts.worst)
     return path, result, artifacts.worst
