@@ -247,6 +247,8 @@ class AgentConfig(Strict):
     broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
     spool: SpoolConfig = msgspec.field(default_factory=SpoolConfig)
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
+    #: acceptance suite the `run_check` command runs on the device (path relative to this file)
+    suite: str | None = None
 
 
 def _default_device_id() -> str:
@@ -298,8 +300,21 @@ def build_config(
     cfg.spool.path = _resolve(cfg.spool.path, base)
     if cfg.monitor.baseline:
         cfg.monitor.baseline = _resolve(cfg.monitor.baseline, base)
+    if cfg.suite:
+        cfg.suite = _resolve(cfg.suite, base)
+        _check_suite(cfg.suite, f"{where} line {lines.get('suite', '?')}")
     digest = hashlib.sha256(msgspec.json.encode(cfg, order="sorted")).hexdigest()
     return LoadedConfig(cfg, path, digest)
+
+
+def _check_suite(suite: str, where: str) -> None:
+    """A remote `run_check` should not be the first to find the suite broken: validate it at start."""
+    from ..harness.suite import load_suite
+
+    try:
+        load_suite(suite)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: suite: {exc}") from None
 
 
 def parse_yaml(text: str, where: str) -> tuple[Any, dict[str, int]]:

@@ -36,6 +36,7 @@ from .messages import Messenger
 from .monitor import Monitor
 from .prober import Prober
 from .publisher import Publisher
+from .remote_check import run_check
 from .sources import Frame, FrameSource, open_source
 from .spool import Spool
 
@@ -144,7 +145,7 @@ class Agent:
                 "jpeg_base64": base64.b64encode(jpeg.tobytes()).decode("ascii")}
 
     def _cmd_run_check(self, args: dict[str, Any]) -> dict[str, Any]:
-        raise CommandError("no suite configured on this agent; run `edgeprobe check suite.yaml` on the device")
+        return run_check(self.cfg.suite, self.messenger)
 
     # --- inference -------------------------------------------------------
 

@@ -498,6 +498,15 @@ def drift_result(session: Session, probes: Probes, name: str, check: S.DriftChec
                          limit=check.max_psi, unit="PSI", message=f"PSI {psi:.3f} against {check.baseline}")
 
 
+def verdict_body(result: dict[str, Any]) -> dict[str, Any]:
+    """The ``verdict`` message body (schema.VerdictBody) for a suite result: the verdict and each check's figure."""
+    prov = result["provenance"]
+    return {"suite": result["suite"], "status": result["status"], "headline": result["headline"],
+            "exit_code": result["exit_code"], "duration_s": prov["duration_s"],
+            "checks": [{k: c[k] for k in ("name", "kind", "status", "figure", "limit", "unit", "op")}
+                       for c in result["checks"]]}
+
+
 # --- report data ----------------------------------------------------------------------
 
 

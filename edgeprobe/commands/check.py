@@ -110,6 +110,7 @@ def publish_verdict(loaded: Any, result: dict[str, Any], host: str, port: int, f
     from ..agent.messages import Messenger
     from ..agent.publisher import Publisher
     from ..agent.spool import Spool
+    from ..agent.suite_runner import verdict_body
     from ..assets import cache_dir
 
     spool_path = Path(os.environ.get("EDGEPROBE_VERDICT_SPOOL", str(cache_dir() / "verdict-spool.db")))
@@ -118,11 +119,7 @@ def publish_verdict(loaded: Any, result: dict[str, Any], host: str, port: int, f
     prov = result["provenance"]
     messenger = Messenger(spool, device, fleet, model_sha256=prov["model_sha256"],
                           config_sha256=prov["config_sha256"])
-    body = {"suite": result["suite"], "status": result["status"], "headline": result["headline"],
-            "exit_code": result["exit_code"], "duration_s": prov["duration_s"],
-            "checks": [{k: c[k] for k in ("name", "kind", "status", "figure", "limit", "unit", "op")}
-                       for c in result["checks"]]}
-    messenger.send("verdict", body)
+    messenger.send("verdict", verdict_body(result))
     publisher = Publisher(spool, host, port, client_id=f"edgeprobe-check-{device}")
     publisher.start()
     try:

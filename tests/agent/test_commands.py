@@ -116,3 +116,60 @@ def test_real_agent_answers_commands_over_mqtt(broker: LocalBroker, tmp_path: Pa
         op.loop_stop()
         stop(agent)
         stop(collector)
+
+
+def test_run_check_runs_the_configured_suite_and_publishes_its_verdict(
+        broker: LocalBroker, tmp_path: Path, orientation_model: Path, short_clip: Path,
+        write_config: Callable[[dict[str, Any]], Path]) -> None:
+    """An operator's run_check makes a live agent run its acceptance suite; verdict and reply reach the collector."""
+    from tests.cli.test_check import FAILING, PASSING, small_suite, write_suite
+
+    suite = write_suite(tmp_path / "suite.yaml", small_suite(orientation_model, short_clip, [*PASSING, FAILING[0]]))
+    db = tmp_path / "fleet.db"
+    collector = start_collector(db, broker.address, tmp_path)
+    cfg = write_config({**demo_config(orientation_model, short_clip, tmp_path / "spool.db",
+                                      broker={"enabled": True, "host": "127.0.0.1", "port": broker.port}),
+                        "suite": str(suite)})
+    agent = subprocess.Popen([sys.executable, "-m", "edgeprobe", "run", "--config", str(cfg)], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    op, _ = client(broker.port, client_id="operator")
+    try:
+        assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'latency'") >= 1, timeout=60)
+        op.connect("127.0.0.1", broker.port)
+        op.loop_start()
+        op.publish("edgeprobe/v1/test/test-cam/cmd", json.dumps({"id": "chk", "command": "run_check"}).encode(),
+                   qos=1).wait_for_publish(10)
+        assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'verdict'") >= 1, timeout=120)
+        sql = "SELECT COUNT(*) FROM messages WHERE kind = 'event' AND body LIKE '%\"chk\"%'"
+        assert wait_for(lambda: count(db, sql) >= 1, timeout=30)
+        import sqlite3
+
+        with sqlite3.connect(db) as conn:
+            (verdict,) = [json.loads(b) for (b,) in conn.execute("SELECT body FROM messages WHERE kind = 'verdict'")]
+            (reply,) = [json.loads(b) for (b,) in conn.execute(
+                "SELECT body FROM messages WHERE kind = 'event' AND body LIKE '%\"chk\"%'")]
+        # The impossible inference budget fails the suite; every check is in the verdict with its figure.
+        assert verdict["status"] == "fail" and verdict["suite"] == "cli-test"
+        assert len(verdict["checks"]) == len(PASSING) + 1
+        assert [c["status"] for c in verdict["checks"]][-1] == "fail"
+        assert reply["status"] == "ok" and reply["result"]["status"] == "fail" and reply["result"]["exit_code"] == 1
+        assert agent.poll() is None, "running the suite took the agent down"
+        # Monitoring resumes after the check: more latency windows arrive.
+        n = count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'latency'")
+        assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'latency'") > n, timeout=60)
+    finally:
+        op.loop_stop()
+        stop(agent)
+        stop(collector)
+
+
+def test_a_broken_suite_in_the_agent_config_stops_it_at_start(tmp_path: Path, orientation_model: Path,
+                                                              short_clip: Path,
+                                                              write_config: Callable[[dict[str, Any]], Path]) -> None:
+    cfg = write_config({**demo_config(orientation_model, short_clip, tmp_path / "spool.db"),
+                        "suite": str(tmp_path / "missing.yaml")})
+    proc = subprocess.run([sys.executable, "-m", "edgeprobe", "run", "--config", str(cfg)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "suite:" in proc.stderr and "missing.yaml does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
