@@ -9,7 +9,6 @@ rather than a traceback.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import socket
 from dataclasses import dataclass
@@ -294,14 +293,14 @@ def build_config(
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(exc, where, lines)) from None
     base = path.parent if path else Path.cwd()
-    cfg.model.path = _resolve(cfg.model.path, base)
-    if not _looks_like_url_or_device(cfg.source.uri):
-        cfg.source.uri = _resolve(cfg.source.uri, base)
-    cfg.spool.path = _resolve(cfg.spool.path, base)
+    cfg.model.path = yamlconfig.resolve_path(cfg.model.path, base)
+    if not yamlconfig.looks_like_url_or_device(cfg.source.uri):
+        cfg.source.uri = yamlconfig.resolve_path(cfg.source.uri, base)
+    cfg.spool.path = yamlconfig.resolve_path(cfg.spool.path, base)
     if cfg.monitor.baseline:
-        cfg.monitor.baseline = _resolve(cfg.monitor.baseline, base)
+        cfg.monitor.baseline = yamlconfig.resolve_path(cfg.monitor.baseline, base)
     if cfg.suite:
-        cfg.suite = _resolve(cfg.suite, base)
+        cfg.suite = yamlconfig.resolve_path(cfg.suite, base)
         _check_suite(cfg.suite, f"{where} line {lines.get('suite', '?')}")
     digest = hashlib.sha256(msgspec.json.encode(cfg, order="sorted")).hexdigest()
     return LoadedConfig(cfg, path, digest)
@@ -336,13 +335,3 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
             node[part] = child
         node = child
     node[parts[-1]] = value
-
-
-def _looks_like_url_or_device(uri: str) -> bool:
-    return "://" in uri or uri.isdigit() or uri.startswith("/dev/") or "!" in uri
-
-
-def _resolve(value: str, base: Path) -> str:
-    expanded = os.path.expanduser(os.path.expandvars(value))
-    p = Path(expanded)
-    return str(p if p.is_absolute() else (base / p).resolve())

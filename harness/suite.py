@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -238,9 +237,9 @@ def parse_suite(text: str, path: Path) -> LoadedSuite:
         raise ConfigError(yamlconfig.explain(exc, where, lines, Suite, data)) from None
     loaded = LoadedSuite(suite, path, "", lines)
     base = path.parent
-    suite.model.path = _resolve(suite.model.path, base)
-    if not _looks_like_url_or_device(suite.source.uri):
-        suite.source.uri = _resolve(suite.source.uri, base)
+    suite.model.path = yamlconfig.resolve_path(suite.model.path, base)
+    if not yamlconfig.looks_like_url_or_device(suite.source.uri):
+        suite.source.uri = yamlconfig.resolve_path(suite.source.uri, base)
     for i, check in enumerate(suite.checks):
         _validate_check(loaded, i, check, base)
     digest = hashlib.sha256(msgspec.json.encode(suite, order="sorted")).hexdigest()
@@ -284,19 +283,9 @@ def _validate_check(loaded: LoadedSuite, i: int, check: Check, base: Path) -> No
     if isinstance(check, HealthCheck) and check.min is None and check.max is None:
         raise ConfigError(f"{loaded.line_of(f'checks[{i}]')}: health check on {check.metric} needs min: or max:")
     if isinstance(check, GoldenCheck):
-        check.file = _resolve(check.file, base)
+        check.file = yamlconfig.resolve_path(check.file, base)
     if isinstance(check, DriftCheck):
-        check.baseline = _resolve(check.baseline, base)
-
-
-def _looks_like_url_or_device(uri: str) -> bool:
-    return "://" in uri or uri.isdigit() or uri.startswith("/dev/") or "!" in uri
-
-
-def _resolve(value: str, base: Path) -> str:
-    expanded = os.path.expanduser(os.path.expandvars(value))
-    p = Path(expanded)
-    return str(p if p.is_absolute() else (base / p).resolve())
+        check.baseline = yamlconfig.resolve_path(check.baseline, base)
 
 
 def check_name(check: Check) -> str:

@@ -7,7 +7,9 @@ user reads "suite.yaml line 12: checks[0].budget: ..." rather than a traceback.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -114,3 +116,15 @@ def explain(exc: msgspec.ValidationError, where: str, lines: dict[str, int],
     line = lines.get(path)
     loc = f"{where} line {line}" if line else where
     return f"{loc}: {path or 'config'}: {detail}"
+
+
+def looks_like_url_or_device(uri: str) -> bool:
+    """A source that is not a file path (URL, camera index, /dev node, GStreamer pipeline): never resolved."""
+    return "://" in uri or uri.isdigit() or uri.startswith("/dev/") or "!" in uri
+
+
+def resolve_path(value: str, base: Path) -> str:
+    """A path from a config file, relative to that file (configs move with their models); ~ and $VARS expanded."""
+    expanded = os.path.expanduser(os.path.expandvars(value))
+    p = Path(expanded)
+    return str(p if p.is_absolute() else (base / p).resolve())

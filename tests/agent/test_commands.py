@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +77,11 @@ def test_any_payload_gets_exactly_one_valid_reply_event(tmp_path_factory: pytest
     assert len(_replies(spool)) == 1
 
 
-def test_real_agent_answers_commands_over_mqtt(broker: LocalBroker, tmp_path: Path, orientation_model: Path,
-                                               short_clip: Path, write_config: Callable[[dict[str, Any]], Path]
-                                               ) -> None:
+@contextmanager
+def live_agent(broker: LocalBroker, cfg: Path, tmp_path: Path) -> Iterator[tuple[Path, Any, subprocess.Popen[bytes]]]:
+    """A real collector and `edgeprobe run` on the broker, and an operator client once the agent reports."""
     db = tmp_path / "fleet.db"
     collector = start_collector(db, broker.address, tmp_path)
-    cfg = write_config(demo_config(orientation_model, short_clip, tmp_path / "spool.db",
-                                   broker={"enabled": True, "host": "127.0.0.1", "port": broker.port}))
     agent = subprocess.Popen([sys.executable, "-m", "edgeprobe", "run", "--config", str(cfg)], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     op, _ = client(broker.port, client_id="operator")
@@ -90,6 +89,19 @@ def test_real_agent_answers_commands_over_mqtt(broker: LocalBroker, tmp_path: Pa
         assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'latency'") >= 1, timeout=60)
         op.connect("127.0.0.1", broker.port)
         op.loop_start()
+        yield db, op, agent
+    finally:
+        op.loop_stop()
+        stop(agent)
+        stop(collector)
+
+
+def test_real_agent_answers_commands_over_mqtt(broker: LocalBroker, tmp_path: Path, orientation_model: Path,
+                                               short_clip: Path, write_config: Callable[[dict[str, Any]], Path]
+                                               ) -> None:
+    cfg = write_config(demo_config(orientation_model, short_clip, tmp_path / "spool.db",
+                                   broker={"enabled": True, "host": "127.0.0.1", "port": broker.port}))
+    with live_agent(broker, cfg, tmp_path) as (db, op, agent):
         topic = "edgeprobe/v1/test/test-cam/cmd"
         sent = {"1": {"command": "set_duty_cycle", "args": {"every_n_frames": 2}}, "2": {"command": "snapshot"},
                 "3": {"command": "rebirth"}, "4": {"command": "run_check"}, "5": {"command": "fly"}}
@@ -112,10 +124,6 @@ def test_real_agent_answers_commands_over_mqtt(broker: LocalBroker, tmp_path: Pa
         assert by_id[None]["message"].startswith("malformed command")
         assert count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'birth'") >= 2  # the rebirth
         assert agent.poll() is None, "a command took the agent down"
-    finally:
-        op.loop_stop()
-        stop(agent)
-        stop(collector)
 
 
 def test_run_check_runs_the_configured_suite_and_publishes_its_verdict(
@@ -125,18 +133,10 @@ def test_run_check_runs_the_configured_suite_and_publishes_its_verdict(
     from tests.cli.test_check import FAILING, PASSING, small_suite, write_suite
 
     suite = write_suite(tmp_path / "suite.yaml", small_suite(orientation_model, short_clip, [*PASSING, FAILING[0]]))
-    db = tmp_path / "fleet.db"
-    collector = start_collector(db, broker.address, tmp_path)
     cfg = write_config({**demo_config(orientation_model, short_clip, tmp_path / "spool.db",
                                       broker={"enabled": True, "host": "127.0.0.1", "port": broker.port}),
                         "suite": str(suite)})
-    agent = subprocess.Popen([sys.executable, "-m", "edgeprobe", "run", "--config", str(cfg)], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    op, _ = client(broker.port, client_id="operator")
-    try:
-        assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'latency'") >= 1, timeout=60)
-        op.connect("127.0.0.1", broker.port)
-        op.loop_start()
+    with live_agent(broker, cfg, tmp_path) as (db, op, agent):
         op.publish("edgeprobe/v1/test/test-cam/cmd", json.dumps({"id": "chk", "command": "run_check"}).encode(),
                    qos=1).wait_for_publish(10)
         assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'verdict'") >= 1, timeout=120)
@@ -157,10 +157,6 @@ def test_run_check_runs_the_configured_suite_and_publishes_its_verdict(
         # Monitoring resumes after the check: more latency windows arrive.
         n = count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'latency'")
         assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'latency'") > n, timeout=60)
-    finally:
-        op.loop_stop()
-        stop(agent)
-        stop(collector)
 
 
 def test_a_broken_suite_in_the_agent_config_stops_it_at_start(tmp_path: Path, orientation_model: Path,

