@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import pkgutil
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,6 +29,9 @@ app = typer.Typer(
     add_completion=False,
 )
 err_console = Console(stderr=True)
+# Typer carries its own copy of click; its exception classes are reached through a public name so
+# that the catch below matches whichever click typer was built with.
+_click_errors: Any = sys.modules[typer.BadParameter.__module__]
 _state = {"debug": False}
 
 
@@ -61,12 +65,25 @@ def main() -> None:
     """Console entry point: one sentence and exit 2 for what the user can fix."""
     debug = "--debug" in sys.argv[1:]
     try:
-        app()
+        # standalone_mode=False: click's usage errors reach us, to be shown like every other error
+        rv = app(standalone_mode=False)
+    except _click_errors.NoArgsIsHelpError as exc:  # `edgeprobe fleet` alone: typer printed the help
+        sys.exit(exc.exit_code)
+    except _click_errors.ClickException as exc:  # unknown option, bad option value, missing argument
+        _one_line(usage_sentence(exc))
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except BrokenPipeError:
+        # `edgeprobe perturbations --json | head`: the reader left; say nothing more, and keep
+        # Python's exit-time flush of stdout from failing again (its documented recipe)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
     except EdgeprobeError as exc:
         if debug:
             raise
-        # escape: messages name things like edgeprobe[tflite] that rich would read as markup
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _one_line(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -79,3 +96,17 @@ def main() -> None:
             highlight=False, soft_wrap=True,
         )
         sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def usage_sentence(exc: Any) -> str:
+    """Click's complaint about the command line as one sentence that says where the options are listed."""
+    message = exc.format_message().strip().rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "edgeprobe"
+    return f"{message}; `{where} --help` lists the options"
+
+
+def _one_line(message: str) -> None:
+    # escape: messages name things like edgeprobe[tflite] that rich would read as markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

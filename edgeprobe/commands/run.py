@@ -33,7 +33,7 @@ def run(
     from ..agent.runner import Agent
     from ..assets import cache_dir
     from ..console import console, interactive, progress_bar
-    from ..harness.errors import ConfigError
+    from ..userinput import host_port
 
     overrides: dict[str, Any] = {}
     if source:
@@ -47,14 +47,12 @@ def run(
     if no_broker:
         overrides["broker.enabled"] = False
     if broker:
-        host, _, port = broker.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"--broker {broker!r} must be HOST:PORT, e.g. 127.0.0.1:1883")
-        overrides["broker.host"], overrides["broker.port"] = host, int(port)
+        overrides["broker.host"], overrides["broker.port"] = host_port(broker)
         overrides["broker.enabled"] = True
     # Configs may name the example assets as ${EDGEPROBE_ASSETS}/file.
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     loaded = load_config(config, overrides)
+    check_spool(Path(loaded.config.spool.path), "--spool" if spool else "spool.path")
     agent = Agent(loaded)
     from ..agent.sdnotify import Notifier
 
@@ -97,3 +95,17 @@ def run(
         from ..monitor_view import print_monitor
 
         print_monitor(agent.monitor.run_summary())
+
+
+def check_spool(path: Path, where: str) -> None:
+    """Refuse a spool path the agent could not open, before the model loads: a folder, or a file that is not SQLite."""
+    from ..harness.errors import ConfigError
+    from ..userinput import sqlite_file
+
+    hint = f"set {where} to a .db file of its own (created if missing)"
+    sqlite_file(path, "spool", hint)
+    for p in path.parents:
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"spool {path}: {p} is a file, not a folder; {hint}")
+            break
