@@ -49,7 +49,8 @@ def output_folder(path: Path, option: str) -> Path:
     """Create ``path`` (and parents) as a folder, or say in one sentence why it cannot be."""
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():
-            raise ConfigError(f"{option} {path}: {p} is a file, not a folder; pick another {option}")
+            where = f"{option} {path} is a file" if p == path else f"{option} {path}: {p} is a file"
+            raise ConfigError(f"{where}, not a folder; pick another {option}")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -64,13 +65,13 @@ def host_port(text: str, option: str = "--broker") -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"{option} {text!r} must be HOST:PORT, e.g. 127.0.0.1:1883")
-    return host, tcp_port(int(port), option)
+    return host, tcp_port(int(port), f"{option} port")
 
 
 def tcp_port(port: int, option: str) -> int:
     """A TCP port number a socket can bind or connect to."""
     if not 1 <= port <= 65535:
-        raise ConfigError(f"{option} port {port} is out of range; give a TCP port between 1 and 65535")
+        raise ConfigError(f"{option} {port} is out of range; give a TCP port between 1 and 65535")
     return port
 
 

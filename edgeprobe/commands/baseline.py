@@ -38,10 +38,10 @@ def record(
     from ..assets import cache_dir
     from ..console import console, interactive, progress_bar
     from ..harness.errors import ConfigError
+    from ..userinput import output_file
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
-    if not out.parent.resolve().is_dir():
-        raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist; create it or pick another --out")
+    output_file(out, "--out", "baseline.json")
     loaded = load_config(config, {"source.uri": source} if source else None)
     with progress_bar("recording baseline", max_frames, interactive(json_output)) as bar:
         def on_frame(n: int) -> None:

@@ -34,7 +34,7 @@ def bench(
     threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads (0 = runtime default).")] = 0,
     provider: Annotated[list[str] | None, typer.Option(
         "--provider", help="ONNX Runtime execution provider, in order of preference (repeatable).")] = None,
-    warmup: Annotated[int, typer.Option(help="Warm-up runs, never in the percentiles.")] = 10,
+    warmup: Annotated[int, typer.Option(help="Warm-up runs, never in the percentiles.", min=0)] = 10,
     warmup_stable: Annotated[bool, typer.Option(
         "--warmup-stable", help="Warm up until consecutive blocks of runs agree (at least --warmup runs).")] = False,
     max_seconds: Annotated[float, typer.Option(help="Stop measuring after this long if not settled.")] = 30.0,
@@ -54,8 +54,12 @@ def bench(
     from ..console import interactive, progress_bar
     from ..harness.budget import Budget, parse_budget
     from ..harness.errors import ConfigError
+    from ..userinput import existing_file
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
+    existing_file(model, "model file", "give the path of a .onnx or .tflite model")
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"--confidence {confidence:g} must lie strictly between 0 and 1, e.g. 0.95")
     budgets: list[Budget] = []
     for text in budget or []:
         b = parse_budget(text, stage=stage)

@@ -32,11 +32,11 @@ def record(
     from ..assets import cache_dir
     from ..console import console
     from ..harness.suite import load_suite
-    from .check import prepare_output
+    from ..userinput import output_file
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     loaded = load_suite(suite)
-    prepare_output(out)
+    output_file(out, "--out", "golden.npz")
     session = open_session(loaded)
     meta = record_golden(session, out)
     console.print(f"{out}: outputs of {len(meta['frames'])} frames from {meta['model']} "

@@ -84,11 +84,12 @@ def init(
     from ..console import console
     from ..harness.errors import ConfigError
     from ..harness.suite import load_suite
-    from .check import prepare_output
+    from ..userinput import existing_file, output_file
 
+    existing_file(model, "model file", "give the path of a .onnx or .tflite model")
+    output_file(out, "--out", "suite.yaml")
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; pass --force to overwrite it or -o to pick another file")
-    prepare_output(out)
     backend = load_backend(ModelConfig(path=str(model)))
     text = TEMPLATE.format(**_fields(backend, model, out, source))
     atomic_write(out, lambda f: f.write(text.encode("utf-8")))
