@@ -86,6 +86,8 @@ def read_image(path: Path) -> Any:
 
     from ..harness.perturbations import PerturbationError
 
+    if path.is_dir():
+        raise PerturbationError(f"image {path} is a folder; give the path of one PNG or JPEG frame in it")
     if not path.is_file():
         raise PerturbationError(f"image {path} does not exist; give the path of a PNG or JPEG frame")
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -98,14 +100,37 @@ def read_image(path: Path) -> Any:
     return img
 
 
+def check_output(path: Path) -> None:
+    """Refuse an output path that cannot take an image, before any pixels are computed."""
+    import cv2
+
+    from ..harness.perturbations import PerturbationError
+
+    if path.is_dir():
+        raise PerturbationError(f"-o {path} is a folder; name a file in it, e.g. {path / 'out.png'}")
+    if not cv2.haveImageWriter(str(path)):
+        raise PerturbationError(f"cannot write {path}: no image format is named {path.suffix or '(no extension)'!r}; "
+                                "use a .png (bit-exact) or .jpg path")
+    for p in path.parents:
+        if p.exists() and not p.is_dir():
+            raise PerturbationError(f"cannot write {path}: {p} is a file, not a folder; pick another -o")
+
+
 def _write(path: Path, image: Any, jpeg_quality: int = 95) -> None:
     import cv2
 
     from ..harness.perturbations import PerturbationError
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output(path)
     try:
-        ok = cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PerturbationError(f"cannot create folder {path.parent} ({exc.strerror or exc}); pick another -o") \
+            from None
+    # Only JPEG takes a quality; handing it to the PNG writer makes OpenCV print a warning on every write.
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if path.suffix.lower() in (".jpg", ".jpeg", ".jpe") else []
+    try:
+        ok = cv2.imwrite(str(path), image, params)
     except cv2.error:
         ok = False
     if not ok:
@@ -117,14 +142,15 @@ def perturb(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the result (.png is bit-exact).")],
     name: Annotated[str | None, typer.Option("--name", "-n", help="Perturbation or metamorphic transform.")] = None,
     severity: Annotated[float, typer.Option("--severity", "-s", help="0..5, fractions allowed.")] = 3.0,
-    seed: Annotated[int, typer.Option("--seed", help="The seed reported with the failure.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="The seed reported with the failure.", min=0)] = 0,
     grid: Annotated[bool, typer.Option("--grid", help="Contact sheet: every perturbation at severities 1..5.")] = False,
-    thumb: Annotated[int, typer.Option("--thumb", help="Contact sheet cell width in pixels.")] = 120,
+    thumb: Annotated[int, typer.Option("--thumb", help="Contact sheet cell width in pixels.", min=16)] = 120,
 ) -> None:
     """Replay one perturbation bit-exactly (--name/--severity/--seed), or draw a contact sheet (--grid)."""
     from ..harness import perturbations as P
 
     frame = read_image(image)
+    check_output(output)
     if grid:
         if name is not None:
             raise P.PerturbationError("--grid draws every perturbation; leave out --name")
