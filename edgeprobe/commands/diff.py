@@ -18,6 +18,9 @@ def register(app: typer.Typer) -> None:
 def load_result(path: Path) -> dict[str, Any]:
     from ..harness.errors import ConfigError
 
+    if path.is_dir():
+        raise ConfigError(f"result file {path} is a folder; "
+                          "give a file written by `edgeprobe check SUITE --json > FILE`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -27,6 +30,14 @@ def load_result(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not a JSON result of `edgeprobe check --json` ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("checks"), list):
         raise ConfigError(f"{path} is not a result of `edgeprobe check --json` (no checks list)")
+    for i, c in enumerate(data["checks"]):
+        if not (isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("status"), str)):
+            raise ConfigError(f"{path}: checks[{i}] has no name and status, so this is not a result of "
+                              "`edgeprobe check --json`; give the file that command wrote")
+        for key in ("figure", "limit"):
+            if not (c.get(key) is None or isinstance(c[key], (int, float))):
+                raise ConfigError(f"{path}: checks[{i}].{key} is {c[key]!r}, not a number; "
+                                  "give the file `edgeprobe check --json` wrote")
     return data
 
 

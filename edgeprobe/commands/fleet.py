@@ -25,6 +25,8 @@ def _open(db: Path) -> Any:
 
     from ..harness.errors import ConfigError
 
+    if db.is_dir():
+        raise ConfigError(f"database {db} is a folder; point --db at the file `edgeprobe collect --db` writes")
     if not db.is_file():
         raise ConfigError(f"database {db} does not exist; point --db at the file `edgeprobe collect --db` writes")
     try:

@@ -31,16 +31,24 @@ def summary(
 
 
 def read_summary(db_path: Path, device: str | None = None) -> dict[str, Any]:
+    import sqlite3
+
     import sqlite_utils
 
     from ..collector import queries
     from ..harness.errors import ConfigError
+    from ..userinput import existing_file, sqlite_file
 
-    if not db_path.is_file():
-        raise ConfigError(f"database {db_path} does not exist; pass the --db the collector wrote")
+    hint = "pass the --db the collector wrote"
+    existing_file(db_path, "database", hint)
+    sqlite_file(db_path, "database", hint)
     db = sqlite_utils.Database(db_path)
-    if "messages" not in db.table_names():
-        raise ConfigError(f"{db_path} is not an edgeprobe collector database (no messages table)")
+    try:
+        tables = db.table_names()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"database {db_path} cannot be read ({exc}); {hint}") from None
+    if "messages" not in tables:
+        raise ConfigError(f"{db_path} is not an edgeprobe collector database (no messages table); {hint}")
     return {
         "database": str(db_path),
         "devices": queries.devices(db),
