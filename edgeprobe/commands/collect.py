@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -36,42 +37,65 @@ def collect(
     from ..collector.service import Collector
     from ..collector.store import Store
     from ..harness.errors import ConfigError
+    from ..userinput import existing_file, host_port, output_file, sqlite_file, tcp_port
 
-    host, _, port = broker.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--broker {broker!r} must be HOST:PORT, e.g. 127.0.0.1:1883")
+    host, port = host_port(broker)
     for name, path in (("--ca-file", ca_file), ("--cert-file", cert_file), ("--key-file", key_file)):
-        if path is not None and not path.is_file():
-            raise ConfigError(f"{name} {path} does not exist; give the PEM file made by deploy/mosquitto/make-certs.sh")
+        if path is not None:
+            existing_file(path, name, "give the PEM file made by deploy/mosquitto/make-certs.sh")
+    if metrics_port is not None:
+        tcp_port(metrics_port, "--metrics-port")
+    if ready_file is not None:
+        output_file(ready_file, "--ready-file", "collector.ready")
+    db_hint = "point --db at a .db file of its own (created if missing)"
+    sqlite_file(db, "database", db_hint)
     try:
         store = Store(db)
     except Exception as exc:
-        raise ConfigError(f"cannot open database {db}: {exc}") from None
-    collector = Collector(store, host, int(port), client_id=client_id, group=group,
-                          username=username, password=password, ca_file=_s(ca_file), cert_file=_s(cert_file),
-                          key_file=_s(key_file))
+        raise ConfigError(f"cannot open database {db} ({exc}); {db_hint}") from None
+    try:
+        collector = Collector(store, host, port, client_id=client_id, group=group,
+                              username=username, password=password, ca_file=_s(ca_file), cert_file=_s(cert_file),
+                              key_file=_s(key_file))
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a file that is not PEM
+        store.close()
+        raise ConfigError(f"cannot load the TLS files ({exc}); give the PEM files made by "
+                          "deploy/mosquitto/make-certs.sh") from None
     if metrics_port is not None:
         from ..collector.prometheus import serve_metrics
 
         try:
             serve_metrics(db, metrics_port, metrics_host)
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:
+            store.close()
             raise ConfigError(f"--metrics-port {metrics_port}: cannot listen on {metrics_host} ({exc}); "
                               "pick a free port") from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     collector.start()
+    # Silence while the broker is down would look like "no messages yet": say so once, keep retrying.
+    if not _wait_subscribed(collector, stop, 5.0) and not stop.is_set():
+        log.warning("broker %s not reachable yet; still trying (is mosquitto running there?)", broker)
     if ready_file is not None:
-        if collector.subscribed.wait(timeout=30):
+        if _wait_subscribed(collector, stop, 25.0):
             ready_file.write_text("subscribed\n")
-        else:
+        elif not stop.is_set():
             log.warning("not subscribed after 30 s; is the broker at %s running?", broker)
     stop.wait()
     collector.stop()
     s = collector.stats
     log.warning("collector stopped: %d received, %d stored, %d quarantined", s.received, s.stored, s.quarantined)
     store.close()
+
+
+def _wait_subscribed(collector: Any, stop: threading.Event, timeout: float) -> bool:
+    """True once subscribed; False after ``timeout`` or as soon as a stop signal arrives."""
+    deadline = time.monotonic() + timeout
+    while not stop.is_set() and time.monotonic() < deadline:
+        if collector.subscribed.wait(timeout=0.1):
+            return True
+    return collector.subscribed.is_set()
 
 
 def _s(path: Path | None) -> str | None:
