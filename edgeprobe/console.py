@@ -14,7 +14,8 @@ err_console = Console(stderr=True)
 
 
 def interactive(json_output: bool = False) -> bool:
-    return not json_output and sys.stderr.isatty()
+    """A person is watching both streams: stdout redirected means a script or a log, so no bar either."""
+    return not json_output and sys.stdout.isatty() and sys.stderr.isatty()
 
 
 @contextmanager
