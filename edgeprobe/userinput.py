@@ -91,3 +91,20 @@ def sqlite_file(path: Path, what: str, hint: str) -> Path:
         if head and head != SQLITE_HEADER:
             raise ConfigError(f"{what} {path} is not an SQLite database; {hint}")
     return path
+
+
+def yaml_file(path: Path, what: str, hint: str) -> Path:
+    """An existing text file, so a binary passed as config is named as such rather than by a codec's complaint."""
+    existing_file(path, what, hint)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path} ({exc.strerror or exc}); {hint}") from None
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not merely a multi-byte character cut at the end of the sample
+            raise ConfigError(f"{what} {path} is not a text YAML file (binary data at byte {exc.start}); "
+                              f"{hint}") from None
+    return path

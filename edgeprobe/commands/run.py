@@ -33,7 +33,7 @@ def run(
     from ..agent.runner import Agent
     from ..assets import cache_dir
     from ..console import console, interactive, progress_bar
-    from ..userinput import host_port
+    from ..userinput import host_port, yaml_file
 
     overrides: dict[str, Any] = {}
     if source:
@@ -51,6 +51,7 @@ def run(
         overrides["broker.enabled"] = True
     # Configs may name the example assets as ${EDGEPROBE_ASSETS}/file.
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
+    yaml_file(config, "config file", "pass the path to an agent YAML file")
     loaded = load_config(config, overrides)
     check_spool(Path(loaded.config.spool.path), "--spool" if spool else "spool.path")
     agent = Agent(loaded)

@@ -20,8 +20,10 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")]) ->
     from ..console import console
     from ..harness.errors import ConfigError, ModelError
     from ..harness.suite import GoldenCheck, check_name, load_suite
+    from ..userinput import yaml_file
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
+    yaml_file(suite, "suite file", "pass the path to a suite YAML file")
     loaded = load_suite(suite)
     s = loaded.suite
     if not Path(s.model.path).is_file():
