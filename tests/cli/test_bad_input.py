@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,12 +23,42 @@ def _assert_clean_error(proc: object, pattern: str, code: int = 2) -> None:
     assert len(err.strip().splitlines()) <= 3, err
 
 
-def test_version_and_help() -> None:
+def command_paths() -> list[tuple[str, ...]]:
+    """Every subcommand and nested subcommand, read from the app itself so a new command is covered unasked."""
+    import typer
+
+    from edgeprobe.cli import app
+
+    def walk(cmd: Any, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+        subs = getattr(cmd, "commands", None) or {}
+        found = [prefix] if prefix else []
+        for name in sorted(subs):
+            found += walk(subs[name], (*prefix, name))
+        return found
+
+    return walk(typer.main.get_command(app), ())
+
+
+def test_command_list_is_read_from_the_app() -> None:
+    """The derivation itself: top-level commands, groups and their members all appear."""
+    paths = command_paths()
+    for expected in [("run",), ("check",), ("fleet",), ("fleet", "status"), ("fleet", "cameras"),
+                     ("baseline", "record"), ("golden", "record"), ("assets", "fetch"), ("assets", "list")]:
+        assert expected in paths, paths
+    assert len(paths) == len(set(paths)) >= 20
+
+
+def test_version() -> None:
     proc = run_cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("edgeprobe ")
-    for sub in ("run", "collect", "summary", "demo", "assets"):
-        h = run_cli(sub, "--help")
-        assert h.returncode == 0 and "Usage" in h.stdout, sub
+
+
+@pytest.mark.parametrize("path", command_paths(), ids=" ".join)
+def test_help_of_every_command(path: tuple[str, ...]) -> None:
+    h = run_cli(*path, "--help")
+    assert h.returncode == 0, h.stderr
+    assert "Usage" in h.stdout and f"edgeprobe {' '.join(path)}" in h.stdout, h.stdout
+    assert h.stderr == "", h.stderr
 
 
 def test_missing_model_file(tmp_path: Path, short_clip: Path, write_config: Callable[..., Path]) -> None:
