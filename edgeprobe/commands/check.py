@@ -36,21 +36,6 @@ def check(
     raise typer.Exit(result["exit_code"])
 
 
-def prepare_output(path: Path | None) -> None:
-    """Refuse an unwritable report path before anything is measured."""
-    from ..harness.errors import ConfigError
-
-    if path is None:
-        return
-    parent = path.resolve().parent
-    if path.is_dir():
-        raise ConfigError(f"report path {path} is a folder; name a file, e.g. {path}/report.html")
-    if not parent.is_dir():
-        raise ConfigError(f"cannot write {path}: folder {parent} does not exist; create it or pick another path")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"cannot write {path}: folder {parent} is not writable; pick another path")
-
-
 def run_check(suite: Path, junit: Path | None = None, html_out: Path | None = None, broker: str | None = None,
               show_progress: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Validate, run, write the outputs and publish; shared by `check` and `demo`."""
@@ -58,11 +43,15 @@ def run_check(suite: Path, junit: Path | None = None, html_out: Path | None = No
     from ..assets import cache_dir
     from ..console import progress_bar
     from ..harness.suite import load_suite
+    from ..userinput import output_file, yaml_file
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
+    yaml_file(suite, "suite file", "pass the path to a suite YAML file")
     loaded = load_suite(suite)
-    for path in (junit, html_out):
-        prepare_output(path)
+    if junit is not None:
+        output_file(junit, "--junit", "junit.xml")
+    if html_out is not None:
+        output_file(html_out, "--html", "report.html")
     target = _broker_target(loaded, broker)
     with progress_bar("loading", None, show_progress) as bar:
         def progress(phase: str, done: int, total: int | None) -> None:
@@ -86,17 +75,14 @@ def run_check(suite: Path, junit: Path | None = None, html_out: Path | None = No
 def _broker_target(loaded: Any, broker: str | None) -> tuple[str, int, str, str] | None:
     import platform
 
-    from ..harness.errors import ConfigError
+    from ..userinput import host_port
 
     spec = loaded.suite.broker
     if broker is None and spec is None:
         return None
     host, port = (spec.host, spec.port) if spec else ("127.0.0.1", 1883)
     if broker:
-        h, _, p = broker.rpartition(":")
-        if not h or not p.isdigit():
-            raise ConfigError(f"--broker {broker!r} must be HOST:PORT, e.g. 127.0.0.1:1883")
-        host, port = h, int(p)
+        host, port = host_port(broker)
     fleet = spec.fleet if spec else "default"
     device = (spec.device_id if spec else None) or platform.node() or "device"
     return host, port, fleet, device

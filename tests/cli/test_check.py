@@ -184,8 +184,21 @@ def test_unwritable_report_path_fails_before_measuring(tmp_path: Path, orientati
     suite = write_suite(tmp_path / "s.yaml", small_suite(orientation_model, short_clip, PASSING))
     _assert_clean_error(run_cli("check", str(suite), "--html", str(tmp_path / "no" / "such" / "r.html")),
                         r"cannot write .*r.html: folder .* does not exist")
-    _assert_clean_error(run_cli("check", str(suite), "--junit", str(tmp_path)), r"is a folder")
+    _assert_clean_error(run_cli("check", str(suite), "--junit", str(tmp_path)),
+                        r"--junit .* is a folder; name a file in it, e\.g\. .*junit\.xml")
+    _assert_clean_error(run_cli("check", str(suite), "--html", str(suite / "r.html")),
+                        r"s\.yaml is a file, not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_binary_suite_and_broker_port_out_of_range_fail_before_measuring(tmp_path: Path, orientation_model: Path,
+                                                                         short_clip: Path) -> None:
+    binary = tmp_path / "model-not-suite.onnx"
+    binary.write_bytes(orientation_model.read_bytes()[:4096])
+    _assert_clean_error(run_cli("check", str(binary)), r"suite file .* is not a text YAML file")
+    suite = write_suite(tmp_path / "s.yaml", small_suite(orientation_model, short_clip, PASSING))
+    proc = run_cli("check", str(suite), "--broker", "127.0.0.1:99999", timeout=30)
+    _assert_clean_error(proc, r"--broker port 99999 is out of range")
 
 
 def test_golden_record_check_and_hash_mismatch(tmp_path: Path, orientation_model: Path, short_clip: Path) -> None:
