@@ -184,6 +184,10 @@ class HealthMonitorConfig(Strict):
     #: replayed-loop detection: longest loop recognised (frames) and changing frames that must repeat to confirm
     replay_buffer_frames: Annotated[int, msgspec.Meta(ge=3)] = 600
     replay_min_run: PosInt = 20
+    #: compute the health statistics (and the bands, drift, slices, flips and replay checks built on them) on one
+    #: frame in N; each sampled frame is still compared with the frame just before it, so frozen and flip
+    #: figures keep their per-pair meaning (benchmarks/overhead.py measured the default)
+    every_n_frames: PosInt = 10
     #: send `event` messages when a figure leaves / returns to its band
     alerts: bool = True
 

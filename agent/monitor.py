@@ -76,7 +76,17 @@ class Monitor:
             baseline = load_baseline(cfg.baseline, model_sha256)
         self.health = HealthWindow()
         h = cfg.health
-        self.replay = ReplayDetector(h.replay_buffer_frames, h.replay_min_run)
+        #: statistics on one frame in N; the replay detector sees the sampled frames, so its ring and lags are
+        #: in samples (a lag of k samples is k * N frames: a multiple of the loop's length, the length itself
+        #: when N divides it); buffer and confirming run stay about the configured number of frames
+        self.every = h.every_n_frames
+        min_run = h.replay_min_run if self.every == 1 else max(3, -(-h.replay_min_run // self.every))
+        self.replay = ReplayDetector(max(3, -(-h.replay_buffer_frames // self.every)), min_run)
+        self._seen = 0
+        #: the frame just before and its prediction (references, no copies: sources hand out a fresh array
+        #: per frame), so each sampled frame is compared with its real predecessor
+        self._prev_image: np.ndarray | None = None
+        self._prev_prediction: Any = None
         self.alerts = HealthAlerts(device_id, None, h.window_frames, h.check_every, h.frozen_share)
         self.flips = FlipCounter(adapter.disagreement, float(adapter.threshold), cfg.temporal.max_frame_diff)
         self.run_flips = [0, 0]  # flips, counted pairs over the run
@@ -109,17 +119,31 @@ class Monitor:
     # --- per frame -------------------------------------------------------------------------------
 
     def observe(self, image: np.ndarray, prediction: Any, t_capture_ns: int) -> list[dict[str, Any]]:
-        """Feed one frame and the deployed model's answer; returns `event` bodies to send now."""
-        stats = self.health.add(image, t_capture_ns)
+        """Feed one frame and the deployed model's answer; returns `event` bodies to send now.
+
+        Only one frame in ``monitor.health.every_n_frames`` costs pixel work: the others are counted (fps)
+        and remembered as the next sampled frame's predecessor.
+        """
+        seen, self._seen = self._seen, self._seen + 1
+        if seen % self.every:
+            self.health.tick(t_capture_ns)
+            self._prev_image, self._prev_prediction = image, prediction
+            return []
+        sampling = self.every > 1
+        previous_image = self._prev_image if sampling else None
+        previous_prediction = self._prev_prediction if sampling else None
+        self._prev_image = self._prev_prediction = None
+        stats = self.health.add(image, t_capture_ns, previous_image)
         if not self.cfg.enabled:
             return []
         wall = time.time()
         assert self.health.thumb is not None
         state = self.replay.add(self.health.thumb, stats.motion == 0.0)
+        lag = state.lag * self.every if state.lag is not None else None
         if state.replaying:
-            self.replaying_frames += 1
-            self.replay_lag = state.lag
-        events = self.alerts.add(stats, wall, state.replaying, state.lag) if self.cfg.health.alerts else []
+            self.replaying_frames += self.every
+            self.replay_lag = lag
+        events = self.alerts.add(stats, wall, state.replaying, lag) if self.cfg.health.alerts else []
         row = make_row(stats, self.adapter, prediction, wall)
         if self.learner is not None:
             self.learner.add(row)
@@ -131,7 +155,7 @@ class Monitor:
             self._keys = self.slices.keys(row.inputs, row.hour)
             self.slices.add_frame(self._keys, row.label, row.values.get("score"))
         if self.cfg.temporal.enabled:
-            flipped = self.flips.add(prediction, stats.motion)
+            flipped = self.flips.add(prediction, stats.motion, previous_prediction)
             if flipped is not None and self.cfg.slices.enabled:
                 self.slices.add_pair(self._keys, flipped)
         for e in events:

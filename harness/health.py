@@ -6,6 +6,13 @@ a camera that went dark, blurry, noisy, covered or frozen, not to grade image
 quality. Noise is the one figure the thumbnail cannot give (box averaging
 removes it), so it is estimated on a small full-resolution patch.
 
+The agent's monitor computes these on one frame in
+``monitor.health.every_n_frames`` (default 10; a sampled frame with its
+predecessor costs about 1 ms on 768x576, next to 3-4 ms of inference), so
+window figures are means over the sampled frames, each statistic keeps its
+per-frame definition and scale (bands and baselines are built from the same
+function), and motion is still measured against the frame just before.
+
 Rolling bands and alerts live in ``harness/alerts.py``, replayed-loop
 detection in ``harness/replay.py``.
 """
@@ -112,10 +119,18 @@ def frame_difference(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass
 class HealthWindow:
-    """Rolling camera-health figures for one reporting window."""
+    """Rolling camera-health figures for one reporting window.
 
-    frames: int = 0
-    frozen_frames: int = 0
+    Statistics may be computed on a sample of the frames (the agent's monitor
+    samples one frame in ``monitor.health.every_n_frames``): :meth:`tick`
+    counts a frame that was not sampled (for fps), :meth:`add` a sampled one.
+    Means are over the sampled frames; ``frozen_frames`` in the summary is the
+    sampled frames' frozen share scaled to every frame of the window.
+    """
+
+    frames: int = 0  # every frame of the window
+    sampled: int = 0  # frames whose statistics were computed
+    frozen_frames: int = 0  # sampled frames identical to the frame before them
     _sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRICS, 0.0))
     _previous: np.ndarray | None = None
     first_ns: int | None = None
@@ -123,34 +138,52 @@ class HealthWindow:
     #: the last frame's thumbnail (for the replay detector and the temporal gate)
     thumb: np.ndarray | None = None
 
-    def add(self, image: np.ndarray, t_capture_ns: int) -> FrameStats:
+    def tick(self, t_capture_ns: int) -> None:
+        """Count a frame whose statistics are not computed (it still counts for fps)."""
+        self.frames += 1
+        if self.first_ns is None:
+            self.first_ns = t_capture_ns
+        self.last_ns = t_capture_ns
+
+    def add(self, image: np.ndarray, t_capture_ns: int, previous: np.ndarray | None = None) -> FrameStats:
+        """Statistics of one frame; motion is against ``previous`` (the frame just before) when given.
+
+        Without ``previous`` the last frame passed to :meth:`add` is the predecessor, which is the frame just
+        before when every frame is added.
+        """
         thumb = thumbnail(image)
+        before = thumbnail(previous) if previous is not None else self._previous
         motion = None
         # A frozen camera repeats the same frame while fps counters stay healthy.
-        if self._previous is not None and self._previous.shape == thumb.shape:
-            motion = frame_difference(thumb, self._previous)
+        if before is not None and before.shape == thumb.shape:
+            motion = frame_difference(thumb, before)
             if motion == 0.0:
                 self.frozen_frames += 1
         self._previous = self.thumb = thumb
         stats = frame_stats(thumb, noise_patch(image), motion)
-        for key in self._sums:
-            self._sums[key] += getattr(stats, key)
-        self.frames += 1
-        self.first_ns = t_capture_ns if self.first_ns is None else self.first_ns
-        self.last_ns = t_capture_ns
+        sums = self._sums
+        sums["brightness"] += stats.brightness
+        sums["contrast"] += stats.contrast
+        sums["sharpness"] += stats.sharpness
+        sums["noise"] += stats.noise
+        sums["clipped"] += stats.clipped
+        sums["occlusion"] += stats.occlusion
+        self.sampled += 1
+        self.tick(t_capture_ns)
         return stats
 
     def summary(self) -> dict[str, float | int]:
-        n = max(1, self.frames)
+        n = max(1, self.sampled)
         span_s = ((self.last_ns or 0) - (self.first_ns or 0)) / 1e9
         fps = (self.frames - 1) / span_s if self.frames > 1 and span_s > 0 else 0.0
         out: dict[str, float | int] = {k: v / n for k, v in self._sums.items()}
-        out.update(frames=self.frames, frozen_frames=self.frozen_frames, fps=fps)
+        frozen = self.frozen_frames if self.sampled == self.frames else round(self.frozen_frames * self.frames / n)
+        out.update(frames=self.frames, frozen_frames=frozen, fps=fps)
         return out
 
     def clear(self) -> None:
         """Start a new window but keep the last frame, so freezes across windows count."""
-        self.frames = self.frozen_frames = 0
+        self.frames = self.sampled = self.frozen_frames = 0
         self._sums = dict.fromkeys(self._sums, 0.0)
         self.first_ns = self.last_ns = None
 

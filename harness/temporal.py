@@ -37,12 +37,16 @@ class FlipCounter:
     identical: int = 0  # byte-identical thumbnails
     _previous: Any = None
 
-    def add(self, prediction: Any, motion: float | None) -> bool | None:
+    def add(self, prediction: Any, motion: float | None, previous: Any = None) -> bool | None:
         """Feed the next frame's prediction and its difference to the previous frame.
 
+        ``previous`` is the prediction on the frame just before, when the caller feeds only sampled frames
+        (the agent's monitor); by default it is the prediction last fed here.
         Returns whether the pair flipped, or None when the pair was not counted.
         """
-        previous, self._previous = self._previous, prediction
+        if previous is None:
+            previous = self._previous
+        self._previous = prediction
         if previous is None or motion is None:
             return None
         self.pairs += 1

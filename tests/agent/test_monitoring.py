@@ -63,7 +63,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory, vtest_video: Path) -> dict[s
     }
 
 
-MONITOR = {"health": {"window_frames": 20, "check_every": 5},
+# every_n_frames 1: these clips are 100-130 frames and the checks count frames exactly (the default samples).
+MONITOR = {"health": {"window_frames": 20, "check_every": 5, "every_n_frames": 1},
            "drift": {"window_frames": 40, "min_frames": 30}}
 
 
@@ -181,3 +182,21 @@ def test_monitor_off_keeps_the_old_messages(tmp_path: Path, orientation_model: P
     _, messages = _run(cfg, 30)
     assert "drift" not in messages and "event" not in messages
     assert messages["health"][0]["noise"] > 0  # the cheap figures stay
+
+
+def test_sampled_health_still_catches_frozen_and_replayed_streams(tmp_path: Path, orientation_model: Path,
+                                                                  clips: dict[str, Path]) -> None:
+    # One frame in five gets statistics (each compared with the frame just before it): the frozen count is the
+    # sampled share scaled to every frame, and a 40-frame loop shows as 8 sampled frames = 40 frames.
+    cfg = _config(orientation_model, clips["frozen"], tmp_path / "frozen")
+    cfg["monitor"]["health"] = {"window_frames": 6, "check_every": 1, "every_n_frames": 5}
+    _, messages = _run(cfg, 100)
+    assert sum(h["frozen_frames"] for h in messages["health"]) == 50
+    assert [e["type"] for e in _events(messages)].count("camera_frozen") == 1
+    assert all(h["fps"] > 0 for h in messages["health"])
+    cfg = _config(orientation_model, clips["short_loop"], tmp_path / "loop", loop=True)
+    cfg["monitor"]["health"] = {"every_n_frames": 5}
+    _, messages = _run(cfg, 200)
+    replayed = [e for e in _events(messages) if e["type"] == "camera_replayed"]
+    assert len(replayed) == 1 and replayed[0]["lag"] == 40
+    assert messages["health"][-1]["replay_lag"] == 40 and messages["health"][-1]["replaying_frames"] > 0

@@ -29,7 +29,8 @@ def test_blurry_camera_reaches_the_collector(tmp_path: Path, broker: LocalBroker
     for i, f in enumerate(frames):
         writer.write(f if i < 40 else cv2.GaussianBlur(f, (0, 0), 5))
     writer.release()
-    monitor = {"health": {"window_frames": 10, "check_every": 2}, "drift": {"window_frames": 30, "min_frames": 20}}
+    monitor = {"health": {"window_frames": 10, "check_every": 2, "every_n_frames": 1},
+               "drift": {"window_frames": 30, "min_frames": 20}}
     cfg = demo_config(orientation_model, clip, tmp_path / "spool.db", device_id="cam-07", monitor=monitor,
                       windows={"frames": 20, "warmup": 0})
     cfg["source"]["loop"] = False
