@@ -8,9 +8,9 @@ them; the ``msg_id`` primary key absorbs the redelivery.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,12 +22,22 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ..harness.schema import TOPIC_ROOT
+from . import paho_speedup
 from .store import Incoming, Store
 
 log = logging.getLogger("edgeprobe.collector")
 
-BATCH_MAX = 2000
+#: A batch is committed when it holds BATCH_MAX messages, when its first message
+#: has waited BATCH_WAIT_S, or when nothing more arrived for POLL_S, whichever comes
+#: first. The broker sends at most ``max_inflight_messages`` (1000 in
+#: deploy/mosquitto) un-acknowledged messages to one client, so a batch near that
+#: window would stall the broker until its commit is acked; half of it lets one
+#: batch be received while the previous one is committed. The POLL_S gap rule
+#: commits as soon as the flow pauses (the broker waiting for acks, or a quiet
+#: fleet) instead of idling to the deadline.
+BATCH_MAX = 500
 BATCH_WAIT_S = 0.05
+POLL_S = 0.005
 
 
 @dataclass
@@ -47,7 +57,9 @@ class Collector:
         self.store = store
         self.host, self.port = host, port
         self.topic = f"{TOPIC_ROOT}/#" if not group else f"$share/{group}/{TOPIC_ROOT}/#"
-        self.client = mqtt.Client(
+        if not paho_speedup.install():  # a paho whose decoder we do not know: slower, still correct
+            log.debug("paho's Properties not replaced (unknown paho version)")
+        self.client = paho_speedup.BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
             protocol=mqtt.MQTTv5, manual_ack=True,
         )
@@ -59,7 +71,10 @@ class Collector:
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self._queue: queue.Queue[tuple[Incoming, int, int]] = queue.Queue()
+        # network thread -> writer: deque.append/popleft are atomic, so the hand-off takes
+        # no lock per message; the event only wakes an idle writer
+        self._queue: collections.deque[tuple[Incoming, int, int]] = collections.deque()
+        self._arrived = threading.Event()
         self._stop = threading.Event()
         self.subscribed = threading.Event()
         self._was_connected = False
@@ -76,9 +91,10 @@ class Collector:
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Store everything received so far, acknowledge it, then disconnect."""
         deadline = time.monotonic() + drain_timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while self._queue and time.monotonic() < deadline:
             time.sleep(0.02)
         self._stop.set()
+        self._arrived.set()
         self._writer.join(timeout=drain_timeout)
         self.client.disconnect()
         self.client.loop_stop()
@@ -102,22 +118,32 @@ class Collector:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Only enqueue here: the network thread must never block on the database.
+        # (bytes() of paho's bytes payload is the same object, no copy)
         self.stats.received += 1
         item = Incoming(msg.topic, bytes(msg.payload), dt.datetime.now(dt.timezone.utc))
-        self._queue.put((item, msg.mid, msg.qos))
+        self._queue.append((item, msg.mid, msg.qos))
+        if not self._arrived.is_set():
+            self._arrived.set()
 
     def _write_loop(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
-            batch: list[tuple[Incoming, int, int]] = []
-            try:
-                batch.append(self._queue.get(timeout=0.2))
-            except queue.Empty:
-                continue
+        pending = self._queue
+        while not (self._stop.is_set() and not pending):
+            if not pending:
+                self._arrived.wait(timeout=0.2)
+                self._arrived.clear()
+                continue  # look again: a message may have come between the check and the clear
             deadline = time.monotonic() + BATCH_WAIT_S
-            while len(batch) < BATCH_MAX:
-                try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
+            batch: list[tuple[Incoming, int, int]] = []
+            while True:
+                while pending and len(batch) < BATCH_MAX:
+                    batch.append(pending.popleft())
+                if len(batch) >= BATCH_MAX or self._stop.is_set():
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(POLL_S, left))
+                if not pending:
                     break
             self._store(batch)
 

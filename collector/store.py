@@ -11,9 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import sqlite_utils
@@ -24,8 +23,9 @@ from ..harness import schema
 QUARANTINE_MAX_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
-class Incoming:
+class Incoming(NamedTuple):
+    """One message as the network thread hands it over (a tuple: built once per message, so cheap)."""
+
     topic: str
     payload: bytes
     received: dt.datetime
@@ -40,8 +40,16 @@ class Store:
         # timeout: several collectors (a shared subscription group) write to one file and queue for the lock
         self.db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False, timeout=60))
         self.db.execute("PRAGMA busy_timeout=60000")
+        # WAL, synchronous=FULL: every commit fsyncs the log before it returns, and the collector
+        # acknowledges a batch to the broker only after that, so an acked message is on disk
+        # even through a power cut. NORMAL would skip that fsync (synced only at checkpoints):
+        # the file stays consistent and a killed collector loses nothing (the OS holds the
+        # write), but a power cut could drop the last commits whose messages were already acked
+        # and so deleted at the broker -- lost for good, not redelivered. FULL costs one fsync per
+        # batch (hundreds of messages), a few us per message, and the network thread keeps
+        # receiving during it (the GIL is released); measured in benchmarks/ingest.py.
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA synchronous=FULL")
         self._create()
 
     def _create(self) -> None:
@@ -118,75 +126,71 @@ class Store:
         return set(ids) - existing
 
     def _insert(self, rows: list[tuple[Incoming, schema.Envelope, msgspec.Struct]]) -> None:
-        messages, latency, robustness, health = [], [], [], []
+        """Rows as positional tuples for fixed statements: no per-message dicts (profiled hot path)."""
+        messages: list[tuple[Any, ...]] = []
+        latency: list[tuple[Any, ...]] = []
+        robustness: list[tuple[Any, ...]] = []
+        health: list[tuple[Any, ...]] = []
+        devices: list[tuple[schema.Envelope, str]] = []
         received: dict[dt.datetime, str] = {}  # a batch arrives within a few instants: format each once
         for item, env, body in rows:
-            base = {"msg_id": env.msg_id, "device_id": env.device_id, "ts": env.ts.isoformat()}
-            messages.append({
-                **base, "fleet": env.fleet, "kind": env.kind, "seq": env.seq, "session_id": env.session_id,
-                "model_sha256": env.model_sha256, "config_sha256": env.config_sha256,
-                "agent_version": env.agent_version, "topic": item.topic,
-                "received_ts": received.get(item.received) or received.setdefault(item.received,
-                                                                                  item.received.isoformat()),
-                "body": _json(env.body),
-            })
-            if isinstance(body, schema.LatencyBody):
+            msg_id, device_id, ts = env.msg_id, env.device_id, env.ts.isoformat()
+            rts = received.get(item.received)
+            if rts is None:
+                rts = received[item.received] = item.received.isoformat()
+            messages.append((msg_id, device_id, env.fleet, env.kind, env.seq, ts, env.session_id,
+                             env.model_sha256, env.config_sha256, env.agent_version, item.topic, rts,
+                             _json(env.body)))
+            devices.append((env, ts))
+            if isinstance(body, schema.HealthBody):
+                health.append((msg_id, device_id, ts, body.window.frames, body.fps, body.brightness, body.contrast,
+                               body.sharpness, body.clipped, body.frozen_frames, body.spool_queued,
+                               body.spool_dropped, ",".join(body.flags)))
+            elif isinstance(body, schema.LatencyBody):
                 for stage, s in body.stages.items():
-                    latency.append({**base, "stage": stage, "count": s.count, "p50_ms": s.p50, "p90_ms": s.p90,
-                                    "p95_ms": s.p95, "p99_ms": s.p99, "max_ms": s.max, "mean_ms": s.mean,
-                                    "stdev_ms": s.stdev, "hdr": s.hdr})
+                    latency.append((msg_id, device_id, ts, stage, s.count, s.p50, s.p90, s.p95, s.p99, s.max,
+                                    s.mean, s.stdev, s.hdr))
             elif isinstance(body, schema.RobustnessBody):
                 for c in body.cells:
-                    robustness.append({**base, "perturbation": c.perturbation, "severity": c.severity, "n": c.n,
-                                       "unstable": c.unstable, "fraction": c.fraction, "ci_low": c.ci_low,
-                                       "ci_high": c.ci_high, "mean_disagreement": c.mean_disagreement})
-            elif isinstance(body, schema.HealthBody):
-                health.append({**base, "frames": body.window.frames, "fps": body.fps,
-                               "brightness": body.brightness, "contrast": body.contrast,
-                               "sharpness": body.sharpness, "clipped": body.clipped,
-                               "frozen_frames": body.frozen_frames, "spool_queued": body.spool_queued,
-                               "spool_dropped": body.spool_dropped, "flags": ",".join(body.flags)})
-        self._insert_rows("messages", messages, "INSERT")
-        self._track_devices([env for _, env, _ in rows])
+                    robustness.append((msg_id, device_id, ts, c.perturbation, c.severity, c.n, c.unstable,
+                                       c.fraction, c.ci_low, c.ci_high, c.mean_disagreement))
+        conn = self.db.conn
+        if messages:
+            conn.executemany(_INSERT["messages"], messages)
+        self._track_devices(devices)
         for table, data in (("latency", latency), ("robustness", robustness), ("health", health)):
-            self._insert_rows(table, data, "INSERT OR IGNORE")
+            if data:
+                conn.executemany(_INSERT[table], data)
 
-    def _insert_rows(self, table: str, rows: list[dict[str, Any]], verb: str) -> None:
-        """One prepared statement over the batch (executemany).
-
-        sqlite-utils' insert_all inspects and converts every value of every row;
-        on the ingest path that was 70 % of the collector's time (profiled with
-        benchmarks/ingest.py), so hot tables get a fixed statement instead.
-        """
-        if not rows:
-            return
-        cols = list(rows[0])
-        sql = (f"{verb} INTO [{table}] ({', '.join(f'[{c}]' for c in cols)}) "
-               f"VALUES ({', '.join(':' + c for c in cols)})")
-        self.db.conn.executemany(sql, rows)
-
-    def _track_devices(self, envs: list[schema.Envelope]) -> None:
+    def _track_devices(self, envs: list[tuple[schema.Envelope, str]]) -> None:
         """Fold a batch into one upsert per device, without reading the table first.
 
-        The SQL keeps the newest of what is stored and what arrives (last seen,
-        last seq, online state by the lifecycle message's own timestamp), so
-        batches may land out of order and from several collectors at once.
-        Gaps in ``seq`` are derived from stored rows by the ``device_seq`` view.
+        ``envs`` pairs each envelope with its ``ts`` already formatted. The SQL
+        keeps the newest of what is stored and what arrives (last seen, last
+        seq, online state by the lifecycle message's own timestamp), so batches
+        may land out of order and from several collectors at once. Gaps in
+        ``seq`` are derived from stored rows by the ``device_seq`` view.
         """
         rows: dict[str, dict[str, Any]] = {}
-        for env in envs:
-            ts = env.ts.isoformat()
-            row = rows.setdefault(env.device_id, {
-                "device_id": env.device_id, "fleet": env.fleet, "last_seen": ts, "last_seq": env.seq,
-                "online": None, "state_ts": None, "session_id": None, "model_sha256": None,
-                "agent_version": None, "config_sha256": None, "birth_ts": None})
-            row["last_seen"] = max(row["last_seen"], ts)
-            row["last_seq"] = max(row["last_seq"], env.seq)
-            if env.kind in ("birth", "death") and (row["state_ts"] is None or ts >= row["state_ts"]):
-                row["online"], row["state_ts"] = int(env.kind == "birth"), ts
-            if env.kind == "birth" and (row["birth_ts"] is None or ts >= row["birth_ts"]):
-                row.update(session_id=env.session_id, model_sha256=env.model_sha256,
-                           agent_version=env.agent_version, config_sha256=env.config_sha256, birth_ts=ts)
+        for env, ts in envs:
+            row = rows.get(env.device_id)
+            if row is None:
+                row = rows[env.device_id] = {
+                    "device_id": env.device_id, "fleet": env.fleet, "last_seen": ts, "last_seq": env.seq,
+                    "online": None, "state_ts": None, "session_id": None, "model_sha256": None,
+                    "agent_version": None, "config_sha256": None, "birth_ts": None}
+            else:
+                if ts > row["last_seen"]:
+                    row["last_seen"] = ts
+                if env.seq > row["last_seq"]:
+                    row["last_seq"] = env.seq
+            kind = env.kind
+            if kind == "birth" or kind == "death":
+                if row["state_ts"] is None or ts >= row["state_ts"]:
+                    row["online"], row["state_ts"] = int(kind == "birth"), ts
+                if kind == "birth" and (row["birth_ts"] is None or ts >= row["birth_ts"]):
+                    row.update(session_id=env.session_id, model_sha256=env.model_sha256,
+                               agent_version=env.agent_version, config_sha256=env.config_sha256, birth_ts=ts)
         if rows:
             self.db.conn.executemany(_DEVICE_UPSERT, list(rows.values()))
 
@@ -196,6 +200,28 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+
+#: the hot tables' columns, in the order ``Store._insert`` builds its tuples
+_COLUMNS = {
+    "messages": ("msg_id", "device_id", "fleet", "kind", "seq", "ts", "session_id", "model_sha256",
+                 "config_sha256", "agent_version", "topic", "received_ts", "body"),
+    "latency": ("msg_id", "device_id", "ts", "stage", "count", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms",
+                "mean_ms", "stdev_ms", "hdr"),
+    "robustness": ("msg_id", "device_id", "ts", "perturbation", "severity", "n", "unstable", "fraction", "ci_low",
+                   "ci_high", "mean_disagreement"),
+    "health": ("msg_id", "device_id", "ts", "frames", "fps", "brightness", "contrast", "sharpness", "clipped",
+               "frozen_frames", "spool_queued", "spool_dropped", "flags"),
+}
+# One prepared statement per table over a whole batch (executemany): sqlite-utils'
+# insert_all inspects and converts every value of every row, which was 70 % of the
+# collector's time (profiled with benchmarks/ingest.py). ``messages`` is a plain
+# INSERT (new ids are chosen under the write lock first); child rows are keyed by
+# msg_id, so OR IGNORE makes a redelivery a no-op.
+_INSERT = {
+    table: f"{'INSERT' if table == 'messages' else 'INSERT OR IGNORE'} INTO [{table}] "
+           f"({', '.join(f'[{c}]' for c in cols)}) VALUES ({', '.join('?' * len(cols))})"
+    for table, cols in _COLUMNS.items()
+}
 
 _DEVICE_UPSERT = """
 INSERT INTO devices (device_id, fleet, online, last_seen, last_seq, state_ts, session_id, model_sha256,
