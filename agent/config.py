@@ -141,6 +141,9 @@ class ProbeConfig(Strict):
     #: metamorphic relations checked on probed frames
     relations: list[RelationConfig] = msgspec.field(default_factory=list)
     risk_zones: RiskZonesConfig = msgspec.field(default_factory=RiskZonesConfig)
+    #: model: perturb the frame shrunk to just cover the model's input (ImageNet-C's pixel scale; see
+    #: harness/probe_view.py); native: the full frame
+    resolution: Literal["model", "native"] = "model"
 
 
 class WindowConfig(Strict):

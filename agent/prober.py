@@ -23,14 +23,20 @@ import numpy as np
 
 from ..harness import breaking_point, metamorphic, perturbations
 from ..harness.errors import ConfigError
+from ..harness.probe_view import probe_view
 from ..harness.stability import StabilityWindow
 from .config import ProbeConfig
 
 
 class Prober:
     def __init__(self, cfg: ProbeConfig, predict: Callable[[np.ndarray], Any],
-                 disagreement: Callable[[Any, Any], float], threshold: float, adapter: Any = None):
+                 disagreement: Callable[[Any, Any], float], threshold: float, adapter: Any = None,
+                 input_hw: tuple[int, int] | None = None):
         self.cfg = cfg
+        #: the model's input (h, w): probes work on the frame shrunk to cover it (harness/probe_view.py)
+        self.input_hw = input_hw
+        #: size of the last probed view, reported so a replay perturbs the same pixels
+        self.view_hw: tuple[int, int] | None = None
         self.predict = predict
         self.disagreement = disagreement
         self.threshold = threshold
@@ -90,6 +96,10 @@ class Prober:
     def probe(self, image: np.ndarray, clean_prediction: Any, frame_index: int) -> int:
         """Run every planned perturbation on one frame; returns the time spent (ns)."""
         t0 = time.perf_counter_ns()
+        view = probe_view(image, self.input_hw, self.cfg.resolution)
+        if view is not image:  # the reference is the clean prediction on the very pixels that get perturbed
+            image, clean_prediction = view, self.predict(view)
+        self.view_hw = (int(image.shape[0]), int(image.shape[1]))
         cells = [(pert, severity) for pert, severities in self.plan for severity in severities]
         if self.cfg.cpu_share is not None:
             # Share mode probes one cell per due frame, round robin: a whole frame's plan can cost many frame
@@ -157,7 +167,9 @@ class Prober:
                             "p90_ms": float(np.percentile(ms, 90)), "mean_ms": float(ms.mean())})
         relations = [metamorphic.RelationResult(name, v, n, self.relation_expect.get(name, name)).as_dict()
                      for name, (v, n) in sorted(self.relation_counts.items())]
-        return {"duty": duty, "perturbation_latency": latency, "relations": relations}
+        view = {"resolution": self.cfg.resolution, "height": self.view_hw[0], "width": self.view_hw[1]} \
+            if self.view_hw else None
+        return {"duty": duty, "perturbation_latency": latency, "relations": relations, "probe_view": view}
 
     def clear_window(self) -> None:
         self.window.clear()

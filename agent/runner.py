@@ -87,7 +87,8 @@ class Agent:
             options["labels"] = labels
         self.adapter = make_adapter(cfg.task.kind, self.backend.output_specs, **options)
         self.prober = Prober(cfg.probe, self.predict, self.adapter.disagreement, self.adapter.threshold,
-                             adapter=self.adapter)
+                             adapter=self.adapter,
+                             input_hw=(self.backend.preprocessor.height, self.backend.preprocessor.width))
         self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
         self.publisher: Publisher | None = None
         self.messenger = Messenger(

@@ -35,6 +35,7 @@ from ..harness.drift import psi_against_baseline
 from ..harness.errors import ConfigError, EdgeprobeError
 from ..harness.health import HealthWindow, frame_stats, thumbnail
 from ..harness.metamorphic import evaluate_relations
+from ..harness.probe_view import probe_view
 from ..harness.stability import risk_zone, wilson_interval
 from ..harness.tasks import ADAPTERS, make_adapter
 from .backends import Backend, load_backend
@@ -66,6 +67,14 @@ class Session:
     backend: Backend
     adapter: Any
     frames: list[Frame]
+    #: what robustness, breaking-point and metamorphic probes perturb: each frame shrunk to cover the model's
+    #: input (suite.probe_resolution, harness/probe_view.py); latency, golden and health use the frames as read
+    probe_images: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.probe_images:
+            hw = (self.backend.preprocessor.height, self.backend.preprocessor.width)
+            self.probe_images = [probe_view(f.image, hw, self.loaded.suite.probe_resolution) for f in self.frames]
 
     def predict(self, image: np.ndarray) -> Any:
         return self.adapter.decode(self.backend.infer(self.backend.preprocess(image)))
@@ -206,10 +215,10 @@ def probe(session: Session, probes: Probes, name: str, severity: float) -> list[
         seed0 = session.loaded.suite.seed
         pert = perturbations.get(name)
         out = []
-        for frame, clean in zip(session.frames, probes.clean, strict=True):
+        for frame, image, clean in zip(session.frames, session.probe_images, probes.clean, strict=True):
             seed = perturbations.derive_seed(seed0, frame.index, name, float(severity))
-            out.append(float(session.adapter.disagreement(clean, session.predict(pert.apply(frame.image,
-                                                                                         severity, seed)))))
+            perturbed = pert.apply(image, severity, seed)
+            out.append(float(session.adapter.disagreement(clean, session.predict(perturbed))))
         probes.cells[key] = out
     return probes.cells[key]
 
@@ -233,7 +242,7 @@ def breaking_point(session: Session, probes: Probes, check: S.BreakingPointCheck
 
 def metamorphic(session: Session, probes: Probes, check: S.MetamorphicCheck) -> tuple[int, int, str]:
     """(violations, frames, what the relation expects) for one relation on the frame set."""
-    (r,) = evaluate_relations([f.image for f in session.frames], session.predict, session.adapter,
+    (r,) = evaluate_relations(session.probe_images, session.predict, session.adapter,
                               [{"name": check.relation, **check.params}], clean=probes.clean)
     return r.violations, r.n, r.expect
 
@@ -343,7 +352,7 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None) -> tuple[
     results: list[S.CheckResult] = []
     latency, budgets = measure_latency(session, progress) if any(isinstance(c, S.LatencyCheck)
                                                                  for c in suite.checks) else ({}, {})
-    clean = [session.predict(f.image) for f in session.frames]
+    clean = [session.predict(image) for image in session.probe_images]
     probes = Probes(clean=clean, threshold=float(session.adapter.threshold))
     health = HealthWindow()
     brightness = []
@@ -560,7 +569,7 @@ def _worst_frames(session: Session, probes: Probes, count: int) -> list[dict[str
     for sev, neg_flips, i, name in sorted(scores)[:count]:
         frame = session.frames[i]
         seed = perturbations.derive_seed(session.loaded.suite.seed, frame.index, name, float(sev))
-        perturbed = perturbations.apply(name, frame.image, float(sev), seed)
+        perturbed = perturbations.apply(name, session.probe_images[i], float(sev), seed)
         before = session.adapter.describe(probes.clean[i])
         after = session.adapter.describe(session.predict(perturbed))
         fname = f"frame-{frame.index:06d}.webp"
@@ -568,7 +577,7 @@ def _worst_frames(session: Session, probes: Probes, count: int) -> list[dict[str
                     "before": before, "after": after, "file": fname,
                     "replay": f"edgeprobe perturb {fname} --name {name} --severity {sev:g} --seed {seed} "
                               f"-o {fname[:-5]}-{name}.png",
-                    "clean": frame.image, "perturbed": perturbed})
+                    "clean": session.probe_images[i], "perturbed": perturbed})
     return out
 
 

@@ -180,6 +180,8 @@ class Suite(_Strict, kw_only=True):
     seed: int = 0
     #: an inconclusive check counts as a failure unless this says "pass"
     inconclusive: Literal["fail", "pass"] = "fail"
+    #: model: probes perturb each frame shrunk to cover the model's input (ImageNet-C's pixel scale); native: as read
+    probe_resolution: Literal["model", "native"] = "model"
     checks: list[Check] = msgspec.field(default_factory=list)
     report: ReportSpec = msgspec.field(default_factory=ReportSpec)
     #: publish the verdict there (kind `verdict`); `edgeprobe check --broker` overrides

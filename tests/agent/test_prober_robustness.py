@@ -71,6 +71,8 @@ def test_agent_reports_zones_breaking_points_relations_and_duty(
     assert duty["mode"] == "frames" and duty["target"] == pytest.approx(0.2)
     assert duty["frames_probed"] == 4 and duty["frames_seen"] == 20 and duty["frame_share"] == pytest.approx(0.2)
     assert 0 < duty["time_share"] < 1
+    # 768x576 pedestrians shrunk to just cover the classifier's 224x224 input, aspect kept.
+    assert body["probe_view"] == {"resolution": "model", "height": 224, "width": 299}
 
 
 def test_prober_reports_the_share_it_used() -> None:
