@@ -2,11 +2,20 @@
 
 Measured side by side in one run on the same machine:
   * store path alone: ``Store.ingest`` on pre-encoded messages (decode + validate + insert_all), no MQTT;
-  * broker ceiling: the same QoS 1 messages from the same publisher processes to one bare paho
-    subscriber that only counts them (mosquitto pub->sub, no database);
+  * broker ceiling: the same QoS 1 messages from the same publisher processes to one bare
+    subscriber that only counts them (mosquitto pub->sub, no database), on the same paho client
+    (and speedups, collector/paho_speedup.py) as the collector;
   * 1 collector, then 2 collectors in a shared group (``$share/<group>/edgeprobe/v1/#``), each a real
     ``edgeprobe collect`` process writing one SQLite file; time from the first publish until the
-    database holds every message.
+    database holds every message (polled every 50 ms, so up to 50 ms late);
+  * CPU microseconds per message of the collector(s), mosquitto and the publishers, from /proc.
+
+Everything runs on one machine: publishers, mosquitto, subscriber/collectors (and the
+benchmark's own polling) share its cores, so on a 2-core machine the rates are bounded by
+the sum of their CPU per message, not by the collector alone. The publishers are a few
+lines of raw MQTT 3.1.1 over a socket with pre-encoded packets (paho's publisher cost more
+CPU per message than the collector), and the CPU figures say what each part would sustain
+with a core of its own.
 
     python benchmarks/ingest.py [--quick] [--json] [--messages N] [--rounds R]
 
@@ -31,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from edgeprobe.collector import paho_speedup
+from edgeprobe.collector.service import BATCH_MAX
 from edgeprobe.collector.store import Incoming, Store
 from edgeprobe.harness import schema
 from paho.mqtt.enums import CallbackAPIVersion
@@ -56,34 +67,79 @@ def make_messages(n: int, offset: int = 0) -> list[tuple[str, bytes]]:
     return out
 
 
-def _publish_proc(port: int, items: list[tuple[str, bytes]], go: Any, done: Any) -> None:
-    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}",
-                    protocol=mqtt.MQTTv311)
-    c.max_inflight_messages_set(1000)
-    c.max_queued_messages_set(0)
-    c.connect("127.0.0.1", port)
-    c.loop_start()
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _packet(header: int, body: bytes) -> bytes:
+    return bytes([header]) + _varint(len(body)) + body
+
+
+def _publish_proc(port: int, items: list[tuple[str, bytes]], ready: Any, go: Any, cpu: Any) -> None:
+    """A minimal MQTT 3.1.1 QoS 1 publisher on a plain socket, with packets encoded before the clock starts.
+
+    On a 2-core machine the publishers share the CPUs with the broker and the
+    collector; paho's publisher costs ~120 us of CPU per message, more than the
+    collector itself, so the figure measured the publishers as much as anything.
+    This one sends pre-built PUBLISH packets in bulk and counts PUBACKs, at a few
+    us per message, so what is left is mosquitto and its subscriber(s).
+    At most WINDOW messages are unacknowledged, like a real client's in-flight limit.
+    """
+    import socket
+
+    window, chunk = 1000, 100
+    packets = []
+    for i, (topic, payload) in enumerate(items):
+        t = topic.encode()
+        packets.append(_packet(0x32, len(t).to_bytes(2, "big") + t + (i % 65535 + 1).to_bytes(2, "big") + payload))
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    cid = f"bench-pub-{os.getpid()}".encode()
+    sock.sendall(_packet(0x10, b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid))
+    assert sock.recv(4) == b"\x20\x02\x00\x00", "broker refused the benchmark publisher"
+    ready.set()
     go.wait()
-    infos = [c.publish(t, p, qos=1) for t, p in items]
-    for info in infos:
-        info.wait_for_publish(120)
-    done.set()
-    c.disconnect()
-    c.loop_stop()
+    c0 = time.process_time()
+    sent = acked = 0
+    pending = b""
+    while acked < len(packets):
+        if sent < len(packets) and sent - acked < window:
+            n = min(chunk, len(packets) - sent, window - (sent - acked))
+            sock.sendall(b"".join(packets[sent:sent + n]))
+            sent += n
+            continue
+        pending += sock.recv(65536)
+        if not pending:
+            raise ConnectionError("broker closed the connection")
+        whole = len(pending) - len(pending) % 4  # PUBACK: 0x40 0x02 id id
+        acked += whole // 4
+        pending = pending[whole:]
+    cpu.value = time.process_time() - c0
+    sock.sendall(b"\xe0\x00")  # DISCONNECT
+    sock.close()
 
 
-def publish(port: int, items: list[tuple[str, bytes]], until: Any) -> float:
-    """Publish from PUBLISHERS processes; return seconds from the start signal until ``until()`` is true."""
+def publish(port: int, items: list[tuple[str, bytes]], until: Any) -> tuple[float, float]:
+    """Publish from PUBLISHERS processes; return (seconds from the start signal until ``until()`` is true,
+    the publishers' CPU seconds)."""
     ctx = mp.get_context("fork")
     go = ctx.Event()
-    procs, dones = [], []
+    procs, readies, cpus = [], [], []
     for k in range(PUBLISHERS):
-        done = ctx.Event()
-        p = ctx.Process(target=_publish_proc, args=(port, items[k::PUBLISHERS], go, done))
+        ready, cpu = ctx.Event(), ctx.Value("d", 0.0)
+        p = ctx.Process(target=_publish_proc, args=(port, items[k::PUBLISHERS], ready, go, cpu))
         p.start()
         procs.append(p)
-        dones.append(done)
-    time.sleep(0.5)  # connected
+        readies.append(ready)
+        cpus.append(cpu)
+    for ready in readies:  # connected, packets encoded: the clock measures sending only
+        if not ready.wait(60):
+            raise RuntimeError("a benchmark publisher did not connect to the broker")
     t0 = time.perf_counter()
     go.set()
     while not until():
@@ -91,15 +147,26 @@ def publish(port: int, items: list[tuple[str, bytes]], until: Any) -> float:
     elapsed = time.perf_counter() - t0
     for p in procs:
         p.join(timeout=60)
-    return elapsed
+    return elapsed, sum(c.value for c in cpus)
 
 
-def broker_ceiling(items: list[tuple[str, bytes]]) -> float:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc), for per-message CPU figures."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_ceiling(items: list[tuple[str, bytes]]) -> dict[str, float]:
     with LocalBroker() as broker:
         got = [0]
         ready = threading.Event()
-        sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-sub",
-                          protocol=mqtt.MQTTv5)
+        # the collector's own paho client and speedups, so the ratio is the cost of storing alone
+        paho_speedup.install()
+        sub = paho_speedup.BufferedClient(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-sub",
+                                          protocol=mqtt.MQTTv5)
 
         def on_message(*_: Any) -> None:
             got[0] += 1
@@ -110,15 +177,23 @@ def broker_ceiling(items: list[tuple[str, bytes]]) -> float:
         sub.loop_start()
         sub.subscribe("$share/bench/edgeprobe/v1/#", qos=1)
         ready.wait(10)
-        seconds = publish(broker.port, items, lambda: got[0] >= len(items))
+        assert broker.proc is not None
+        b0 = _cpu_s(broker.proc.pid)
+        seconds, pub_cpu = publish(broker.port, items, lambda: got[0] >= len(items))
+        broker_cpu = _cpu_s(broker.proc.pid) - b0
         sub.loop_stop()
-        return len(items) / seconds
+        n = len(items)
+        return {"msg_per_s": n / seconds, "broker_us": 1e6 * broker_cpu / n, "publisher_us": 1e6 * pub_cpu / n}
 
 
-def _count(db: Path) -> int:
+def _count(db: Path, exact: bool = True) -> int:
+    """Rows in ``messages``; ``exact=False`` reads MAX(rowid) instead, one index probe where COUNT(*)
+    scans the table: the 50 ms poll then takes next to no CPU from the collectors it is timing
+    (rows are only ever inserted into the benchmark's fresh file, so the two agree)."""
+    sql = "SELECT COUNT(*) FROM messages" if exact else "SELECT COALESCE(MAX(rowid), 0) FROM messages"
     try:
         with sqlite3.connect(db, timeout=30) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+            return int(conn.execute(sql).fetchone()[0])
     except sqlite3.OperationalError:
         return 0
 
@@ -143,21 +218,28 @@ def collectors(items: list[tuple[str, bytes]], n: int, work: Path) -> dict[str, 
             if time.perf_counter() - last[0] < 0.05:
                 return False
             last[0] = time.perf_counter()
-            return _count(db) >= len(items)
+            return _count(db, exact=False) >= len(items)
 
-        seconds = publish(broker.port, items, stored)
+        assert broker.proc is not None
+        c0 = [_cpu_s(p.pid) for p in procs]
+        b0 = _cpu_s(broker.proc.pid)
+        seconds, pub_cpu = publish(broker.port, items, stored)
+        collector_cpu = sum(_cpu_s(p.pid) for p in procs) - sum(c0)
+        broker_cpu = _cpu_s(broker.proc.pid) - b0
         for p in procs:
             p.terminate()
             p.wait(timeout=30)
         assert _count(db) == len(items), f"{_count(db)} of {len(items)} stored"
-    return {"msg_per_s": len(items) / seconds, "per_collector": len(items) / seconds / n}
+    m = len(items)
+    return {"msg_per_s": m / seconds, "per_collector": m / seconds / n, "collector_us": 1e6 * collector_cpu / m,
+            "broker_us": 1e6 * broker_cpu / m, "publisher_us": 1e6 * pub_cpu / m}
 
 
 def store_path(items: list[tuple[str, bytes]], work: Path) -> dict[str, float]:
     """The collector's ingest path with no MQTT: where its time goes per message."""
     store = Store(work / f"store-{time.monotonic_ns()}.db")
     now = dt.datetime.now(dt.timezone.utc)
-    batch = 2000
+    batch = BATCH_MAX  # the collector's own batch size
     t_decode = t_total = 0.0
     for i in range(0, len(items), batch):
         chunk = [Incoming(t, p, now) for t, p in items[i:i + batch]]
@@ -193,7 +275,8 @@ def main() -> None:
         results["c2"].append(collectors(items, 2, work))
         if not args.json:
             print(f"round {r + 1}/{rounds}: store {results['store'][-1]['msg_per_s']:,.0f}/s, "
-                  f"broker {results['ceiling'][-1]:,.0f}/s, 1 collector {results['c1'][-1]['msg_per_s']:,.0f}/s, "
+                  f"broker {results['ceiling'][-1]['msg_per_s']:,.0f}/s, "
+                  f"1 collector {results['c1'][-1]['msg_per_s']:,.0f}/s, "
                   f"2 collectors {results['c2'][-1]['msg_per_s']:,.0f}/s", file=sys.stderr)
     med = statistics.median
     summary = {
@@ -201,10 +284,18 @@ def main() -> None:
         "store_only_msg_per_s": round(med(x["msg_per_s"] for x in results["store"])),
         "decode_us_per_msg": round(med(x["decode_us"] for x in results["store"]), 2),
         "store_ingest_us_per_msg": round(med(x["ingest_us"] for x in results["store"]), 2),
-        "broker_ceiling_msg_per_s": round(med(results["ceiling"])),
+        "broker_ceiling_msg_per_s": round(med(x["msg_per_s"] for x in results["ceiling"])),
         "one_collector_msg_per_s": round(med(x["msg_per_s"] for x in results["c1"])),
         "two_collectors_msg_per_s": round(med(x["msg_per_s"] for x in results["c2"])),
+        # CPU per message, from /proc: what each part costs whatever the others take of the two cores
+        "collector_cpu_us_per_msg": round(med(x["collector_us"] for x in results["c1"]), 1),
+        "two_collectors_cpu_us_per_msg": round(med(x["collector_us"] for x in results["c2"]), 1),
+        "broker_cpu_us_per_msg": round(med(x["broker_us"] for x in results["c1"]), 1),
+        "publishers_cpu_us_per_msg": round(med(x["publisher_us"] for x in results["c1"]), 1),
     }
+    # one collector is one process (its network and writer threads share the GIL): the rate it
+    # could sustain with a core to itself, were publishers and broker elsewhere
+    summary["one_collector_one_core_msg_per_s"] = round(1e6 / summary["collector_cpu_us_per_msg"])
     summary["one_collector_vs_ceiling"] = round(
         summary["one_collector_msg_per_s"] / summary["broker_ceiling_msg_per_s"], 3)
     summary["two_vs_one_collector"] = round(summary["two_collectors_msg_per_s"] / summary["one_collector_msg_per_s"], 3)
