@@ -37,6 +37,8 @@ class Prober:
         self.input_hw = input_hw
         #: size of the last probed view, reported so a replay perturbs the same pixels
         self.view_hw: tuple[int, int] | None = None
+        #: the pixels the last probe perturbed (exemplars rebuild their perturbed half from these and the seed)
+        self.last_view: np.ndarray | None = None
         self.predict = predict
         self.disagreement = disagreement
         self.threshold = threshold
@@ -100,6 +102,7 @@ class Prober:
         if view is not image:  # the reference is the clean prediction on the very pixels that get perturbed
             image, clean_prediction = view, self.predict(view)
         self.view_hw = (int(image.shape[0]), int(image.shape[1]))
+        self.last_view = image
         cells = [(pert, severity) for pert, severities in self.plan for severity in severities]
         if self.cfg.cpu_share is not None:
             # Share mode probes one cell per due frame, round robin: a whole frame's plan can cost many frame

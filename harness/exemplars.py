@@ -6,10 +6,11 @@ perturbed one side by side, with the perturbation, severity and seed that
 replay the exact pixels. They travel inside the ``robustness`` message as
 base64 rather than as files next to the spool: the collector is usually on
 another machine and a path on the board would dangle there, and the bytes
-stay small and bounded (two 96 px wide halves at JPEG quality 70 is 3-5 KB,
-at most ``keep`` of them per run enter the heap, and each is sent once, in
-the window in which it entered), so the spool and MQTT carry them like any
-other figure.
+stay small and bounded (two 96 px wide halves at JPEG quality 70 is 3-5 KB;
+the heap holds the run's ``keep`` worst, each is sent once, in the window in
+which it entered, so a window carries at most ``keep`` and a later, worse
+frame that displaces an earlier one is sent too), so the spool and MQTT
+carry them like any other figure.
 """
 
 from __future__ import annotations
