@@ -54,6 +54,8 @@ def test_record_then_run_against_it(recorded: tuple[Path, Path], tmp_path: Path,
     assert out.stat().st_size < 64_000
     config = yaml.safe_load(cfg.read_text())
     config["monitor"]["baseline"] = str(out)
+    # Health (and the drift windows it feeds) sampled on every frame, so 40 frames complete a drift window.
+    config["monitor"].setdefault("health", {})["every_n_frames"] = 1
     run = run_cli("run", "-c", str(write_config(config, "with-baseline.yaml")), "--max-frames", "40", "--json")
     assert run.returncode == 0, run.stderr
     monitor = json.loads(run.stdout)["monitor"]
