@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from statistics import NormalDist
 from typing import Any
 
@@ -44,6 +45,40 @@ def new_histogram() -> HdrHistogram:
 
 def _to_us(ns: int) -> int:
     return max(_HDR_LOWEST_US, min(_HDR_HIGHEST_US, round(ns / 1000)))
+
+
+def histogram_of_ns(samples_ns: np.ndarray) -> HdrHistogram:
+    """An HdrHistogram (microseconds) of nanosecond samples, filled in one vectorised pass.
+
+    Exactly what ``record_value(_to_us(v))`` per sample gives (same buckets, counts, min and max, so the same
+    encoding), at a fraction of the cost: hdrh's pure-Python ``record_value`` took ~4 us a sample, which was
+    a third of a window's summary time in the agent (7 stages x 100 frames every window).
+    """
+    hist = new_histogram()
+    us = np.clip(np.rint(np.asarray(samples_ns, dtype=np.float64) / 1000.0), _HDR_LOWEST_US, _HDR_HIGHEST_US)
+    values = us.astype(np.int64)
+    if values.size == 0:
+        return hist
+    # hdrh's _counts_index_for, vectorised: bit_length via frexp (exact below 2**53)
+    bit_length = np.frexp((values | hist.sub_bucket_mask).astype(np.float64))[1].astype(np.int64)
+    bucket = bit_length - hist.unit_magnitude - (hist.sub_bucket_half_count_magnitude + 1)
+    sub_bucket = values >> (bucket + hist.unit_magnitude)
+    index = ((bucket + 1) << hist.sub_bucket_half_count_magnitude) + (sub_bucket - hist.sub_bucket_half_count)
+    idx, counts = np.unique(index, return_counts=True)
+    for i, c in zip(idx.tolist(), counts.tolist(), strict=True):
+        hist.counts[i] += c
+    hist.total_count += int(values.size)
+    hist.min_value = min(hist.min_value, int(values.min()))
+    hist.max_value = max(hist.max_value, int(values.max()))
+    return hist
+
+
+@lru_cache(maxsize=256)
+def _ci_ranks(n: int, percentile: float, confidence: float) -> tuple[int, int]:
+    """Order-statistic ranks depend on n only (windows repeat the same n): computed once per n."""
+    from .budget import order_statistic_ranks  # budget imports this module
+
+    return order_statistic_ranks(n, percentile, confidence)
 
 
 @dataclass
@@ -97,20 +132,18 @@ def summarize_ns(samples_ns: Sequence[int] | np.ndarray, with_histogram: bool = 
     stdev = float(ms.std(ddof=1)) if ms.size > 1 else 0.0
     hdr = ""
     if with_histogram:
-        hist = new_histogram()
-        for v in arr:
-            hist.record_value(_to_us(int(v)))
-        hdr = hist.encode().decode("ascii")
+        hdr = histogram_of_ns(arr).encode().decode("ascii")
     cov = stdev / mean if mean > 0 else 0.0
     ci: dict[str, tuple[float | None, float | None]] = {}
     warnings: list[str] = []
     if with_intervals:
-        from .budget import percentile_ci  # budget imports this module
-
+        # budget.percentile_ci's interval, its ranks cached per n (the binomial CDFs were half the summary's time)
         ordered = np.sort(ms)
+        n = int(ordered.size)
         for p in PERCENTILES:
-            lo, hi = percentile_ci(ordered, p, CI_CONFIDENCE)
-            ci[percentile_key(p)] = (lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None)
+            low, high = _ci_ranks(n, p, CI_CONFIDENCE)
+            ci[percentile_key(p)] = (float(ordered[low - 1]) if low >= 1 else None,
+                                     float(ordered[high - 1]) if high <= n else None)
         warnings = sample_warnings(int(ms.size), cov)
     return StageSummary(
         count=int(ms.size),
