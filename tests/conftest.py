@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -106,6 +107,25 @@ def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None)
         [sys.executable, "-m", "edgeprobe", *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})}, cwd=REPO,
     )
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], pattern: str, code: int = 2,
+                       strict: bool = False) -> None:
+    """Bad input's promise: the exit code, no traceback, and one short message matching ``pattern``.
+
+    ``strict``: exactly one ``error:`` line and none of click's boxed usage panel (the CLI's own form);
+    otherwise up to three lines, for messages that wrap. LiteRT's "INFO:" delegate notice is not ours.
+    """
+    err = proc.stderr
+    lines = [ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith("INFO: ")]
+    assert proc.returncode == code, (proc.returncode, err, proc.stdout)
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert re.search(pattern, " ".join(err.split("\n"))), err
+    if strict:
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        assert "╭" not in err and "Usage:" not in err, err
+    else:
+        assert len(lines) <= 3, err
 
 
 def random_image(rng: np.random.Generator, h: int = 48, w: int = 64, channels: int = 3) -> np.ndarray:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,13 +16,7 @@ from edgeprobe.agent.runner import Agent
 from edgeprobe.harness import schema
 from edgeprobe.harness.tasks.classification import ClassificationAdapter
 
-from tests.conftest import demo_config, run_cli
-
-
-def _assert_clean_error(proc: subprocess.CompletedProcess[str], pattern: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr and re.search(pattern, proc.stderr), proc.stderr
-    assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
+from tests.conftest import assert_clean_error, demo_config, run_cli
 
 
 def _robustness(path: Path) -> list[dict[str, Any]]:
@@ -108,7 +100,7 @@ def test_bad_robustness_config_is_one_sentence_and_exit_2(
     probe: dict[str, Any], task: dict[str, Any], pattern: str,
 ) -> None:
     cfg = demo_config(orientation_model, short_clip, tmp_path / "s.db", probe=probe, task=task)
-    _assert_clean_error(run_cli("run", "-c", str(write_config(cfg)), "--no-broker", "--max-frames", "2"), pattern)
+    assert_clean_error(run_cli("run", "-c", str(write_config(cfg)), "--no-broker", "--max-frames", "2"), pattern)
 
 
 def test_agent_runs_the_yolo_detector_with_breaking_points_and_the_flip_relation(

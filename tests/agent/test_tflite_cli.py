@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,19 +12,11 @@ from typing import Any
 import yaml
 
 from edgeprobe.assets import cache_dir
-from tests.conftest import REPO, asset, demo_config, run_cli
+from tests.conftest import REPO, assert_clean_error, asset, demo_config, run_cli
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ENV = {"EDGEPROBE_ASSETS": str(cache_dir())}
 
-
-def _clean_error(proc: subprocess.CompletedProcess[str], pattern: str) -> None:
-    err = proc.stderr
-    assert proc.returncode == 2, (proc.returncode, err)
-    assert "Traceback" not in err, err
-    assert re.search(pattern, err), err
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("INFO: ")]  # LiteRT's delegate notice
-    assert len(lines) <= 3, err
 
 
 def _messages(spool: Path) -> list[dict[str, Any]]:
@@ -78,7 +68,7 @@ def test_custom_op_model_is_refused_naming_the_op(tmp_path: Path, short_clip: Pa
                                                  write_config: Callable[..., Path]) -> None:
     cfg = demo_config(asset("face_landmark_with_attention.tflite"), short_clip, tmp_path / "s.db")
     proc = run_cli("run", "-c", str(write_config(cfg)), "--max-frames", "2")
-    _clean_error(proc, r"uses the custom op Landmarks2TransformMatrix, which this TFLite runtime")
+    assert_clean_error(proc, r"uses the custom op Landmarks2TransformMatrix, which this TFLite runtime")
 
 
 def test_tflite_model_without_litert_names_the_extra(tmp_path: Path, short_clip: Path,
@@ -90,7 +80,7 @@ def test_tflite_model_without_litert_names_the_extra(tmp_path: Path, short_clip:
     cfg = demo_config(asset("face_detection_short_range.tflite"), short_clip, tmp_path / "s.db")
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), os.environ.get("PYTHONPATH", "")])}
     proc = run_cli("run", "-c", str(write_config(cfg)), "--max-frames", "2", env=env)
-    _clean_error(proc, r"face_detection_short_range.tflite is a TFLite model but no LiteRT runtime is installed; "
+    assert_clean_error(proc, r"face_detection_short_range.tflite is a TFLite model but no LiteRT runtime is installed; "
                        r"install the extra: pip install 'edgeprobe\[tflite\]'")
 
 

@@ -10,17 +10,7 @@ from typing import Any
 import pytest
 
 from edgeprobe.localbroker import free_port
-from tests.conftest import demo_config, run_cli
-
-
-def _assert_clean_error(proc: object, pattern: str, code: int = 2) -> None:
-    import re
-
-    err = proc.stderr  # type: ignore[attr-defined]
-    assert proc.returncode == code, (proc.returncode, err)  # type: ignore[attr-defined]
-    assert "Traceback" not in err, err
-    assert re.search(pattern, err), err
-    assert len(err.strip().splitlines()) <= 3, err
+from tests.conftest import assert_clean_error, demo_config, run_cli
 
 
 def command_paths() -> list[tuple[str, ...]]:
@@ -64,14 +54,14 @@ def test_help_of_every_command(path: tuple[str, ...]) -> None:
 def test_missing_model_file(tmp_path: Path, short_clip: Path, write_config: Callable[..., Path]) -> None:
     cfg = write_config(demo_config(tmp_path / "nope.onnx", short_clip, tmp_path / "s.db"))
     proc = run_cli("run", "-c", str(cfg), "--max-frames", "2")
-    _assert_clean_error(proc, r"model file .*nope.onnx does not exist")
+    assert_clean_error(proc, r"model file .*nope.onnx does not exist")
 
 
 def test_file_that_is_not_a_model(tmp_path: Path, short_clip: Path, write_config: Callable[..., Path]) -> None:
     bogus = tmp_path / "model.onnx"
     bogus.write_bytes(b"this is not a protobuf" * 10)
     cfg = write_config(demo_config(bogus, short_clip, tmp_path / "s.db"))
-    _assert_clean_error(run_cli("run", "-c", str(cfg), "--max-frames", "2"), r"is not a model ONNX Runtime can load")
+    assert_clean_error(run_cli("run", "-c", str(cfg), "--max-frames", "2"), r"is not a model ONNX Runtime can load")
 
 
 def test_video_that_cannot_be_opened(
@@ -81,21 +71,21 @@ def test_video_that_cannot_be_opened(
     video.write_bytes(b"\x00garbage" * 100)
     cfg = write_config(demo_config(orientation_model, video, tmp_path / "s.db"))
     proc = run_cli("run", "-c", str(cfg), "--max-frames", "2")
-    _assert_clean_error(proc, r"cannot open .*broken.avi as a video")
+    assert_clean_error(proc, r"cannot open .*broken.avi as a video")
 
 
 def test_yaml_syntax_error(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.yaml"
     cfg.write_text("source:\n  uri: [x.avi\nmodel: {path: m.onnx}\n")
-    _assert_clean_error(run_cli("run", "-c", str(cfg)), r"agent.yaml line \d+: YAML syntax error")
+    assert_clean_error(run_cli("run", "-c", str(cfg)), r"agent.yaml line \d+: YAML syntax error")
 
 
 def test_unknown_config_key(tmp_path: Path, orientation_model: Path, short_clip: Path,
                             write_config: Callable[..., Path]) -> None:
     data = demo_config(orientation_model, short_clip, tmp_path / "s.db")
     data["windows"]["frame"] = 5
-    _assert_clean_error(run_cli("run", "-c", str(write_config(data))),
-                        r"unknown key 'windows.frame' \(did you mean \"frames\"\?\)")
+    assert_clean_error(run_cli("run", "-c", str(write_config(data))),
+                       r"unknown key 'windows.frame' \(did you mean \"frames\"\?\)")
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
@@ -106,7 +96,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def test_bad_broker_option(tmp_path: Path, orientation_model: Path, short_clip: Path,
                            write_config: Callable[..., Path]) -> None:
     cfg = write_config(demo_config(orientation_model, short_clip, tmp_path / "s.db"))
-    _assert_clean_error(run_cli("run", "-c", str(cfg), "--broker", "nohostport"), r"must be HOST:PORT")
+    assert_clean_error(run_cli("run", "-c", str(cfg), "--broker", "nohostport"), r"must be HOST:PORT")
 
 
 @pytest.mark.timeout(120)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import re
 import signal
 import socket
 import subprocess
@@ -26,20 +25,10 @@ import yaml
 
 from edgeprobe.localbroker import free_port
 from tests.cli.test_check import PASSING, small_suite
-from tests.conftest import REPO, asset, demo_config, run_cli
+from tests.conftest import REPO, assert_clean_error, asset, demo_config, run_cli
 
 BINARY = bytes(range(256)) * 8  # not UTF-8, not an image, not a model, not SQLite
 
-
-def _clean(proc: subprocess.CompletedProcess[str], pattern: str, code: int = 2) -> None:
-    """One sentence on stderr (one `error:` line), the expected exit code, no traceback, nothing on stdout."""
-    err = proc.stderr
-    assert proc.returncode == code, (proc.returncode, err)
-    assert "Traceback" not in err and "internal error" not in err, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert re.search(pattern, err), err
-    assert "╭" not in err and "Usage:" not in err, err
 
 
 @pytest.fixture
@@ -58,6 +47,11 @@ def agent_yaml(tmp_path: Path, orientation_model: Path, short_clip: Path,
     return write_config(demo_config(orientation_model, short_clip, tmp_path / "spool.db"))
 
 
+def assert_one_error_line(proc: subprocess.CompletedProcess[str], pattern: str, code: int = 2) -> None:
+    """The CLI's own form: exactly one `error:` line on stderr, nothing of click's usage panel."""
+    assert_clean_error(proc, pattern, code, strict=True)
+
+
 # --- click's own usage errors: one sentence, like every other error ------------------------------------
 
 @pytest.mark.parametrize("args, pattern", [
@@ -70,7 +64,7 @@ def agent_yaml(tmp_path: Path, orientation_model: Path, short_clip: Path,
     (("fleet", "status"), r"Missing option '--db'.*edgeprobe fleet status --help`"),
 ], ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
 def test_usage_errors_are_one_sentence(args: tuple[str, ...], pattern: str) -> None:
-    _clean(run_cli(*args), pattern)
+    assert_one_error_line(run_cli(*args), pattern)
 
 
 def test_group_without_subcommand_still_shows_its_help() -> None:
@@ -94,54 +88,60 @@ def test_output_cut_short_by_the_reader_is_quiet() -> None:
 ])
 def test_binary_or_folder_as_agent_config(command: tuple[str, ...], junk: dict[str, Path], tmp_path: Path) -> None:
     args = [a.format(tmp=tmp_path) for a in command]
-    _clean(run_cli(*args, str(junk["binary"])), r"junk.bin is not a text YAML file .*; pass")
-    _clean(run_cli(*args, str(junk["folder"])), r"folder is a folder, not a file; pass")
+    assert_one_error_line(run_cli(*args, str(junk["binary"])), r"junk.bin is not a text YAML file .*; pass")
+    assert_one_error_line(run_cli(*args, str(junk["folder"])), r"folder is a folder, not a file; pass")
 
 
 @pytest.mark.parametrize("before, after", [(("validate",), ()), (("golden", "record"), ("-o", "{tmp}/g.npz"))])
 def test_binary_or_folder_as_suite(before: tuple[str, ...], after: tuple[str, ...], junk: dict[str, Path],
                                    tmp_path: Path) -> None:
     tail = [a.format(tmp=tmp_path) for a in after]
-    _clean(run_cli(*before, str(junk["binary"]), *tail), r"suite file .*junk.bin is not a text YAML file")
-    _clean(run_cli(*before, str(junk["folder"]), *tail), r"suite file .*folder is a folder")
+    assert_one_error_line(run_cli(*before, str(junk["binary"]), *tail),
+                          r"suite file .*junk.bin is not a text YAML file")
+    assert_one_error_line(run_cli(*before, str(junk["folder"]), *tail), r"suite file .*folder is a folder")
 
 
 # --- run ---------------------------------------------------------------------------------------------
 
 def test_run_spool_that_cannot_be_a_database(agent_yaml: Path, junk: dict[str, Path]) -> None:
     base = ("run", "-c", str(agent_yaml), "--max-frames", "2", "--no-broker", "--spool")
-    _clean(run_cli(*base, str(junk["folder"])), r"spool .*folder is a folder, not a database file; set --spool")
-    _clean(run_cli(*base, str(junk["binary"])), r"spool .*junk.bin is not an SQLite database; set --spool")
-    _clean(run_cli(*base, str(junk["under_file"])), r"junk.bin is a file, not a folder; set --spool")
+    assert_one_error_line(run_cli(*base, str(junk["folder"])),
+                          r"spool .*folder is a folder, not a database file; set --spool")
+    assert_one_error_line(run_cli(*base, str(junk["binary"])),
+                          r"spool .*junk.bin is not an SQLite database; set --spool")
+    assert_one_error_line(run_cli(*base, str(junk["under_file"])), r"junk.bin is a file, not a folder; set --spool")
 
 
 def test_run_spool_from_the_config_names_the_key(orientation_model: Path, short_clip: Path,
                                                  write_config: Callable[..., Path], junk: dict[str, Path]) -> None:
     cfg = write_config(demo_config(orientation_model, short_clip, junk["folder"]))
-    _clean(run_cli("run", "-c", str(cfg), "--max-frames", "2"), r"is a folder.*; set spool.path to a .db file")
+    assert_one_error_line(run_cli("run", "-c", str(cfg), "--max-frames", "2"),
+                          r"is a folder.*; set spool.path to a .db file")
 
 
 @pytest.mark.parametrize("port", ["0", "99999"])
 def test_run_broker_port_out_of_range(agent_yaml: Path, port: str) -> None:
-    _clean(run_cli("run", "-c", str(agent_yaml), "--broker", f"127.0.0.1:{port}"),
-           rf"--broker port {port} is out of range; give a TCP port between 1 and 65535")
+    assert_one_error_line(run_cli("run", "-c", str(agent_yaml), "--broker", f"127.0.0.1:{port}"),
+                          rf"--broker port {port} is out of range; give a TCP port between 1 and 65535")
 
 
 # --- bench / init: the model argument ---------------------------------------------------------------------
 
 def test_bench_and_init_model_that_is_a_folder(junk: dict[str, Path], short_clip: Path, tmp_path: Path) -> None:
-    _clean(run_cli("bench", str(junk["folder"]), "-s", str(short_clip)),
-           r"model file .*folder is a folder, not a file; give the path of a .onnx or .tflite model")
-    _clean(run_cli("init", str(junk["folder"]), "-o", str(tmp_path / "s.yaml")), r"model file .*is a folder")
-    _clean(run_cli("init", str(tmp_path / "gone.onnx"), "-o", str(tmp_path / "s.yaml")),
-           r"model file .*gone.onnx does not exist; give the path of a .onnx or .tflite model")
+    assert_one_error_line(run_cli("bench", str(junk["folder"]), "-s", str(short_clip)),
+                          r"model file .*folder is a folder, not a file; give the path of a .onnx or .tflite model")
+    assert_one_error_line(run_cli("init", str(junk["folder"]), "-o", str(tmp_path / "s.yaml")),
+                          r"model file .*is a folder")
+    assert_one_error_line(run_cli("init", str(tmp_path / "gone.onnx"), "-o", str(tmp_path / "s.yaml")),
+                          r"model file .*gone.onnx does not exist; give the path of a .onnx or .tflite model")
 
 
 def test_model_file_that_is_not_a_model(junk: dict[str, Path], short_clip: Path, tmp_path: Path) -> None:
     for suffix, runtime in ((".onnx", "ONNX Runtime"), (".tflite", "TFLite runtime")):
         model = tmp_path / f"model{suffix}"
         model.write_bytes(BINARY)
-        _clean(run_cli("bench", str(model), "-s", str(short_clip)), rf"is not a model (the )?{runtime} can load")
+        assert_one_error_line(run_cli("bench", str(model), "-s", str(short_clip)),
+                              rf"is not a model (the )?{runtime} can load")
 
 
 @pytest.mark.parametrize("args, pattern", [
@@ -150,30 +150,32 @@ def test_model_file_that_is_not_a_model(junk: dict[str, Path], short_clip: Path,
     (("--warmup", "-1"), r"Invalid value for '--warmup'"),
 ])
 def test_bench_option_values(args: tuple[str, ...], pattern: str, orientation_model: Path, short_clip: Path) -> None:
-    _clean(run_cli("bench", str(orientation_model), "-s", str(short_clip), "--max-seconds", "1", *args), pattern)
+    proc = run_cli("bench", str(orientation_model), "-s", str(short_clip), "--max-seconds", "1", *args)
+    assert_one_error_line(proc, pattern)
 
 
 # --- outputs: folders, missing folders, files where folders belong ----------------------------------------
 
 def test_init_out_that_cannot_be_written(orientation_model: Path, junk: dict[str, Path], tmp_path: Path) -> None:
-    _clean(run_cli("init", str(orientation_model), "-o", str(junk["folder"])),
-           r"--out .*folder is a folder; name a file in it, e.g. .*suite.yaml")
-    _clean(run_cli("init", str(orientation_model), "-o", str(junk["under_file"]), "--force"),
-           r"junk.bin is a file, not a folder; pick another --out")
-    _clean(run_cli("init", str(orientation_model), "-o", str(tmp_path / "nope" / "s.yaml")),
-           r"folder .*nope does not exist; create it or pick another --out")
+    assert_one_error_line(run_cli("init", str(orientation_model), "-o", str(junk["folder"])),
+                          r"--out .*folder is a folder; name a file in it, e.g. .*suite.yaml")
+    assert_one_error_line(run_cli("init", str(orientation_model), "-o", str(junk["under_file"]), "--force"),
+                          r"junk.bin is a file, not a folder; pick another --out")
+    assert_one_error_line(run_cli("init", str(orientation_model), "-o", str(tmp_path / "nope" / "s.yaml")),
+                          r"folder .*nope does not exist; create it or pick another --out")
 
 
 def test_baseline_and_golden_out_that_is_a_folder(agent_yaml: Path, junk: dict[str, Path], tmp_path: Path,
                                                   orientation_model: Path, short_clip: Path) -> None:
-    _clean(run_cli("baseline", "record", "-c", str(agent_yaml), "-o", str(junk["folder"]), "--max-frames", "2"),
-           r"--out .*folder is a folder; name a file in it, e.g. .*baseline.json")
-    _clean(run_cli("baseline", "record", "-c", str(agent_yaml), "-o", str(junk["under_file"])),
-           r"junk.bin is a file, not a folder")
+    assert_one_error_line(run_cli("baseline", "record", "-c", str(agent_yaml), "-o", str(junk["folder"]),
+                          "--max-frames", "2"),
+                          r"--out .*folder is a folder; name a file in it, e.g. .*baseline.json")
+    assert_one_error_line(run_cli("baseline", "record", "-c", str(agent_yaml), "-o", str(junk["under_file"])),
+                          r"junk.bin is a file, not a folder")
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump(small_suite(orientation_model, short_clip, PASSING)))
-    _clean(run_cli("golden", "record", str(suite), "-o", str(junk["folder"])),
-           r"--out .*folder is a folder; name a file in it, e.g. .*golden.npz")
+    assert_one_error_line(run_cli("golden", "record", str(suite), "-o", str(junk["folder"])),
+                          r"--out .*folder is a folder; name a file in it, e.g. .*golden.npz")
 
 
 # --- perturb -----------------------------------------------------------------------------------------------
@@ -187,14 +189,16 @@ def test_perturb_inputs_and_outputs(frame: Path, junk: dict[str, Path], tmp_path
     def perturb(image: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         return run_cli("perturb", str(image), "-o", str(out), "-n", "gaussian_noise", *extra)
 
-    _clean(perturb(junk["folder"], tmp_path / "o.png"), r"image .*folder is a folder; give the path of one PNG")
-    _clean(perturb(junk["binary"], tmp_path / "o.png"), r"cannot read .*junk.bin as an image")
-    _clean(perturb(frame, junk["folder"]), r"-o .*folder is a folder; name a file in it, e.g. .*out.png")
-    _clean(perturb(frame, tmp_path / "o.txt"), r"no image format is named '.txt'; use a .png")
-    _clean(perturb(frame, junk["binary"] / "o.png"), r"junk.bin is a file, not a folder; pick another -o")
-    _clean(perturb(frame, tmp_path / "o.png", "--seed", "-1"), r"Invalid value for '--seed'")
-    _clean(run_cli("perturb", str(frame), "-o", str(tmp_path / "g.png"), "--grid", "--thumb", "0"),
-           r"Invalid value for '--thumb'")
+    assert_one_error_line(perturb(junk["folder"], tmp_path / "o.png"),
+                          r"image .*folder is a folder; give the path of one PNG")
+    assert_one_error_line(perturb(junk["binary"], tmp_path / "o.png"), r"cannot read .*junk.bin as an image")
+    assert_one_error_line(perturb(frame, junk["folder"]), r"-o .*folder is a folder; name a file in it, e.g. .*out.png")
+    assert_one_error_line(perturb(frame, tmp_path / "o.txt"), r"no image format is named '.txt'; use a .png")
+    assert_one_error_line(perturb(frame, junk["binary"] / "o.png"),
+                          r"junk.bin is a file, not a folder; pick another -o")
+    assert_one_error_line(perturb(frame, tmp_path / "o.png", "--seed", "-1"), r"Invalid value for '--seed'")
+    assert_one_error_line(run_cli("perturb", str(frame), "-o", str(tmp_path / "g.png"), "--grid", "--thumb", "0"),
+                          r"Invalid value for '--thumb'")
 
 
 def test_perturb_png_write_is_silent(frame: Path, tmp_path: Path) -> None:
@@ -218,21 +222,24 @@ def test_diff_result_with_malformed_checks(checks: list[Any], pattern: str, tmp_
     old, new = tmp_path / "old.json", tmp_path / "new.json"
     old.write_text(json.dumps(GOOD_RESULT))
     new.write_text(json.dumps({"checks": checks}))
-    _clean(run_cli("diff", str(old), str(new)), pattern)
+    assert_one_error_line(run_cli("diff", str(old), str(new)), pattern)
 
 
 def test_diff_folder_as_result(tmp_path: Path, junk: dict[str, Path]) -> None:
     old = tmp_path / "old.json"
     old.write_text(json.dumps(GOOD_RESULT))
-    _clean(run_cli("diff", str(old), str(junk["folder"])), r"result file .*folder is a folder; give a file written")
+    assert_one_error_line(run_cli("diff", str(old), str(junk["folder"])),
+                          r"result file .*folder is a folder; give a file written")
 
 
 # --- databases: summary, fleet, collect -------------------------------------------------------------------------
 
 def test_summary_and_fleet_db_that_is_not_sqlite(junk: dict[str, Path]) -> None:
-    _clean(run_cli("summary", "--db", str(junk["binary"])), r"database .*junk.bin is not an SQLite database; pass")
-    _clean(run_cli("summary", "--db", str(junk["folder"])), r"database .*folder is a folder, not a file")
-    _clean(run_cli("fleet", "status", "--db", str(junk["folder"])), r"database .*folder is a folder; point --db")
+    assert_one_error_line(run_cli("summary", "--db", str(junk["binary"])),
+                          r"database .*junk.bin is not an SQLite database; pass")
+    assert_one_error_line(run_cli("summary", "--db", str(junk["folder"])), r"database .*folder is a folder, not a file")
+    assert_one_error_line(run_cli("fleet", "status", "--db", str(junk["folder"])),
+                          r"database .*folder is a folder; point --db")
 
 
 def _collect(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -241,24 +248,28 @@ def _collect(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str
 
 def test_collect_bad_files(junk: dict[str, Path], tmp_path: Path) -> None:
     db = str(tmp_path / "c.db")
-    _clean(_collect("--db", str(junk["binary"])), r"database .*junk.bin is not an SQLite database; point --db")
-    _clean(_collect("--db", str(junk["folder"])), r"database .*folder is a folder, not a database file")
-    _clean(_collect("--db", db, "--ca-file", str(junk["binary"])), r"cannot load the TLS files .*; give the PEM")
-    _clean(_collect("--db", db, "--ca-file", str(junk["folder"])), r"--ca-file .*folder is a folder, not a file")
-    _clean(_collect("--db", db, "--ready-file", str(tmp_path / "nope" / "ready")),
-           r"folder .*nope does not exist; create it or pick another --ready-file")
+    assert_one_error_line(_collect("--db", str(junk["binary"])),
+                          r"database .*junk.bin is not an SQLite database; point --db")
+    assert_one_error_line(_collect("--db", str(junk["folder"])), r"database .*folder is a folder, not a database file")
+    assert_one_error_line(_collect("--db", db, "--ca-file", str(junk["binary"])),
+                          r"cannot load the TLS files .*; give the PEM")
+    assert_one_error_line(_collect("--db", db, "--ca-file", str(junk["folder"])),
+                          r"--ca-file .*folder is a folder, not a file")
+    assert_one_error_line(_collect("--db", db, "--ready-file", str(tmp_path / "nope" / "ready")),
+                          r"folder .*nope does not exist; create it or pick another --ready-file")
 
 
 def test_collect_ports(tmp_path: Path) -> None:
     db = str(tmp_path / "c.db")
-    _clean(run_cli("collect", "--db", db, "--broker", "127.0.0.1:70000"), r"--broker port 70000 is out of range")
-    _clean(_collect("--db", db, "--metrics-port", "99999"), r"--metrics-port 99999 is out of range")
+    assert_one_error_line(run_cli("collect", "--db", db, "--broker", "127.0.0.1:70000"),
+                          r"--broker port 70000 is out of range")
+    assert_one_error_line(_collect("--db", db, "--metrics-port", "99999"), r"--metrics-port 99999 is out of range")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        _clean(_collect("--db", db, "--metrics-port", str(port)),
-               rf"--metrics-port {port}: cannot listen on 127.0.0.1 .*; pick a free port")
+        assert_one_error_line(_collect("--db", db, "--metrics-port", str(port)),
+                              rf"--metrics-port {port}: cannot listen on 127.0.0.1 .*; pick a free port")
 
 
 @pytest.mark.timeout(60)
@@ -288,7 +299,7 @@ def test_demo_checks_its_inputs_before_starting(tmp_path: Path, junk: dict[str, 
         (("--out", str(junk["under_file"])), r"junk.bin is a file, not a folder"),
     ):
         proc = run_cli("demo", "--frames", "5", "--out", str(tmp_path / "d"), *args)  # the last --out wins
-        _clean(proc, pattern)
+        assert_one_error_line(proc, pattern)
         assert "mosquitto" not in proc.stdout, proc.stdout
 
 

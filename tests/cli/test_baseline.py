@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import cv2
 import pytest
 import yaml
 
-from tests.conftest import demo_config, run_cli
-
-
-def _clean_error(proc: Any, pattern: str) -> None:
-    err = proc.stderr
-    assert proc.returncode == 2, (proc.returncode, err, proc.stdout)
-    assert "Traceback" not in err, err
-    assert re.search(pattern, err), err
-    assert len(err.strip().splitlines()) <= 3, err
+from tests.conftest import assert_clean_error, demo_config, run_cli
 
 
 def _spooled(path: Path) -> int:
@@ -80,7 +70,7 @@ def test_baseline_of_another_model_is_refused_and_nothing_measured_is_lost(
     config = yaml.safe_load(cfg.read_text())
     config["monitor"]["baseline"] = str(other)
     proc = run_cli("run", "-c", str(write_config(config, "other.yaml")), "--max-frames", "5")
-    _clean_error(proc, r"baseline .*other-model.json was recorded with model sha256 [0-9a-f]{12}\.\.\. but this "
+    assert_clean_error(proc, r"baseline .*other-model.json was recorded with model sha256 [0-9a-f]{12}\.\.\. but this "
                        r"agent runs [0-9a-f]{12}\.\.\.; record a new baseline")
     assert _spooled(spool) == before
 
@@ -96,7 +86,7 @@ def test_unreadable_baseline_files(tmp_path: Path, orientation_model: Path, shor
     if content is not None:
         bad.write_bytes(content)
     cfg = write_config(demo_config(orientation_model, short_clip, tmp_path / "s.db", monitor={"baseline": str(bad)}))
-    _clean_error(run_cli("run", "-c", str(cfg), "--max-frames", "2"), pattern)
+    assert_clean_error(run_cli("run", "-c", str(cfg), "--max-frames", "2"), pattern)
 
 
 @pytest.mark.parametrize("key, value, pattern", [
@@ -108,7 +98,7 @@ def test_thresholds_out_of_range(tmp_path: Path, orientation_model: Path, short_
                                  write_config: Callable[..., Path], key: str, value: float, pattern: str) -> None:
     cfg = write_config(demo_config(orientation_model, short_clip, tmp_path / "s.db",
                                    monitor={"drift": {key: value}}))
-    _clean_error(run_cli("run", "-c", str(cfg), "--max-frames", "2"), pattern)
+    assert_clean_error(run_cli("run", "-c", str(cfg), "--max-frames", "2"), pattern)
 
 
 def test_empty_frame_sample_and_unwritable_output(tmp_path: Path, orientation_model: Path,
@@ -117,11 +107,12 @@ def test_empty_frame_sample_and_unwritable_output(tmp_path: Path, orientation_mo
     writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
     writer.release()
     cfg = write_config(demo_config(orientation_model, empty, tmp_path / "s.db"))
-    _clean_error(run_cli("baseline", "record", "-c", str(cfg), "-o", str(tmp_path / "b.json")), r"no frames")
+    assert_clean_error(run_cli("baseline", "record", "-c", str(cfg), "-o", str(tmp_path / "b.json")), r"no frames")
     assert not (tmp_path / "b.json").exists()
     folder = tmp_path / "no-images"
     folder.mkdir()
     cfg2 = write_config(demo_config(orientation_model, folder, tmp_path / "s.db"), "folder.yaml")
-    _clean_error(run_cli("baseline", "record", "-c", str(cfg2), "-o", str(tmp_path / "b.json")), r"holds no images")
-    _clean_error(run_cli("baseline", "record", "-c", str(cfg), "-o", str(tmp_path / "nope" / "b.json")),
-                 r"folder .*nope does not exist")
+    assert_clean_error(run_cli("baseline", "record", "-c", str(cfg2), "-o", str(tmp_path / "b.json")),
+                       r"holds no images")
+    assert_clean_error(run_cli("baseline", "record", "-c", str(cfg), "-o", str(tmp_path / "nope" / "b.json")),
+                       r"folder .*nope does not exist")

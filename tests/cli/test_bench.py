@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import assert_clean_error, run_cli
 from tests.scalable_model import matmul_chain
 
 
@@ -17,11 +16,6 @@ from tests.scalable_model import matmul_chain
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return matmul_chain(tmp_path_factory.mktemp("cli-models") / "chain.onnx", depth=8)
 
-
-def _clean_error(proc: subprocess.CompletedProcess[str], pattern: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr and re.search(pattern, proc.stderr), proc.stderr
-    assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
 
 
 def test_generous_budget_passes_with_json(chain: Path, short_clip: Path) -> None:
@@ -63,23 +57,23 @@ def test_too_short_to_decide_is_inconclusive_exit_3(chain: Path, short_clip: Pat
     ("p99=30", r"has no unit"),
 ])
 def test_bad_budgets(chain: Path, short_clip: Path, budget: str, pattern: str) -> None:
-    _clean_error(run_cli("bench", str(chain), "--source", str(short_clip), "--budget", budget), pattern)
+    assert_clean_error(run_cli("bench", str(chain), "--source", str(short_clip), "--budget", budget), pattern)
 
 
 def test_unavailable_execution_provider_names_the_available_ones(chain: Path, short_clip: Path) -> None:
     proc = run_cli("bench", str(chain), "--source", str(short_clip), "--provider", "TensorrtExecutionProviderX")
-    _clean_error(proc, r"TensorrtExecutionProviderX not available .*available: .*CPUExecutionProvider")
+    assert_clean_error(proc, r"TensorrtExecutionProviderX not available .*available: .*CPUExecutionProvider")
 
 
 def test_model_inputs_the_source_cannot_provide(tmp_path: Path, short_clip: Path) -> None:
     flat = matmul_chain(tmp_path / "flat.onnx", depth=1, input_shape=[1, 64])
-    _clean_error(run_cli("bench", str(flat), "--source", str(short_clip)), r"needs a 4-D")
+    assert_clean_error(run_cli("bench", str(flat), "--source", str(short_clip)), r"needs a 4-D")
     batch8 = matmul_chain(tmp_path / "b8.onnx", depth=1, batch=8)
-    _clean_error(run_cli("bench", str(batch8), "--source", str(short_clip)), r"fixed batch of 8")
+    assert_clean_error(run_cli("bench", str(batch8), "--source", str(short_clip)), r"fixed batch of 8")
 
 
 def test_other_usage_errors(chain: Path, short_clip: Path, tmp_path: Path) -> None:
-    _clean_error(run_cli("bench", str(chain), "--source", str(short_clip), "--mode", "burst"), r"mode 'burst'")
-    _clean_error(run_cli("bench", str(chain), "--source", str(short_clip), "--budget", "p99=1s", "--mode",
-                         "throughput"), r"stage 'e2e' is not measured in throughput mode")
-    _clean_error(run_cli("bench", str(tmp_path / "none.onnx"), "--source", str(short_clip)), r"does not exist")
+    assert_clean_error(run_cli("bench", str(chain), "--source", str(short_clip), "--mode", "burst"), r"mode 'burst'")
+    assert_clean_error(run_cli("bench", str(chain), "--source", str(short_clip), "--budget", "p99=1s", "--mode",
+                       "throughput"), r"stage 'e2e' is not measured in throughput mode")
+    assert_clean_error(run_cli("bench", str(tmp_path / "none.onnx"), "--source", str(short_clip)), r"does not exist")

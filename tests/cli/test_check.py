@@ -16,15 +16,7 @@ from edgeprobe.harness import schema
 from junitparser import Error, Failure, JUnitXml
 
 from edgeprobe.localbroker import LocalBroker
-from tests.conftest import run_cli
-
-
-def _assert_clean_error(proc: Any, pattern: str) -> None:
-    """One sentence on stderr, exit 2, no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr and re.search(pattern, proc.stderr), proc.stderr
-    assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
-
+from tests.conftest import assert_clean_error, run_cli
 
 PREPROCESS = {"resize": "center_crop", "color": "bgr", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
@@ -166,28 +158,28 @@ def test_unreachable_broker_keeps_the_verdict_in_the_spool(tmp_path: Path, orien
 
 def test_missing_model(tmp_path: Path, short_clip: Path) -> None:
     suite = write_suite(tmp_path / "s.yaml", small_suite(tmp_path / "gone.onnx", short_clip, PASSING))
-    _assert_clean_error(run_cli("check", str(suite)), r"model file .*gone.onnx does not exist")
-    _assert_clean_error(run_cli("validate", str(suite)), r"s.yaml line 4: model file .*gone.onnx does not exist")
+    assert_clean_error(run_cli("check", str(suite)), r"model file .*gone.onnx does not exist")
+    assert_clean_error(run_cli("validate", str(suite)), r"s.yaml line 4: model file .*gone.onnx does not exist")
 
 
 def test_unknown_perturbation_and_bad_budget(tmp_path: Path, orientation_model: Path, short_clip: Path) -> None:
     bad = [{"kind": "robustness", "perturbation": "motion_blurr"}]
     suite = write_suite(tmp_path / "s.yaml", small_suite(orientation_model, short_clip, bad))
-    _assert_clean_error(run_cli("check", str(suite)), r"unknown perturbation 'motion_blurr'")
+    assert_clean_error(run_cli("check", str(suite)), r"unknown perturbation 'motion_blurr'")
     suite = write_suite(tmp_path / "s.yaml", small_suite(orientation_model, short_clip,
                                                          [{"kind": "latency", "budget": "p99 under 30"}]))
-    _assert_clean_error(run_cli("check", str(suite)), r"latency budget 'p99 under 30' does not parse")
+    assert_clean_error(run_cli("check", str(suite)), r"latency budget 'p99 under 30' does not parse")
 
 
 def test_unwritable_report_path_fails_before_measuring(tmp_path: Path, orientation_model: Path,
                                                        short_clip: Path) -> None:
     suite = write_suite(tmp_path / "s.yaml", small_suite(orientation_model, short_clip, PASSING))
-    _assert_clean_error(run_cli("check", str(suite), "--html", str(tmp_path / "no" / "such" / "r.html")),
-                        r"cannot write .*r.html: folder .* does not exist")
-    _assert_clean_error(run_cli("check", str(suite), "--junit", str(tmp_path)),
-                        r"--junit .* is a folder; name a file in it, e\.g\. .*junit\.xml")
-    _assert_clean_error(run_cli("check", str(suite), "--html", str(suite / "r.html")),
-                        r"s\.yaml is a file, not a folder")
+    assert_clean_error(run_cli("check", str(suite), "--html", str(tmp_path / "no" / "such" / "r.html")),
+                       r"cannot write .*r.html: folder .* does not exist")
+    assert_clean_error(run_cli("check", str(suite), "--junit", str(tmp_path)),
+                       r"--junit .* is a folder; name a file in it, e\.g\. .*junit\.xml")
+    assert_clean_error(run_cli("check", str(suite), "--html", str(suite / "r.html")),
+                       r"s\.yaml is a file, not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
 
 
@@ -195,16 +187,16 @@ def test_binary_suite_and_broker_port_out_of_range_fail_before_measuring(tmp_pat
                                                                          short_clip: Path) -> None:
     binary = tmp_path / "model-not-suite.onnx"
     binary.write_bytes(orientation_model.read_bytes()[:4096])
-    _assert_clean_error(run_cli("check", str(binary)), r"suite file .* is not a text YAML file")
+    assert_clean_error(run_cli("check", str(binary)), r"suite file .* is not a text YAML file")
     suite = write_suite(tmp_path / "s.yaml", small_suite(orientation_model, short_clip, PASSING))
     proc = run_cli("check", str(suite), "--broker", "127.0.0.1:99999", timeout=30)
-    _assert_clean_error(proc, r"--broker port 99999 is out of range")
+    assert_clean_error(proc, r"--broker port 99999 is out of range")
 
 
 def test_golden_record_check_and_hash_mismatch(tmp_path: Path, orientation_model: Path, short_clip: Path) -> None:
     data = small_suite(orientation_model, short_clip, [{"kind": "golden", "file": "ref.npz"}])
     suite = write_suite(tmp_path / "s.yaml", data)
-    _assert_clean_error(run_cli("validate", str(suite)), r"golden file .*ref.npz does not exist; record it")
+    assert_clean_error(run_cli("validate", str(suite)), r"golden file .*ref.npz does not exist; record it")
     rec = run_cli("golden", "record", str(suite), "-o", str(tmp_path / "ref.npz"))
     assert rec.returncode == 0, rec.stderr
     ok = run_cli("check", str(suite), "--json")
@@ -229,7 +221,7 @@ def test_golden_record_check_and_hash_mismatch(tmp_path: Path, orientation_model
     np.savez(tmp_path / "other.npz", **arrays)
     data["checks"] = [{"kind": "golden", "file": "other.npz"}]
     write_suite(suite, data)
-    _assert_clean_error(run_cli("check", str(suite)), r"golden file .*other.npz was recorded from another model")
+    assert_clean_error(run_cli("check", str(suite)), r"golden file .*other.npz was recorded from another model")
     # ... unless the suite says so on purpose (a converted model compared to its reference).
     data["checks"][0]["reference_sha256"] = "ab" * 32
     write_suite(suite, data)
@@ -247,7 +239,7 @@ def test_validate_and_init(tmp_path: Path, orientation_model: Path, short_clip: 
     assert "x [None, 3, 224, 224] float32 NCHW" in text and "kind: classification" in text and "# " in text
     v = run_cli("validate", str(out))
     assert v.returncode == 0 and "valid suite" in v.stdout, v.stderr
-    _assert_clean_error(run_cli("init", str(orientation_model), "-o", str(out)), r"already exists; pass --force")
+    assert_clean_error(run_cli("init", str(orientation_model), "-o", str(out)), r"already exists; pass --force")
 
 
 def _result(figures: dict[str, tuple[str, float, str]]) -> dict[str, Any]:
@@ -266,8 +258,8 @@ def test_diff_reports_regressions(tmp_path: Path) -> None:
     assert rows["lat"]["regression"] and rows["lat"]["change"] == pytest.approx(0.2)
     assert not rows["bp"]["regression"] and not rows["rob"]["regression"]
     assert run_cli("diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--tolerance", "0.25").returncode == 0
-    _assert_clean_error(run_cli("diff", str(tmp_path / "a.json"), str(tmp_path / "nope.json")),
-                        r"result file .*nope.json does not exist")
+    assert_clean_error(run_cli("diff", str(tmp_path / "a.json"), str(tmp_path / "nope.json")),
+                       r"result file .*nope.json does not exist")
 
 
 def test_check_on_a_detector_writes_junit_and_html(tmp_path: Path, short_clip: Path) -> None:

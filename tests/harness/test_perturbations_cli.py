@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -12,14 +10,7 @@ import numpy as np
 import pytest
 from edgeprobe.harness import perturbations as P
 
-from tests.conftest import asset, run_cli
-
-
-def _clean_error(proc: subprocess.CompletedProcess[str], pattern: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert re.search(pattern, proc.stderr.replace("\n", " ")), proc.stderr
-    assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
+from tests.conftest import assert_clean_error, asset, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -68,25 +59,25 @@ def test_contact_sheet_has_a_row_per_perturbation(frame_png: Path, tmp_path: Pat
 
 def test_unknown_name_gets_a_suggestion(frame_png: Path, tmp_path: Path) -> None:
     proc = run_cli("perturb", str(frame_png), "--name", "gausian_blur", "-o", str(tmp_path / "o.png"))
-    _clean_error(proc, r'unknown perturbation .gausian_blur. \(did you mean "gaussian_blur"\?\)')
+    assert_clean_error(proc, r'unknown perturbation .gausian_blur. \(did you mean "gaussian_blur"\?\)')
 
 
 @pytest.mark.parametrize("severity", ["7", "-1", "nan"])
 def test_severity_outside_0_5(frame_png: Path, tmp_path: Path, severity: str) -> None:
     proc = run_cli("perturb", str(frame_png), "--name", "fog", "--severity", severity, "-o", str(tmp_path / "o.png"))
-    _clean_error(proc, r"severity must be a number in \[0, 5\]")
+    assert_clean_error(proc, r"severity must be a number in \[0, 5\]")
 
 
 def test_unreadable_image_paths(tmp_path: Path) -> None:
     missing = run_cli("perturb", str(tmp_path / "nope.png"), "--name", "fog", "-o", str(tmp_path / "o.png"))
-    _clean_error(missing, r"image .*nope.png does not exist")
+    assert_clean_error(missing, r"image .*nope.png does not exist")
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not an image at all" * 10)
-    _clean_error(run_cli("perturb", str(junk), "--name", "fog", "-o", str(tmp_path / "o.png")),
-                 r"cannot read .*junk.png as an image")
+    assert_clean_error(run_cli("perturb", str(junk), "--name", "fog", "-o", str(tmp_path / "o.png")),
+                       r"cannot read .*junk.png as an image")
 
 
 def test_temporal_on_one_image_and_missing_name(frame_png: Path, tmp_path: Path) -> None:
-    _clean_error(run_cli("perturb", str(frame_png), "--name", "dropped_frame", "-o", str(tmp_path / "o.png")),
-                 r"temporal and needs neighbouring frames")
-    _clean_error(run_cli("perturb", str(frame_png), "-o", str(tmp_path / "o.png")), r"give --name")
+    assert_clean_error(run_cli("perturb", str(frame_png), "--name", "dropped_frame", "-o", str(tmp_path / "o.png")),
+                       r"temporal and needs neighbouring frames")
+    assert_clean_error(run_cli("perturb", str(frame_png), "-o", str(tmp_path / "o.png")), r"give --name")
