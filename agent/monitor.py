@@ -270,6 +270,14 @@ class Monitor:
         if self.last_drift:
             out["drift"] = {k: self.last_drift.get(k) for k in ("attribution", "message", "frames", "outputs",
                                                                 "inputs_moved", "drifted")}
+        elif self.cfg.drift.enabled:
+            # A short run ends before its first comparison: say so, rather than leave drift out silently.
+            need, have = self.cfg.drift.min_frames, len(self.rows)
+            why = "no reference yet (still learning the first frames)" if self.reference is None else \
+                f"{have} of the {need} sampled frames a comparison needs"
+            out["drift"] = {"attribution": None, "frames": have, "drifted": None,
+                            "message": f"no drift verdict yet: {why}; health and drift sample one frame in "
+                                       f"{self.every} (monitor.health.every_n_frames)"}
         if slices.overall.frames:
             s = slices.summary(self.reference)
             out["slices"] = {"headlines": s.get("headlines", []), "overall": s["overall"]}

@@ -29,7 +29,9 @@ def print_monitor(summary: dict[str, Any]) -> None:
     if events:
         console.print("events: " + ", ".join(f"{k} x{v}" for k, v in sorted(events.items())))
     drift = summary.get("drift")
-    if drift:
+    if drift and drift.get("attribution") is None:
+        console.print(f"drift: {drift.get('message')}")
+    elif drift:
         console.print(f"drift against the {summary.get('reference')} reference ({drift.get('frames')} frames): "
                       f"{drift.get('attribution')}: {drift.get('message')}")
     t = summary.get("temporal") or {}

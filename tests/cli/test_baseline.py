@@ -116,3 +116,13 @@ def test_empty_frame_sample_and_unwritable_output(tmp_path: Path, orientation_mo
                        r"holds no images")
     assert_clean_error(run_cli("baseline", "record", "-c", str(cfg), "-o", str(tmp_path / "nope" / "b.json")),
                        r"folder .*nope does not exist")
+
+
+def test_a_run_too_short_for_a_drift_verdict_says_so(tmp_path: Path, orientation_model: Path, short_clip: Path,
+                                                     write_config: Callable[..., Path]) -> None:
+    cfg = write_config(demo_config(orientation_model, short_clip, tmp_path / "s.db"))
+    run = run_cli("run", "-c", str(cfg), "--max-frames", "20", "--json")
+    assert run.returncode == 0, run.stderr
+    drift = json.loads(run.stdout)["monitor"]["drift"]
+    assert drift["attribution"] is None and drift["message"].startswith("no drift verdict yet: ")
+    assert "monitor.health.every_n_frames" in drift["message"]
