@@ -28,8 +28,12 @@ from __future__ import annotations
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt import _packet
 from paho.mqtt.properties import Properties
+
+try:  # a private module of paho 2.x: another version may not have it, and then nothing is replaced
+    from paho.mqtt import _packet
+except ImportError:  # pragma: no cover - depends on the installed paho
+    _packet = None  # type: ignore[assignment]
 
 #: the attributes paho's constructor sets; everything else on an instance is a property
 _TABLE_ATTRS = frozenset(("packetType", "types", "names", "properties"))
@@ -63,6 +67,8 @@ def install() -> bool:
     Only replaces the exact class this module was written against, so another
     paho version that changed ``_packet`` keeps its own behaviour.
     """
+    if _packet is None:
+        return False
     current = getattr(_packet, "Properties", None)
     if current is SharedTableProperties:
         return True
