@@ -26,6 +26,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -116,8 +117,12 @@ def _binomial_cdf(n: int, p: float) -> np.ndarray:
     return cdf
 
 
+@lru_cache(maxsize=256)
 def order_statistic_ranks(n: int, percentile: float, confidence: float) -> tuple[int, int]:
     """1-based ranks ``(l, u)`` with ``P(x_(l) <= q_p <= x_(u)) >= confidence``, equal tails.
+
+    Cached: it depends on n alone, the agent's windows repeat the same n, and the
+    binomial CDF behind it was half the time of a window's latency summary.
 
     ``l = 0`` means no lower bound exists at this n (the interval starts at
     -inf); ``u = n + 1`` means no upper bound (it ends at +inf).

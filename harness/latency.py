@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from statistics import NormalDist
 from typing import Any
 
@@ -73,14 +72,6 @@ def histogram_of_ns(samples_ns: np.ndarray) -> HdrHistogram:
     return hist
 
 
-@lru_cache(maxsize=256)
-def _ci_ranks(n: int, percentile: float, confidence: float) -> tuple[int, int]:
-    """Order-statistic ranks depend on n only (windows repeat the same n): computed once per n."""
-    from .budget import order_statistic_ranks  # budget imports this module
-
-    return order_statistic_ranks(n, percentile, confidence)
-
-
 @dataclass
 class StageSummary:
     """Summary of one stage; times in milliseconds."""
@@ -137,13 +128,12 @@ def summarize_ns(samples_ns: Sequence[int] | np.ndarray, with_histogram: bool = 
     ci: dict[str, tuple[float | None, float | None]] = {}
     warnings: list[str] = []
     if with_intervals:
-        # budget.percentile_ci's interval, its ranks cached per n (the binomial CDFs were half the summary's time)
+        from .budget import percentile_ci  # budget imports this module
+
         ordered = np.sort(ms)
-        n = int(ordered.size)
         for p in PERCENTILES:
-            low, high = _ci_ranks(n, p, CI_CONFIDENCE)
-            ci[percentile_key(p)] = (float(ordered[low - 1]) if low >= 1 else None,
-                                     float(ordered[high - 1]) if high <= n else None)
+            lo, hi = percentile_ci(ordered, p, CI_CONFIDENCE)
+            ci[percentile_key(p)] = (lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None)
         warnings = sample_warnings(int(ms.size), cov)
     return StageSummary(
         count=int(ms.size),
