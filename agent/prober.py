@@ -35,10 +35,9 @@ class Prober:
         self.cfg = cfg
         #: the model's input (h, w): probes work on the frame shrunk to cover it (harness/probe_view.py)
         self.input_hw = input_hw
-        #: size of the last probed view, reported so a replay perturbs the same pixels
-        self.view_hw: tuple[int, int] | None = None
-        #: the pixels the last probe perturbed (exemplars rebuild their perturbed half from these and the seed)
-        self.last_view: np.ndarray | None = None
+        #: the pixels the last probe perturbed: exemplars rebuild their perturbed half from these and the seed,
+        #: and each window reports their size so a replay perturbs the same pixels (empty before the first probe)
+        self.last_view: np.ndarray = np.empty((0, 0), np.uint8)
         self.predict = predict
         self.disagreement = disagreement
         self.threshold = threshold
@@ -101,7 +100,6 @@ class Prober:
         view = probe_view(image, self.input_hw, self.cfg.resolution)
         if view is not image:  # the reference is the clean prediction on the very pixels that get perturbed
             image, clean_prediction = view, self.predict(view)
-        self.view_hw = (int(image.shape[0]), int(image.shape[1]))
         self.last_view = image
         cells = [(pert, severity) for pert, severities in self.plan for severity in severities]
         if self.cfg.cpu_share is not None:
@@ -170,8 +168,8 @@ class Prober:
                             "p90_ms": float(np.percentile(ms, 90)), "mean_ms": float(ms.mean())})
         relations = [metamorphic.RelationResult(name, v, n, self.relation_expect.get(name, name)).as_dict()
                      for name, (v, n) in sorted(self.relation_counts.items())]
-        view = {"resolution": self.cfg.resolution, "height": self.view_hw[0], "width": self.view_hw[1]} \
-            if self.view_hw else None
+        h, w = self.last_view.shape[:2]
+        view = {"resolution": self.cfg.resolution, "height": int(h), "width": int(w)} if self.last_view.size else None
         return {"duty": duty, "perturbation_latency": latency, "relations": relations, "probe_view": view}
 
     def clear_window(self) -> None:

@@ -327,9 +327,8 @@ class Agent:
                     if self.prober.due(frame.index):
                         before = self.monitor.probe_snapshot(self.prober.window)
                         self.latency.add("probe", self.prober.probe(frame.image, prediction, frame.index))
-                        probed = self.prober.last_view  # the pixels perturbed (the model-scale view)
-                        self.monitor.probed(self.prober.window, before,
-                                            frame.image if probed is None else probed, frame.index)
+                        # exemplars come from the pixels the probe perturbed (the model-scale view)
+                        self.monitor.probed(self.prober.window, before, self.prober.last_view, frame.index)
                         stats.probed_frames += 1
                     stats.frames += 1
                     if stats.first_result_s is None:

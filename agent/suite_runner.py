@@ -69,12 +69,11 @@ class Session:
     frames: list[Frame]
     #: what robustness, breaking-point and metamorphic probes perturb: each frame shrunk to cover the model's
     #: input (suite.probe_resolution, harness/probe_view.py); latency, golden and health use the frames as read
-    probe_images: list[np.ndarray] = field(default_factory=list)
+    probe_images: list[np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
-        if not self.probe_images:
-            hw = (self.backend.preprocessor.height, self.backend.preprocessor.width)
-            self.probe_images = [probe_view(f.image, hw, self.loaded.suite.probe_resolution) for f in self.frames]
+        hw = (self.backend.preprocessor.height, self.backend.preprocessor.width)
+        self.probe_images = [probe_view(f.image, hw, self.loaded.suite.probe_resolution) for f in self.frames]
 
     def predict(self, image: np.ndarray) -> Any:
         return self.adapter.decode(self.backend.infer(self.backend.preprocess(image)))
