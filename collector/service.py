@@ -38,6 +38,8 @@ log = logging.getLogger("edgeprobe.collector")
 BATCH_MAX = 500
 BATCH_WAIT_S = 0.05
 POLL_S = 0.005
+#: longest wait between two tries of a batch the database refused
+STORE_RETRY_MAX_S = 5.0
 
 
 @dataclass
@@ -148,16 +150,20 @@ class Collector:
             self._store(batch)
 
     def _store(self, batch: list[tuple[Incoming, int, int]]) -> None:
+        # Store.ingest quarantines whatever a message makes go wrong, so what reaches here is the
+        # database itself failing (locked, disk full): nothing in the batch could be stored or
+        # quarantined, so retry (capped backoff) and leave it unacknowledged -- never drop it.
+        delay = 0.25
         while True:
             try:
                 stored, quarantined = self.store.ingest([item for item, _, _ in batch])
                 break
-            except Exception:  # the database, not the input: retry, never drop
+            except Exception:
                 self.stats.errors += 1
-                log.exception("storing a batch of %d failed; retrying", len(batch))
-                if self._stop.is_set():
+                log.exception("the database refused a batch of %d; retrying in %.1f s", len(batch), delay)
+                if self._stop.wait(delay):
                     return
-                time.sleep(1.0)
+                delay = min(delay * 2, STORE_RETRY_MAX_S)
         self.stats.stored += stored
         self.stats.quarantined += quarantined
         self.stats.batches += 1

@@ -9,6 +9,7 @@ everything that failed validation, with the reason.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ import msgspec
 import sqlite_utils
 
 from ..harness import schema
+
+log = logging.getLogger("edgeprobe.collector")
 
 #: raw payloads kept in quarantine are capped so a hostile client cannot fill the disk
 QUARANTINE_MAX_BYTES = 64 * 1024
@@ -32,8 +35,10 @@ class Incoming(NamedTuple):
 
 
 class Store:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, max_message_bytes: int = schema.DEFAULT_MAX_BYTES):
         self.path = str(path)
+        #: payloads over this are quarantined unread (their first QUARANTINE_MAX_BYTES kept)
+        self.max_message_bytes = max_message_bytes
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # The collector opens the store in one thread and writes from another;
         # only one thread at a time uses the connection.
@@ -95,15 +100,52 @@ class Store:
     # --- ingest ------------------------------------------------------------
 
     def ingest(self, batch: Sequence[Incoming]) -> tuple[int, int]:
-        """Validate and store a batch in one transaction; returns (stored, quarantined)."""
+        """Validate and store a batch; returns (stored, quarantined). Never raises for the input.
+
+        Every message ends stored (or already stored: a redelivery) or quarantined
+        with its reason. Anything that goes wrong decoding one message quarantines
+        that message; a batch whose insert fails is split in halves until the
+        message that fails is alone, and that one is quarantined, so one poison
+        message never holds up the others (and is never retried). Only the
+        database itself failing (locked past the busy timeout, disk full, I/O:
+        ``sqlite3.OperationalError``) raises, because then nothing could be stored
+        or quarantined, and the collector leaves the batch unacknowledged.
+        """
         good: list[tuple[Incoming, schema.Envelope, msgspec.Struct]] = []
         bad: list[dict[str, Any]] = []
         for item in batch:
             try:
-                env, body = schema.decode_message(item.payload, item.topic)
-                good.append((item, env, body))
+                env, body = schema.decode_message(item.payload, item.topic, self.max_message_bytes)
             except schema.SchemaViolation as exc:
                 bad.append(_quarantine_row(item, str(exc)))
+            except Exception as exc:  # a decoder bug or an input nobody foresaw: the message's fault, not ours
+                bad.append(_quarantine_row(item, f"could not decode ({type(exc).__name__}: {exc})"))
+            else:
+                good.append((item, env, body))
+        return self._commit_isolating(good, bad)
+
+    def _commit_isolating(self, good: list[tuple[Incoming, schema.Envelope, msgspec.Struct]],
+                          bad: list[dict[str, Any]]) -> tuple[int, int]:
+        try:
+            return self._commit(good, bad)
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:
+            if not good:  # the quarantine rows themselves: keep only what cannot fail (reason, size)
+                return self._commit([], [_bare_quarantine_row(row) for row in bad])
+            if len(good) == 1:
+                item = good[0][0]
+                log.warning("quarantined a message from %r that could not be stored: %s", item.topic[:128], exc)
+                return self._commit_isolating(
+                    [], [*bad, _quarantine_row(item, f"could not be stored ({type(exc).__name__}: {exc})")])
+            mid = len(good) // 2
+            s1, q1 = self._commit_isolating(good[:mid], bad)
+            s2, q2 = self._commit_isolating(good[mid:], [])
+            return s1 + s2, q1 + q2
+
+    def _commit(self, good: list[tuple[Incoming, schema.Envelope, msgspec.Struct]],
+                bad: list[dict[str, Any]]) -> tuple[int, int]:
+        """One transaction: new messages and quarantine rows, all or nothing."""
         with self.db.conn:
             # Take the write lock before reading which ids are new, so two collectors
             # cannot both decide a redelivered msg_id is theirs to store.
@@ -253,7 +295,18 @@ def _json(value: Any) -> str:
     return _json_encoder.encode(value).decode()
 
 
+def _text(value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters and made storable (a lone surrogate cannot be UTF-8 encoded)."""
+    return value[:limit].encode("utf-8", errors="replace").decode("utf-8")
+
+
 def _quarantine_row(item: Incoming, reason: str) -> dict[str, Any]:
     raw = item.payload[:QUARANTINE_MAX_BYTES]
-    return {"received_ts": item.received.isoformat(), "topic": item.topic[:512], "reason": reason[:1000],
+    return {"received_ts": item.received.isoformat(), "topic": _text(item.topic, 512), "reason": _text(reason, 1000),
             "payload": raw.decode("utf-8", errors="replace"), "payload_bytes": len(item.payload)}
+
+
+def _bare_quarantine_row(row: dict[str, Any]) -> dict[str, Any]:
+    """What is left of a quarantine row that could not be stored: when, how big, and that it was unstorable."""
+    return {"received_ts": str(row.get("received_ts", ""))[:64], "topic": "", "payload": "",
+            "reason": "quarantine row could not be stored", "payload_bytes": int(row.get("payload_bytes", 0))}

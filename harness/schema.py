@@ -26,9 +26,25 @@ TOPIC_ROOT = "edgeprobe/v1"
 Kind = Literal["birth", "death", "health", "latency", "robustness", "drift", "verdict", "event"]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
+#: SQLite's INTEGER (and PostgreSQL's BIGINT) are 64-bit signed: a larger JSON integer would make the
+#: store raise (OverflowError) instead of storing the message, so the schema refuses it up front.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: default cap on one message's size; the largest legitimate message (a robustness window carrying four
+#: exemplars at their 64 KiB cap each) is about 270 KiB, so 256 KiB would refuse real traffic
+DEFAULT_MAX_BYTES = 512 * 1024
+#: containers inside a body (a real one nests about 5 deep): past this a payload is refused before a
+#: recursive decoder or encoder can overflow the stack
+MAX_DEPTH = 32
+#: any string inside a body's free-form parts (typed fields carry their own, tighter caps)
+MAX_STRING = 64 * 1024
+
 Sha256 = Annotated[str, msgspec.Meta(pattern="^([0-9a-f]{64}|)$")]
 Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+#: names (stages, perturbations, flags, modes) and free text (messages, reasons) a device sends
+Name = Annotated[str, msgspec.Meta(max_length=256)]
+Text = Annotated[str, msgspec.Meta(max_length=4096)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
@@ -51,7 +67,7 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
     model_sha256: Sha256
     config_sha256: Sha256
     agent_version: Annotated[str, msgspec.Meta(max_length=64)]
-    body: dict[str, Any]
+    body: dict[Name, Any]
 
 
 # --- bodies -----------------------------------------------------------------
@@ -83,15 +99,15 @@ class StageStats(msgspec.Struct, forbid_unknown_fields=True):
     max: NonNegFloat
     mean: NonNegFloat
     stdev: NonNegFloat
-    hdr: str = ""
+    hdr: Annotated[str, msgspec.Meta(max_length=65536)] = ""
     p99_9: NonNegFloat | None = None
     cov: NonNegFloat | None = None
     min: NonNegFloat | None = None
     #: "p99" -> [low, high] ms, distribution-free (order statistics); null where n cannot bound that side
-    ci: dict[str, tuple[NonNegFloat | None, NonNegFloat | None]] | None = None
+    ci: dict[Name, tuple[NonNegFloat | None, NonNegFloat | None]] | None = None
     ci_confidence: Fraction | None = None
     #: too few samples for a tail claim (MLPerf LoadGen's rule), unstable (coefficient of variation)
-    warnings: list[str] = []
+    warnings: list[Text] = []
 
 
 class ColdStart(msgspec.Struct, forbid_unknown_fields=False):
@@ -108,7 +124,7 @@ class ColdStart(msgspec.Struct, forbid_unknown_fields=False):
 class Guards(msgspec.Struct, forbid_unknown_fields=False):
     """Measurement-validity conditions of the board while a window was measured."""
 
-    governors: list[str] = []
+    governors: list[Name] = []
     freq_mhz_min: NonNegFloat | None = None
     freq_mhz_max: NonNegFloat | None = None
     max_temp_c: float | None = None
@@ -117,20 +133,20 @@ class Guards(msgspec.Struct, forbid_unknown_fields=False):
     #: CPU cores other processes (and the hypervisor) took while this window was measured
     other_cpu_cores: NonNegFloat | None = None
     steal_cores: NonNegFloat | None = None
-    power_mode: str | None = None
-    flags: list[str] = []
+    power_mode: Name | None = None
+    flags: list[Name] = []
 
 
 class LatencyBody(msgspec.Struct, forbid_unknown_fields=False):
     window: Window
     warmup_runs: NonNegInt
-    stages: dict[str, StageStats]
+    stages: dict[Name, StageStats]
     #: single_stream | paced | throughput
-    mode: str | None = None
+    mode: Name | None = None
     cold_start: ColdStart | None = None
     guards: Guards | None = None
     #: run-level warnings (throttled, governor not performance, unstable stages)
-    flags: list[str] = []
+    flags: list[Text] = []
     peak_rss_mb: NonNegFloat | None = None
 
 
@@ -153,7 +169,7 @@ class Exemplar(msgspec.Struct, forbid_unknown_fields=False):
     frame_index: NonNegInt
     perturbation: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     severity: Annotated[float, msgspec.Meta(ge=0, le=5)]
-    seed: int
+    seed: Int64
     disagreement: Fraction
     jpeg_base64: Annotated[str, msgspec.Meta(max_length=65536)]
     width: NonNegInt = 0
@@ -163,11 +179,11 @@ class Exemplar(msgspec.Struct, forbid_unknown_fields=False):
 class RobustnessBody(msgspec.Struct, forbid_unknown_fields=False):
     window: Window
     frames_probed: NonNegInt
-    seed: int
+    seed: Int64
     cells: list[StabilityCell]
     #: worst risk zone per perturbation, and the thresholds that drew the zones
-    zones: dict[str, str] | None = None
-    risk_thresholds: dict[str, float] | None = None
+    zones: dict[Name, Name] | None = None
+    risk_thresholds: dict[Name, float] | None = None
     #: per perturbation: bisected severity (None: never broke within [0, 5]), rounds, evaluations, replay
     breaking_points: list[dict[str, Any]] | None = None
     #: metamorphic relations: violations, n, rate with Wilson interval
@@ -177,7 +193,7 @@ class RobustnessBody(msgspec.Struct, forbid_unknown_fields=False):
     #: the duty cycle the probe actually used in this window
     duty: dict[str, Any] | None = None
     #: worst probed frames that entered the run's top list in this window (harness/exemplars.py)
-    exemplars: list[Exemplar] | None = None
+    exemplars: Annotated[list[Exemplar], msgspec.Meta(max_length=16)] | None = None
 
 
 class HealthBody(msgspec.Struct, forbid_unknown_fields=False):
@@ -190,7 +206,7 @@ class HealthBody(msgspec.Struct, forbid_unknown_fields=False):
     frozen_frames: NonNegInt
     spool_queued: NonNegInt
     spool_dropped: NonNegInt
-    flags: list[str] = []
+    flags: list[Text] = []
     #: sensor-noise estimate (grey levels) and share of the frame that is nearly uniform (covered lens)
     noise: NonNegFloat | None = None
     occlusion: Fraction | None = None
@@ -198,11 +214,11 @@ class HealthBody(msgspec.Struct, forbid_unknown_fields=False):
     replaying_frames: NonNegInt | None = None
     replay_lag: NonNegInt | None = None
     #: metric -> [low, high] band, where it came from (baseline | learned), the rolling medians judged on it
-    bands: dict[str, tuple[float, float]] | None = None
-    band_source: str | None = None
-    rolling: dict[str, float] | None = None
+    bands: dict[Name, tuple[float, float]] | None = None
+    band_source: Name | None = None
+    rolling: dict[Name, float] | None = None
     #: health alerts open at the end of the window (blurry, dark, frozen, replayed, ...)
-    alerts: list[str] = []
+    alerts: list[Text] = []
 
 
 class TemporalStats(msgspec.Struct, forbid_unknown_fields=False):
@@ -224,7 +240,7 @@ class DriftBody(msgspec.Struct, forbid_unknown_fields=False):
 
     window: Window | None = None
     #: baseline (a recorded file) | learned (the run's first frames); None until a reference exists
-    reference: str | None = None
+    reference: Name | None = None
     reference_frames: NonNegInt | None = None
     #: frames in the rolling drift window compared with the reference
     frames: NonNegInt | None = None
@@ -233,10 +249,10 @@ class DriftBody(msgspec.Struct, forbid_unknown_fields=False):
     output_drift: bool | None = None
     input_drift: bool | None = None
     attribution: Literal["none", "camera", "scene_or_model"] | None = None
-    drifted: list[str] = []
-    inputs_moved: list[str] = []
-    message: str | None = None
-    thresholds: dict[str, float] | None = None
+    drifted: list[Name] = []
+    inputs_moved: list[Name] = []
+    message: Text | None = None
+    thresholds: dict[Name, float] | None = None
     temporal: TemporalStats | None = None
     slices: dict[str, Any] | None = None
 
@@ -249,12 +265,12 @@ class BirthBody(msgspec.Struct, forbid_unknown_fields=False):
 
 
 class DeathBody(msgspec.Struct, forbid_unknown_fields=False):
-    reason: str
+    reason: Text
 
 
 class EventBody(msgspec.Struct, forbid_unknown_fields=False):
     type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    message: str = ""
+    message: Text = ""
 
 
 class OpenBody(msgspec.Struct, forbid_unknown_fields=False):
@@ -319,30 +335,68 @@ def encode(message: dict[str, Any]) -> bytes:
     return _encoder.encode(message)
 
 
-def decode_message(payload: bytes, topic: str | None = None) -> tuple[Envelope, msgspec.Struct]:
+def decode_message(payload: bytes, topic: str | None = None,
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Envelope, msgspec.Struct]:
     """Validate one payload; return the envelope and its typed body.
 
     With ``topic``, also check that the topic names the same fleet, device and
     kind as the payload, so one device cannot speak for another through a
-    permissive broker.
+    permissive broker. Every way a payload can be bad ends in
+    :class:`SchemaViolation` (never ``RecursionError`` or ``OverflowError``), so the
+    collector can quarantine it and carry on.
     """
+    if len(payload) > max_bytes:
+        raise SchemaViolation(f"payload is {len(payload)} bytes, over the {max_bytes}-byte limit")
     try:
         env = _envelope_decoder.decode(payload)
     except msgspec.ValidationError as exc:
         raise SchemaViolation(f"envelope: {exc}") from None
     except msgspec.DecodeError as exc:
         raise SchemaViolation(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise SchemaViolation(f"body nested deeper than {MAX_DEPTH} levels") from None
     if env.ts.tzinfo is None:
         raise SchemaViolation("envelope: ts must carry a UTC offset (RFC 3339)")
     try:
         body = msgspec.convert(env.body, BODY_TYPES[env.kind])
     except msgspec.ValidationError as exc:
         raise SchemaViolation(f"{env.kind} body: {exc}") from None
+    except RecursionError:
+        raise SchemaViolation(f"body nested deeper than {MAX_DEPTH} levels") from None
+    check_bounds(env.body)  # the free-form parts the typed body does not look into
     if topic is not None:
         expected = topic_for(env.fleet, env.device_id, env.kind)
         if topic != expected:
             raise SchemaViolation(f"topic {topic!r} does not match payload (expected {expected!r})")
     return env, body
+
+
+def check_bounds(body: dict[str, Any]) -> None:
+    """Refuse free-form parts of a body that a store or encoder could not take.
+
+    The typed fields are bounded by their annotations; the ``dict[str, Any]``
+    parts (birth's model/host, drift's outputs, ...) are walked here, without
+    recursion: nesting past :data:`MAX_DEPTH`, an integer outside int64 or a
+    string over :data:`MAX_STRING` characters is a :class:`SchemaViolation`.
+    """
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SchemaViolation(f"body nested deeper than {MAX_DEPTH} levels")
+        items = value.values() if isinstance(value, dict) else value
+        for item in items:
+            if isinstance(item, (dict, list)):
+                stack.append((item, depth + 1))
+            elif isinstance(item, int):
+                if not INT64_MIN <= item <= INT64_MAX:
+                    raise SchemaViolation(f"body: an integer of {item.bit_length()} bits is outside int64")
+            elif isinstance(item, str) and len(item) > MAX_STRING:
+                raise SchemaViolation(f"body: a string of {len(item)} characters is over the {MAX_STRING} limit")
+        if isinstance(value, dict):
+            for key in value:
+                if len(key) > 256:
+                    raise SchemaViolation(f"body: a key of {len(key)} characters is over the 256 limit")
 
 
 def json_schema() -> dict[str, Any]:

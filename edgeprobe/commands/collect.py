@@ -32,6 +32,9 @@ def collect(
     metrics_port: Annotated[int | None, typer.Option(
         help="Serve the fleet's figures in Prometheus text format on this port (/metrics).")] = None,
     metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
+    max_message_bytes: Annotated[int, typer.Option(
+        help="Quarantine any message larger than this (bytes); keep it at or under the broker's "
+             "message_size_limit.")] = 512 * 1024,
 ) -> None:
     """Subscribe to the fleet's messages and store them in SQLite until stopped."""
     from ..collector.service import Collector
@@ -47,10 +50,13 @@ def collect(
         tcp_port(metrics_port, "--metrics-port")
     if ready_file is not None:
         output_file(ready_file, "--ready-file", "collector.ready")
+    if max_message_bytes < 1024:
+        raise ConfigError(f"--max-message-bytes {max_message_bytes} is too small for any real message; "
+                          "give at least 1024 (the default is 524288)")
     db_hint = "point --db at a .db file of its own (created if missing)"
     sqlite_file(db, "database", db_hint)
     try:
-        store = Store(db)
+        store = Store(db, max_message_bytes=max_message_bytes)
     except Exception as exc:
         raise ConfigError(f"cannot open database {db} ({exc}); {db_hint}") from None
     try:

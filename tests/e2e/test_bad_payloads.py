@@ -37,6 +37,9 @@ def _corpus() -> list[tuple[str, str, bytes]]:
     bad_body = message("health", 1, body={"fps": -1})
     naive_ts = {**ok, "ts": "2026-01-01T00:00:00"}
     spoof = message("event", 2, device="cam-b")
+    past_int64 = {**ok, "seq": 2**63}
+    head = json.dumps({**ok, "body": None})[:-len("null}")]
+    deep = head + '{"type": "t", "a": ' * 1000 + "1" + "}" * 1000 + "}"
     return [
         ("invalid json", TOPIC, b'{"schema": "edgeprobe/1",'),
         ("wrong types", TOPIC, json.dumps(wrong_type).encode()),
@@ -51,6 +54,9 @@ def _corpus() -> list[tuple[str, str, bytes]]:
         ("topic/device mismatch", TOPIC, json.dumps(spoof).encode()),
         ("unknown kind topic", "edgeprobe/v1/f/cam-a/bogus", json.dumps(ok).encode()),
         ("utf-16", TOPIC, json.dumps(ok).encode("utf-16")),
+        # each of these two stopped all storage for good: sqlite3 OverflowError, decoder RecursionError
+        ("seq 2**63", TOPIC, json.dumps(past_int64).encode()),
+        ("1000-deep body", TOPIC, deep.encode()),
     ]
 
 
