@@ -1,46 +1,17 @@
-"""Process memory: what the agent holds, and keeping it small on boards with little RAM.
+"""Process memory: what the agent holds, read from the kernel's own accounting.
 
-glibc raises its mmap threshold dynamically (up to 32 MB on 64-bit) once a
-large block is freed; from then on large buffers (ONNX Runtime's
-session-creation temporaries, full-resolution float frames in the prober)
-come from the heap and stay resident after they are freed. Pinning the
-threshold makes such buffers mmapped and returned to the kernel on free. On
-the demo model this cut resident memory after model load by about 20 MB and
-the run's peak by about 8 MB (benchmarks/overhead.py measures it).
+The agent leaves glibc's allocator at its defaults. It once pinned the mmap
+threshold at 128 KiB so that large freed buffers went back to the kernel;
+that made every decoded frame and float temporary a fresh mmap (about 1,000
+minor page faults a frame) and cost far more time than the few MB of peak RSS
+it saved. ``benchmarks/overhead.py`` still measures the pinned setting (via
+glibc's ``MALLOC_MMAP_THRESHOLD_`` tunable) next to the default, so the trade
+stays visible.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import resource
-import sys
-
-#: mallopt parameter numbers from glibc's malloc.h
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-#: blocks above this are mmapped (glibc's own starting value, kept fixed instead of growing)
-MMAP_THRESHOLD = 128 * 1024
-
-_tuned = False
-
-
-def tune_malloc() -> bool:
-    """Pin glibc's mmap/trim thresholds; True when applied (False on musl, macOS, Windows)."""
-    global _tuned
-    if _tuned:
-        return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    ok = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD))
-    _tuned = ok
-    return ok
 
 
 def current_rss_mb() -> float:

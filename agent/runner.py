@@ -31,7 +31,7 @@ from .backends import Backend, load_backend
 from .commands import CommandError, Commands
 from .config import LoadedConfig
 from .guards import GuardMonitor
-from .memory import current_rss_mb, peak_rss_mb, tune_malloc
+from .memory import current_rss_mb, peak_rss_mb
 from .messages import Messenger
 from .monitor import Monitor
 from .prober import Prober
@@ -77,7 +77,6 @@ class Agent:
         self.started_ns = time.perf_counter_ns()
         self.loaded = loaded
         cfg = self.cfg = loaded.config
-        tune_malloc()  # before the model load, whose temporaries would otherwise stay resident
         rss_before = current_rss_mb()
         self.backend: Backend = load_backend(cfg.model)
         self.model_rss_mb = current_rss_mb() - rss_before
