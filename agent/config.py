@@ -19,11 +19,15 @@ import msgspec
 
 from ..harness import yamlconfig
 from ..harness.errors import ConfigError
+from ..harness.modelconfig import ModelConfig, PreprocessConfig, TaskConfig
 
 PosInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Severity = Annotated[float, msgspec.Meta(ge=0, le=5)]
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+__all__ = ["AgentConfig", "LoadedConfig", "ModelConfig", "PreprocessConfig", "TaskConfig", "load_config"]
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -45,54 +49,6 @@ class SourceConfig(Strict):
     #: live sources: reconnect delays grow from the first to the cap, with jitter
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
-
-
-class PreprocessConfig(Strict):
-    #: how frames reach the model's input size
-    resize: Literal["stretch", "center_crop", "letterbox"] = "stretch"
-    #: channel order the model expects (frames arrive BGR from OpenCV)
-    color: Literal["rgb", "bgr"] = "rgb"
-    #: pixel = (pixel * scale - mean) / std, per channel
-    scale: float = 1.0 / 255.0
-    mean: list[float] = msgspec.field(default_factory=lambda: [0.0, 0.0, 0.0])
-    std: list[float] = msgspec.field(default_factory=lambda: [1.0, 1.0, 1.0])
-
-
-class ModelConfig(Strict):
-    path: str
-    backend: Literal["auto", "onnxruntime", "tflite"] = "auto"
-    #: ONNX Runtime execution providers in order of preference
-    providers: list[str] = msgspec.field(default_factory=lambda: ["CPUExecutionProvider"])
-    #: intra-op threads (0 = runtime default)
-    threads: NonNegInt = 0
-    preprocess: PreprocessConfig = msgspec.field(default_factory=PreprocessConfig)
-
-
-class TaskConfig(Strict):
-    kind: str = "classification"
-    #: class names; for ONNX models that carry them in metadata this may be omitted
-    labels: list[str] | None = None
-    output: NonNegInt = 0
-    threshold: Unit = 0.5
-    #: output layout: detection ssd | yolo, segmentation nchw | nhwc (checked against the model at load)
-    layout: str | None = None
-    #: classification disagreement: top1 | topk | prob
-    metric: str | None = None
-    top_k: PosInt | None = None
-    #: detection: IoU for matching two predictions, score filter, NMS IoU, box order, YOLOX grid strides
-    iou: Unit | None = None
-    score_threshold: Unit | None = None
-    nms_iou: Unit | None = None
-    box_order: Literal["yxyx", "xyxy"] | None = None
-    strides: list[PosInt] | None = None
-    #: segmentation: foreground probability cut for one-channel outputs
-    mask_threshold: Unit | None = None
-
-    def adapter_options(self) -> dict[str, Any]:
-        """The options the task adapter takes, leaving out what the user did not set."""
-        keys = ("output", "threshold", "layout", "metric", "top_k", "iou", "score_threshold", "nms_iou",
-                "box_order", "strides", "mask_threshold")
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
 class PerturbationConfig(Strict):

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import msgspec
 import numpy as np
 
 from .. import __version__
@@ -39,7 +38,6 @@ from ..harness.probe_view import probe_view
 from ..harness.stability import risk_zone, wilson_interval
 from ..harness.tasks import ADAPTERS, make_adapter
 from .backends import Backend, load_backend
-from .config import ModelConfig
 from .sources import Frame, open_source
 
 #: ``progress(phase, done, total)``; total None = unknown
@@ -82,10 +80,9 @@ class Session:
 def open_session(loaded: S.LoadedSuite, progress: Progress | None = None) -> Session:
     """Load the model and read the fixed frame set (ConfigError/ModelError/SourceError on bad input)."""
     suite = loaded.suite
-    backend = load_backend(msgspec.convert(msgspec.to_builtins(suite.model), ModelConfig))
-    options: dict[str, Any] = {"output": suite.task.output, "threshold": suite.task.threshold,
-                               "input_size": (backend.input_spec.height, backend.input_spec.width),
-                               **suite.task.options}
+    backend = load_backend(suite.model)
+    options: dict[str, Any] = {**suite.task.adapter_options(),
+                               "input_size": (backend.input_spec.height, backend.input_spec.width)}
     labels = suite.task.labels or backend.labels_from_metadata()
     if labels and suite.task.kind == "classification":
         options["labels"] = labels

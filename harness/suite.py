@@ -20,6 +20,7 @@ import msgspec
 
 from . import budget, metamorphic, perturbations, yamlconfig
 from .errors import ConfigError, did_you_mean
+from .modelconfig import ModelConfig, PreprocessConfig, TaskConfig
 
 SCHEMA = "edgeprobe-suite/1"
 
@@ -40,31 +41,10 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 # --- what is measured ----------------------------------------------------------
 
 
-class PreprocessSpec(_Strict, kw_only=True):
-    resize: Literal["stretch", "center_crop", "letterbox"] = "stretch"
-    color: Literal["rgb", "bgr"] = "rgb"
-    scale: float = 1.0 / 255.0
-    mean: list[float] = msgspec.field(default_factory=lambda: [0.0, 0.0, 0.0])
-    std: list[float] = msgspec.field(default_factory=lambda: [1.0, 1.0, 1.0])
-
-
-class ModelSpec(_Strict, kw_only=True):
-    """Same keys as the agent config's ``model:`` so a section can be copied across."""
-
-    path: str
-    backend: Literal["auto", "onnxruntime", "tflite"] = "auto"
-    providers: list[str] = msgspec.field(default_factory=lambda: ["CPUExecutionProvider"])
-    threads: NonNegInt = 0
-    preprocess: PreprocessSpec = msgspec.field(default_factory=PreprocessSpec)
-
-
-class TaskSpec(_Strict, kw_only=True):
-    kind: str = "classification"
-    labels: list[str] | None = None
-    output: NonNegInt = 0
-    threshold: Unit = 0.5
-    #: extra adapter options (score threshold, anchors, ...) passed through as keywords
-    options: dict[str, Any] = msgspec.field(default_factory=dict)
+#: The model and task sections are the agent config's own (harness/modelconfig.py): one spelling for both files.
+PreprocessSpec = PreprocessConfig
+ModelSpec = ModelConfig
+TaskSpec = TaskConfig
 
 
 class SourceSpec(_Strict, kw_only=True):

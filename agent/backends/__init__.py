@@ -1,19 +1,66 @@
 """Inference backends: load a model file, describe its input, run it.
 
-``load_backend`` picks ONNX Runtime or LiteRT by file suffix (or by config),
-so everything downstream (perturbations, adapters, suites) is backend-blind.
+Backends live in one registry (:data:`BACKENDS`, entry-point group
+``edgeprobe.backends`` for plugins); ``load_backend`` picks ONNX Runtime or
+LiteRT from the file's content (``model.backend: auto``) or takes the one the
+config names, so everything downstream (perturbations, adapters, suites) is
+backend-blind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ...harness.errors import ConfigError, ModelError
+from ...harness.registry import Registry
 from ..config import ModelConfig
 from .base import Backend, InputSpec, sha256_file
 from .preprocess import Preprocessor
 
-__all__ = ["Backend", "InputSpec", "Preprocessor", "load_backend", "sha256_file"]
+__all__ = ["BACKENDS", "Backend", "InputSpec", "Preprocessor", "load_backend", "sha256_file", "sniff_format"]
+
+
+def _onnx(cfg: ModelConfig) -> Backend:
+    from .onnx import OnnxBackend
+
+    return OnnxBackend(cfg)
+
+
+def _tflite(cfg: ModelConfig) -> Backend:
+    try:
+        from .tflite import TFLiteBackend  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        raise ConfigError(
+            f"{Path(cfg.path).name} is a TFLite model but no LiteRT runtime is installed; "
+            "install the extra: pip install 'edgeprobe[tflite]'"
+        ) from None
+    return TFLiteBackend(cfg)  # type: ignore[no-any-return, unused-ignore]
+
+
+#: name -> factory(ModelConfig) -> Backend; a plugin's entry point loads such a factory (or Backend subclass).
+BACKENDS: Registry[Callable[[ModelConfig], Backend]] = Registry(
+    "backend", group="edgeprobe.backends", listing="edgeprobe tasks"
+)
+BACKENDS.register("onnxruntime", _onnx)
+BACKENDS.register("tflite", _tflite)
+
+_FORMAT_NAMES = {"onnxruntime": "an ONNX model", "tflite": "a TFLite model"}
+
+
+def sniff_format(path: Path) -> str | None:
+    """'tflite' or 'onnxruntime' from the file's first bytes, None when it is neither.
+
+    A TFLite flatbuffer carries the identifier ``TFL3`` at bytes 4-8; an ONNX
+    ModelProto is protobuf whose first field is ``ir_version`` (tag byte 0x08).
+    """
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if head[:1] == b"\x08":
+        return "onnxruntime"
+    return None
 
 
 def load_backend(cfg: ModelConfig) -> Backend:
@@ -23,19 +70,18 @@ def load_backend(cfg: ModelConfig) -> Backend:
     if not path.is_file():
         raise ModelError(f"model path {path} is not a file; point model.path at a .onnx or .tflite file")
     kind = cfg.backend
+    content = sniff_format(path)
+    by_suffix = {".tflite": "tflite", ".onnx": "onnxruntime"}.get(path.suffix.lower())
+    if content and by_suffix and content != by_suffix:
+        raise ModelError(
+            f"model file {path.name} holds {_FORMAT_NAMES[content]}, not {_FORMAT_NAMES[by_suffix]} as its name "
+            f"says; rename it to {path.stem}{'.tflite' if content == 'tflite' else '.onnx'}"
+        )
     if kind == "auto":
-        kind = "tflite" if path.suffix.lower() == ".tflite" else "onnxruntime"
-    if kind == "onnxruntime":
-        from .onnx import OnnxBackend
-
-        return OnnxBackend(cfg)
-    if kind == "tflite":
-        try:
-            from .tflite import TFLiteBackend  # type: ignore[import-not-found, unused-ignore]
-        except ImportError:
-            raise ConfigError(
-                f"{path.name} is a TFLite model but no LiteRT runtime is installed; "
-                "install the extra: pip install 'edgeprobe[tflite]'"
-            ) from None
-        return TFLiteBackend(cfg)  # type: ignore[no-any-return, unused-ignore]
-    raise ConfigError(f"unknown backend {kind!r}")  # unreachable: config validates it
+        kind = content or by_suffix or "onnxruntime"
+    elif content and kind in _FORMAT_NAMES and kind != content:
+        raise ModelError(
+            f"model.backend is {kind} but {path.name} holds {_FORMAT_NAMES[content]}; "
+            f"set model.backend: {content} (or auto)"
+        )
+    return BACKENDS.get(kind)(cfg)

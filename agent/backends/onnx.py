@@ -32,8 +32,13 @@ def _dims(shape: Sequence[object]) -> tuple[int | None, ...]:
     return tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
 
 
-def input_spec_from_shape(name: str, shape: tuple[int | None, ...], dtype: str) -> InputSpec:
-    """Work out layout and spatial size from a 4-D image input shape."""
+def input_spec_from_shape(name: str, shape: tuple[int | None, ...], dtype: str,
+                          input_size: Sequence[int] | None = None) -> InputSpec:
+    """Work out layout and spatial size from a 4-D image input shape.
+
+    A dynamic batch is fed 1 frame; a dynamic height/width takes ``input_size``
+    (``model.input_size: [H, W]``), which must agree with fixed dimensions.
+    """
     if len(shape) != 4:
         raise ModelError(
             f"input {name!r} has shape {list(shape)}; edgeprobe feeds images and needs a 4-D "
@@ -49,12 +54,22 @@ def input_spec_from_shape(name: str, shape: tuple[int | None, ...], dtype: str) 
             f"cannot tell the channel axis of input {name!r} with shape {list(shape)}; "
             "edgeprobe expects 1 or 3 channels first or last"
         )
+    if input_size is not None:
+        ih, iw = int(input_size[0]), int(input_size[1])
+        if (h is not None and h != ih) or (w is not None and w != iw):
+            raise ModelError(
+                f"model.input_size {[ih, iw]} disagrees with input {name!r}'s fixed size {list(shape)}; "
+                f"remove model.input_size or set it to {[h or ih, w or iw]}"
+            )
+        h, w = ih, iw
     if h is None or w is None:
         raise ModelError(
-            f"input {name!r} has a dynamic spatial size {list(shape)}; export the model with a fixed "
-            "height and width"
+            f"input {name!r} has a dynamic height/width {['?' if d is None else d for d in shape]}; set "
+            "model.input_size: [H, W] (or `edgeprobe bench --input-size HxW`); a dynamic batch is always 1"
         )
-    return InputSpec(name=name, shape=shape, dtype=dtype, layout=layout, height=h, width=w, channels=ch)
+    # The batch stays as declared (None = dynamic): the deployed path feeds 1, `bench --batch` more.
+    full = (shape[0], ch, h, w) if layout == "NCHW" else (shape[0], h, w, ch)
+    return InputSpec(name=name, shape=full, dtype=dtype, layout=layout, height=h, width=w, channels=ch)
 
 
 class OnnxBackend(Backend):
@@ -92,7 +107,7 @@ class OnnxBackend(Backend):
         self.session = session
         inp = session.get_inputs()[0]
         dtype = _ORT_TYPES.get(inp.type, "float32")
-        spec = input_spec_from_shape(inp.name, _dims(inp.shape), dtype)
+        spec = input_spec_from_shape(inp.name, _dims(inp.shape), dtype, cfg.input_size)
         outputs = [OutputSpec(o.name, _dims(o.shape), _ORT_TYPES.get(o.type, o.type)) for o in session.get_outputs()]
         self._input_name = inp.name
         self._output_names = [o.name for o in session.get_outputs()]

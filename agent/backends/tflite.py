@@ -93,8 +93,13 @@ class TFLiteBackend(Backend):
         self.interpreter = interp
         inp = interp.get_input_details()[0]
         dtype = np.dtype(inp["dtype"]).name
-        shape = tuple(int(d) if d > 0 else None for d in inp["shape"])
-        base = input_spec_from_shape(inp["name"], shape, dtype)
+        signature = inp.get("shape_signature", inp["shape"])
+        shape = tuple(int(d) if d > 0 else None for d in signature)
+        base = input_spec_from_shape(inp["name"], shape, dtype, cfg.input_size)
+        if any(d is None for d in shape):  # dynamic dims: fix them at the size we feed (batch 1)
+            fixed = [1 if d is None else d for d in base.shape]
+            interp.resize_tensor_input(int(inp["index"]), fixed)
+            interp.allocate_tensors()
         quant = quantization_of(inp)
         spec = InputSpec(name=base.name, shape=base.shape, dtype=base.dtype, layout=base.layout,
                          height=base.height, width=base.width, channels=base.channels, quantization=quant)

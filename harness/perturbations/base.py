@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgeprobeError, did_you_mean
+from ..errors import EdgeprobeError
+from ..registry import Registry
 
 MAX_SEVERITY = 5.0
 
@@ -81,31 +82,46 @@ class Perturbation:
         return out.reshape(image.shape)
 
 
-REGISTRY: dict[str, Perturbation] = {}
+def _plugin_perturbation(reg: Registry[Perturbation], name: str, loaded: object, origin: str) -> None:
+    """A plugin's entry point loads a :class:`Perturbation` (or a function returning one)."""
+    p = loaded() if callable(loaded) and not isinstance(loaded, Perturbation) else loaded
+    if not isinstance(p, Perturbation):
+        raise PerturbationError(
+            f"plugin perturbation {name!r} ({origin}) loaded a {type(p).__name__}, not a Perturbation; "
+            "point its entry point at a Perturbation instance"
+        )
+    if p.name != name:
+        raise PerturbationError(
+            f"plugin perturbation entry point {name!r} ({origin}) loads one named {p.name!r}; give both the same name"
+        )
+    _check_rows(p)
+    reg.register(name, p, origin)
+
+
+#: The catalogue: built-ins register at import, plugins (entry points in ``edgeprobe.perturbations``) on first use.
+REGISTRY: Registry[Perturbation] = Registry(
+    "perturbation", group="edgeprobe.perturbations", listing="edgeprobe perturbations",
+    error=PerturbationError, on_plugin=_plugin_perturbation,
+)
+
+
+def _check_rows(p: Perturbation) -> None:
+    if len(p.table) != 5:
+        raise ValueError(f"perturbation {p.name!r} needs 5 severity rows, has {len(p.table)}")
 
 
 def register(p: Perturbation) -> Perturbation:
     """Add ``p`` to the catalogue; the listing, the docs and the test table are driven from it."""
-    if p.name in REGISTRY:
-        raise ValueError(f"perturbation {p.name!r} registered twice")
-    if len(p.table) != 5:
-        raise ValueError(f"perturbation {p.name!r} needs 5 severity rows, has {len(p.table)}")
-    REGISTRY[p.name] = p
-    return p
+    _check_rows(p)
+    return REGISTRY.register(p.name, p)
 
 
 def names() -> list[str]:
-    return sorted(REGISTRY)
+    return REGISTRY.names()
 
 
 def get(name: str) -> Perturbation:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise PerturbationError(
-            f"unknown perturbation {name!r}{did_you_mean(name, REGISTRY)}; "
-            "`edgeprobe perturbations` lists them"
-        ) from None
+    return REGISTRY.get(name)
 
 
 def apply(name: str, image: np.ndarray, severity: float, seed: int) -> np.ndarray:

@@ -11,7 +11,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ConfigError, did_you_mean
+from ..errors import ConfigError
+from ..registry import Registry
 from .base import OutputSpec, Prediction, TaskAdapter
 from .classification import ClassificationAdapter
 from .detection import DetectionAdapter
@@ -19,23 +20,21 @@ from .embedding import EmbeddingAdapter
 from .segmentation import SegmentationAdapter
 from .ssd_anchors import SsdAnchorsAdapter
 
-ADAPTERS: dict[str, Callable[..., TaskAdapter]] = {
-    "classification": ClassificationAdapter,
-    "detection": DetectionAdapter,
-    "segmentation": SegmentationAdapter,
-    "embedding": EmbeddingAdapter,
-    "ssd_anchors": SsdAnchorsAdapter,
-}
+#: Task adapters by kind: the built-ins, then plugins (entry points in ``edgeprobe.adapters``) on first use.
+#: A plugin's entry point loads a class (or factory) taking the adapter options as keywords.
+ADAPTERS: Registry[Callable[..., TaskAdapter]] = Registry(
+    "task", group="edgeprobe.adapters", listing="edgeprobe tasks"
+)
+ADAPTERS.register("classification", ClassificationAdapter)
+ADAPTERS.register("detection", DetectionAdapter)
+ADAPTERS.register("segmentation", SegmentationAdapter)
+ADAPTERS.register("embedding", EmbeddingAdapter)
+ADAPTERS.register("ssd_anchors", SsdAnchorsAdapter)
 
 
 def make_adapter(kind: str, output_specs: list[OutputSpec], **options: Any) -> TaskAdapter:
     """Build the adapter named ``kind`` and check it fits the model's outputs."""
-    try:
-        factory = ADAPTERS[kind]
-    except KeyError:
-        raise ConfigError(
-            f"unknown task {kind!r}{did_you_mean(kind, ADAPTERS)}; known: {', '.join(sorted(ADAPTERS))}"
-        ) from None
+    factory = ADAPTERS.get(kind)
     accepted = inspect.signature(factory).parameters
     for key in list(options):
         if key not in accepted:

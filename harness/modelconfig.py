@@ -1,0 +1,98 @@
+"""The model, preprocessing and task sections: one spelling for agent configs and suites.
+
+An agent config (``agent.yaml``) and an acceptance suite (``suite.yaml``) both
+say which model to load, how frames reach its input and how its outputs are
+read. Both files use these Structs, so a ``model:`` or ``task:`` section can
+be copied from one to the other unchanged, and a key documented once means
+the same everywhere.
+
+The task section takes the options every adapter understands as plain keys
+(``layout``, ``score_threshold``, ...) and anything adapter-specific (a
+plugin's own options, ``anchors:`` for ``ssd_anchors``) either as a plain key
+listed here or under ``options:``; both reach the adapter as keywords.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+PosInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class PreprocessConfig(_Strict):
+    #: how frames reach the model's input size
+    resize: Literal["stretch", "center_crop", "letterbox"] = "stretch"
+    #: channel order the model expects (frames arrive BGR from OpenCV)
+    color: Literal["rgb", "bgr"] = "rgb"
+    #: pixel = (pixel * scale - mean) / std, per channel
+    scale: float = 1.0 / 255.0
+    mean: list[float] = msgspec.field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: list[float] = msgspec.field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+
+class ModelConfig(_Strict):
+    #: a .onnx or .tflite file (relative paths: against the file that names it)
+    path: str
+    backend: str = "auto"
+    #: ONNX Runtime execution providers in order of preference
+    providers: list[str] = msgspec.field(default_factory=lambda: ["CPUExecutionProvider"])
+    #: intra-op threads (0 = runtime default)
+    threads: NonNegInt = 0
+    #: [height, width] fed to a model whose input height/width are dynamic (a dynamic batch is always 1)
+    input_size: Annotated[list[PosInt], msgspec.Meta(min_length=2, max_length=2)] | None = None
+    preprocess: PreprocessConfig = msgspec.field(default_factory=PreprocessConfig)
+
+
+#: Keys of the task section handed to the adapter when set (kind and labels are handled apart).
+_ADAPTER_KEYS = ("output", "threshold", "layout", "metric", "top_k", "iou", "score_threshold", "nms_iou",
+                 "box_order", "strides", "mask_threshold", "anchors")
+
+
+class TaskConfig(_Strict):
+    #: a registered task adapter (`edgeprobe tasks` lists them, plugins included)
+    kind: str = "classification"
+    #: class names; for models that carry them in metadata this may be omitted
+    labels: list[str] | None = None
+    output: NonNegInt = 0
+    #: disagreement above this counts as unstable
+    threshold: Unit = 0.5
+    #: output layout or preset of the adapter (`edgeprobe tasks` lists each adapter's layouts)
+    layout: str | None = None
+    #: classification disagreement: top1 | topk | prob
+    metric: str | None = None
+    top_k: PosInt | None = None
+    #: detection: IoU for matching two predictions, score filter, NMS IoU, box order, grid strides
+    iou: Unit | None = None
+    score_threshold: Unit | None = None
+    nms_iou: Unit | None = None
+    box_order: Literal["yxyx", "xyxy"] | None = None
+    strides: list[PosInt] | None = None
+    #: segmentation: foreground probability cut for one-channel outputs
+    mask_threshold: Unit | None = None
+    #: ssd_anchors: MediaPipe SsdAnchorsCalculator options (input_size, strides, min_scale, max_scale, ...)
+    anchors: dict[str, Any] | None = None
+    #: any other adapter option (plugins' own), passed through as keywords
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def adapter_options(self) -> dict[str, Any]:
+        """The options the task adapter takes, leaving out what the user did not set."""
+        out = {k: getattr(self, k) for k in _ADAPTER_KEYS if getattr(self, k) is not None}
+        for key, value in self.options.items():
+            if key in out and out[key] != value:
+                raise_conflict(key)
+            out[key] = value
+        return out
+
+
+def raise_conflict(key: str) -> None:
+    from .errors import ConfigError
+
+    raise ConfigError(f"task.{key} and task.options.{key} disagree; keep one of them")
