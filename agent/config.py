@@ -60,11 +60,17 @@ class BreakingPointConfig(Strict):
     #: search each perturbation's breaking point on a fixed sample of recent probed frames
     enabled: bool = False
     every_n_windows: PosInt = 1
-    frames: PosInt = 8
+    #: 16 is the fewest on which a look with no unstable frame can show a 20% share holding at 95%
+    #: (benchmarks/breaking_point.py gives the error rates this buys)
+    frames: PosInt = 16
     #: unstable fraction that counts as broken for the search (default: the at-risk zone's start)
-    threshold: Unit = 0.2
-    tolerance: Annotated[float, msgspec.Meta(gt=0, le=5)] = 0.05
-    max_rounds: PosInt = 8
+    threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.2
+    #: each look is decided on its Wilson interval at this confidence (harness/breaking_point.py)
+    confidence: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.95
+    #: bisection stops once both bracket ends are known to within this severity
+    tolerance: Annotated[float, msgspec.Meta(gt=0, le=5)] = 0.1
+    #: bisection looks after the grid over (0, 5]
+    max_rounds: Annotated[int, msgspec.Meta(ge=0)] = 6
 
 
 class RelationConfig(Strict):

@@ -146,7 +146,8 @@ class Prober:
         out = []
         for pert, _ in self.plan:
             found, replay = breaking_point.search(images, indices, self.predict, self.adapter, pert.name,
-                                                  self.cfg.seed, bp.threshold, bp.tolerance, bp.max_rounds, clean)
+                                                  self.cfg.seed, bp.threshold, bp.tolerance, bp.max_rounds, clean,
+                                                  bp.confidence)
             out.append({"perturbation": pert.name, "frames": len(images), **found.as_dict(),
                         "replay": {"seed": replay["seed"], "frame_indices": replay["frames"]}})
         return out, self._account(t0)

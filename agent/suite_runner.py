@@ -29,7 +29,7 @@ import numpy as np
 from .. import __version__
 from ..harness import budget, perturbations
 from ..harness import suite as S
-from ..harness.breaking_point import find_breaking_point
+from ..harness.breaking_point import DEFAULT_GRID, BreakingPoint, find_breaking_point
 from ..harness.drift import psi_against_baseline
 from ..harness.errors import ConfigError, EdgeprobeError
 from ..harness.health import HealthWindow, frame_stats, thumbnail
@@ -219,18 +219,21 @@ def probe(session: Session, probes: Probes, name: str, severity: float) -> list[
     return probes.cells[key]
 
 
-def breaking_point(session: Session, probes: Probes, check: S.BreakingPointCheck) -> tuple[float, bool, int]:
-    """(severity where the unstable fraction first reaches the threshold, found?, rounds).
+def breaking_point(session: Session, probes: Probes, check: S.BreakingPointCheck) -> BreakingPoint:
+    """The breaking-point bracket of one perturbation on the suite's fixed frame set.
 
-    The bisection is harness.breaking_point's, on the suite's fixed frame set;
-    every severity it tries is cached in ``probes`` and reused by the report's curves.
+    The search is harness.breaking_point's (grid over (0, 5], then bisection in
+    the first grid interval that may be broken); the check's ``min_severity`` is
+    one more grid look so the verdict has evidence at its limit. Every severity
+    tried is cached in ``probes`` and reused by the report's curves.
     """
-    def at(sev: float) -> float:
+    def at(sev: float) -> tuple[int, int]:
         d = probe(session, probes, check.perturbation, round(sev, 4))
-        return sum(x > probes.threshold for x in d) / len(session.frames)
+        return sum(x > probes.threshold for x in d), len(d)
 
-    bp = find_breaking_point(at, threshold=check.threshold, tolerance=check.tolerance)
-    return (bp.severity if bp.severity is not None else bp.below), bp.found, bp.rounds
+    grid = sorted({*DEFAULT_GRID, *([check.min_severity] if check.min_severity > 0 else [])})
+    return find_breaking_point(at, threshold=check.threshold, confidence=check.confidence, grid=grid,
+                               tolerance=check.tolerance, max_rounds=check.max_rounds)
 
 
 # --- metamorphic relations -----------------------------------------------------------
@@ -447,13 +450,15 @@ def _run_check(session: Session, probes: Probes, idx: int, check: S.Check, budge
                                       "perturbation": check.perturbation, "severity": check.severity,
                                       "first_seed": seed})
     if isinstance(check, S.BreakingPointCheck):
-        sev, found, rounds = breaking_point(session, probes, check)
-        breaking[check.perturbation] = {"severity": sev, "found": found, "threshold": check.threshold}
-        msg = (f"unstable share reaches {check.threshold:.0%} at severity {sev:.2f}" if found else
-               f"unstable share stays below {check.threshold:.0%} up to severity 5")
-        return S.CheckResult(name=name, kind="breaking_point", status=S.decide(sev, check.min_severity, ">="),
-                             figure=sev, limit=check.min_severity, unit="severity", op=">=", message=msg,
-                             details={"found": found, "rounds": rounds, "threshold": check.threshold,
+        bp = breaking_point(session, probes, check)
+        breaking[check.perturbation] = bp.as_dict()
+        n = len(session.frames)
+        return S.CheckResult(name=name, kind="breaking_point", status=bp.decide(check.min_severity),
+                             figure=bp.low, limit=check.min_severity, unit="severity", op=">=",
+                             message=f"{bp.describe()}; must hold up to {check.min_severity:g}",
+                             details={"n": n, "verdict": bp.verdict, "low": bp.low, "possibly": bp.possibly,
+                                      "surely": bp.surely, "holds": bp.holds, "rounds": bp.rounds,
+                                      "threshold": check.threshold, "confidence": check.confidence,
                                       "tolerance": check.tolerance, "perturbation": check.perturbation})
     if isinstance(check, S.MetamorphicCheck):
         bad, n, expect = metamorphic(session, probes, check)

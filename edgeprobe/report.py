@@ -95,9 +95,12 @@ def degradation_plots(result: dict[str, Any]) -> list[str]:
                         alpha=0.15, lw=0, label="Wilson 95% CI")
         ax.plot(sev, frac, "o-", color="#0969da", lw=1.6, ms=4, label="unstable share")
         bp = data.get("breaking_points", {}).get(name)
-        if bp and bp.get("found"):
-            ax.axvline(bp["severity"], color="#cf222e", ls="--", lw=1.2,
-                       label=f"breaking point {bp['severity']:.2f}")
+        if bp and not bp.get("holds"):
+            # the bracket, never a single line: from the last severity that held to the first surely broken one
+            hi = bp["surely"] if bp.get("surely") is not None else 5.0
+            ax.axvspan(bp["low"], hi, color="#cf222e", alpha=0.12, lw=0,
+                       label=f"breaking point {bp['low']:.2f}-" + (f"{bp['surely']:.2f}" if bp.get("surely")
+                                                                    is not None else ">5"))
         lim = limits.get(name)
         if lim is not None:
             ax.plot([lim["details"]["severity"]], [lim["limit"]], "v", color="#8250df", ms=7,

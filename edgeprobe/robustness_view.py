@@ -24,9 +24,7 @@ def print_robustness(summary: dict[str, Any]) -> None:
                       f"{c['ci_low']:.0%}-{c['ci_high']:.0%}", f"[{style}]{c['zone']}[/]")
     console.print(table)
     for name, bp in summary["breaking_points"].items():
-        sev = bp["severity"]
-        where = f"severity {sev:.2f}" if sev is not None else "none up to severity 5"
-        console.print(f"breaking point {name}: {where} ({bp['rounds']} rounds on {bp['frames']} frames)")
+        console.print(f"breaking point {name}: {bp['summary']} ({bp['rounds']} looks on {bp['frames']} frames)")
     for r in summary["relations"]:
         console.print(f"relation {r['relation']}: {r['violations']}/{r['n']} violated ({r['rate']:.0%}, "
                       f"CI {r['ci_low']:.0%}-{r['ci_high']:.0%})")

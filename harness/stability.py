@@ -134,7 +134,8 @@ class RobustnessRun:
             lo, hi = wilson_interval(bad, n)
             relations.append({"relation": name, "violations": bad, "n": n, "rate": bad / n if n else 0.0,
                               "ci_low": lo, "ci_high": hi})
-        bps = {name: {"severity": bp.get("severity"), "rounds": bp.get("rounds"), "frames": bp.get("frames")}
+        bps = {name: {k: bp.get(k) for k in ("summary", "verdict", "holds", "low", "possibly", "surely", "severity",
+                                             "rounds", "frames", "looks")}
                for name, bp in sorted(self.breaking_points.items())}
         return {"cells": cells, "zones": zones_by_perturbation(cells), "breaking_points": bps,
                 "relations": relations}

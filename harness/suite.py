@@ -102,10 +102,15 @@ class RobustnessCheck(_Check, tag="robustness", kw_only=True):
 
 class BreakingPointCheck(_Check, tag="breaking_point", kw_only=True):
     perturbation: str
-    #: the model must hold (unstable fraction below ``threshold``) up to at least this severity
+    #: the model must hold (unstable fraction surely below ``threshold``) up to at least this severity
     min_severity: Severity = 2.0
-    threshold: Unit = 0.2
-    tolerance: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
+    threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.2
+    #: each look is decided on its Wilson interval at this confidence (harness/breaking_point.py)
+    confidence: Confidence = 0.95
+    #: bisection stops once both bracket ends are known to within this severity
+    tolerance: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.1
+    #: bisection looks after the grid over (0, 5]
+    max_rounds: NonNegInt = 6
 
 
 class MetamorphicCheck(_Check, tag="metamorphic", kw_only=True):
