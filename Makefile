@@ -96,8 +96,12 @@ typecheck: install
 
 check: lint test
 
-bench: install broker assets
-	$(BIN)/python benchmarks/run_all.py --quick
+# Every benchmark in its short form, one after the other (several minutes; not part of `make test`:
+# figures come from full runs, e.g. `python benchmarks/overhead.py`, quoted in the README).
+QUICK_BENCHMARKS := overhead monitoring perturbations ingest tflite_vs_onnx live_sources
+bench: install broker assets ref-venv
+	@set -e; for b in $(QUICK_BENCHMARKS); do echo "== benchmarks/$$b.py --quick"; \
+	  $(BIN)/python benchmarks/$$b.py --quick; done
 
 clean:
 	rm -rf $(VENV) $(REF_VENV) demo-out .pytest_cache .mypy_cache .ruff_cache .typecheck

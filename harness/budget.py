@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -83,22 +83,6 @@ def parse_budget(text: str, stage: str = "e2e") -> Budget:
     if ms <= 0.0:
         raise ConfigError(f"latency budget {text!r}: the time must be positive")
     return Budget(budget_ms=ms, stage=stage, percentile=pct)
-
-
-def budget_from_mapping(data: Mapping[str, Any]) -> Budget:
-    """The config form ``{stage: e2e, percentile: 99, budget_ms: 30, confidence: 0.95}``."""
-    known = {"stage", "percentile", "budget_ms", "confidence"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"latency budget has unknown key(s) {', '.join(unknown)}; use {', '.join(sorted(known))}")
-    if "budget_ms" not in data:
-        raise ConfigError("latency budget needs budget_ms, e.g. {stage: e2e, percentile: 99, budget_ms: 30}")
-    try:
-        return Budget(budget_ms=float(data["budget_ms"]), stage=str(data.get("stage", "e2e")),
-                      percentile=float(data.get("percentile", 99.0)), confidence=float(data.get("confidence", 0.95)))
-    except (TypeError, ValueError):
-        raise ConfigError(f"latency budget {dict(data)!r} needs numbers for percentile, budget_ms and confidence"
-                          ) from None
 
 
 # --- order-statistic intervals ------------------------------------------------
@@ -298,12 +282,3 @@ class BudgetSampler:
             self.looks += 1
             self.result = self._judge()
         return self.result
-
-
-def sample_until_settled(measure: Callable[[], int], budget: Budget, *, max_samples: int = 100_000,
-                         max_seconds: float = 60.0, first_look: int | None = None) -> tuple[BudgetResult, list[int]]:
-    """Call ``measure()`` (returns one duration in ns) until the verdict settles or a limit is hit."""
-    sampler = BudgetSampler(budget, first_look=first_look, max_samples=max_samples, max_seconds=max_seconds)
-    while not sampler.add(measure()):
-        pass
-    return sampler.finish(), sampler.samples

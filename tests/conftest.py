@@ -82,7 +82,9 @@ def demo_config(model: Path, source: Path, spool: Path, **extra: Any) -> dict[st
             {"name": "gaussian_noise", "severities": [1, 5]},
             {"name": "pixel_dropout", "severities": [3]},
         ]},
-        "windows": {"frames": 20, "warmup": 3},
+        # Windows close on frame counts only (the 10 s default would cut extra windows on a loaded
+        # machine, and tests count windows); a test about time-based windows sets seconds itself.
+        "windows": {"frames": 20, "warmup": 3, "seconds": 3600},
         "broker": {"enabled": False},
         "spool": {"path": str(spool)},
     }

@@ -161,15 +161,3 @@ def derive_seed(base_seed: int, frame_index: int, name: str, severity: float) ->
         [base_seed & 0xFFFFFFFF, frame_index & 0xFFFFFFFF, zlib.crc32(name.encode()), round(severity * 1000)]
     )
     return int(seq.generate_state(1, dtype=np.uint32)[0])
-
-
-def as_float(image: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [0, 1]."""
-    return image.astype(np.float32) * np.float32(1.0 / 255.0)
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """float in [0, 1] -> uint8, rounded and clipped (ImageNet-C clips the same way)."""
-    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-

@@ -7,6 +7,8 @@ the example config and suite), not on a trimmed copy that could drift apart.
 
 from __future__ import annotations
 
+import itertools
+import json
 import sqlite3
 from pathlib import Path
 
@@ -35,8 +37,10 @@ def test_summary_reports_every_part_of_the_mission(demo: tuple[str, Path]) -> No
     assert "relation rotate90: " in text and "relation translate: " in text
     assert "camera health (last window, bands learned from the first frames)" in text
     assert "drift against the learned reference" in text
-    assert "FAIL: 1 of 8 checks not passed (jpeg_compression @ severity 5" in text
-
+    # The deliberate failure is deterministic (seeded probes on a fixed frame set); the two latency checks
+    # judge this machine's pace, so on a loaded one they may also fail or stay inconclusive: the headline
+    # counts them and the JPEG failure is there either way.
+    assert "FAIL: " in text and " of 8 checks not passed (" in text and "jpeg_compression @ severity 5" in text
 
 def test_database_and_reports_are_where_the_summary_says(demo: tuple[str, Path]) -> None:
     text, out = demo
@@ -45,8 +49,20 @@ def test_database_and_reports_are_where_the_summary_says(demo: tuple[str, Path])
     with sqlite3.connect(db) as conn:
         kinds = dict(conn.execute("SELECT kind, COUNT(*) FROM messages GROUP BY kind").fetchall())
         quarantined = conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
-    assert kinds["birth"] >= 1 and kinds["latency"] == kinds["robustness"] == kinds["health"] == 3
-    assert kinds["drift"] == 3 and quarantined == 0
+        bodies = {kind: [json.loads(b) for (b,) in conn.execute(
+            "SELECT body FROM messages WHERE kind = ? ORDER BY seq", (kind,))] for kind in ("latency", "robustness")}
+    # Windows close after 100 frames or 10 s, whichever comes first, so a slow (loaded) machine may cut more
+    # of them: what must hold is that they tile the 300 measured frames, none over 100, and that every
+    # window reports latency, health and drift, and the 60 probed frames (one in five) are all accounted for.
+    frames = [b["window"]["frames"] for b in bodies["latency"]]
+    assert sum(frames) == 300 and max(frames) <= 100 and len(frames) >= 3, frames
+    spans = [(b["window"]["first_frame"], b["window"]["last_frame"]) for b in bodies["latency"]]
+    assert all(nxt[0] == prev[1] + 1 for prev, nxt in itertools.pairwise(spans)), spans
+    assert kinds["birth"] >= 1 and kinds["latency"] == kinds["health"] == kinds["drift"] == len(frames)
+    assert sum(b["frames_probed"] for b in bodies["robustness"]) == 60
+    assert 1 <= kinds["robustness"] <= len(frames) and quarantined == 0
     suite = JUnitXml.fromfile(str(out / "junit.xml"))
-    assert suite.tests == 8 and suite.failures == 1
+    failed = {case.name for group in suite for case in group if not case.is_passed}
+    assert suite.tests == 8 and any("jpeg_compression" in name for name in failed), failed
+    assert all("jpeg_compression" in name or name.startswith("latency") for name in failed), failed
     assert "<svg" in (out / "report.html").read_text()

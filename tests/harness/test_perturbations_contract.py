@@ -123,16 +123,40 @@ def test_odd_sizes_and_greyscale(name: str, shape: tuple[int, ...]) -> None:
         assert out.dtype == np.uint8 and out.shape[-len(shape):] == shape
 
 
+def _textured(height: int, width: int) -> np.ndarray:
+    """The small photograph tiled to any size: the same local texture and colour at 0.1 MP and 12 MP."""
+    tile = photo()
+    reps = (height // tile.shape[0] + 1, width // tile.shape[1] + 1, 1)
+    return np.ascontiguousarray(np.tile(tile, reps)[:height, :width])
+
+
 @pytest.mark.parametrize("name", ALL)
-def test_a_4000x3000_frame(name: str) -> None:
-    img = np.zeros((3000, 4000, 3), np.uint8)
-    img[::7] = 200
+def test_a_4000x3000_frame_is_perturbed_as_strongly_as_a_small_one(name: str) -> None:
+    """A 12-MP frame gets the same perturbation as a small one, over the whole frame, not a no-op or a corner.
+
+    Both frames carry the same texture, so a perturbation whose strength silently depends on the
+    frame's size (a kernel or block count fixed in pixels where it should scale, a path that gives
+    up on large frames and returns the input, work done on a shrunk copy) moves the mean distance
+    out of [1/2, 2] x the small frame's. The real figures on this table lie within 0.6-1.4.
+    """
+    big, small = _textured(3000, 4000), _textured(300, 400)
     if P.get(name).temporal:
-        out = P.apply_sequence(name, [img, img, img], 5, seed=0)
-        assert all(o.shape == img.shape for o in out)
-    else:
-        out = P.apply(name, img, 5, seed=0)
-        assert out.shape == img.shape and out.dtype == np.uint8
+        frames = [np.roll(big, 7 * i, axis=1) for i in range(6)]
+        out = P.apply_sequence(name, frames, 5, seed=0)
+        assert all(o.shape == big.shape and o.dtype == np.uint8 for o in out)
+        assert len(out) != len(frames) or any(
+            not np.array_equal(o, f) for o, f in zip(out, frames, strict=True)), \
+            "severity 5 left a 4000x3000 sequence unchanged"
+        return
+    out = P.apply(name, big, 5, seed=0)
+    assert out.shape == big.shape and out.dtype == np.uint8
+    moved = np.abs(out.astype(np.int16) - big)
+    far_small = float(np.abs(P.apply(name, small, 5, seed=0).astype(np.int16) - small).mean())
+    assert far_small > 0
+    assert 0.5 <= float(moved.mean()) / far_small <= 2.0, (float(moved.mean()), far_small)
+    # where it acts: at least half of the twelve 1000x1000 tiles change (occlusions cover part of a frame)
+    tiles_changed = moved.reshape(3, 1000, 4, 1000, 3).max(axis=(1, 3, 4)) > 0
+    assert tiles_changed.mean() >= 0.5, tiles_changed
 
 
 @pytest.mark.parametrize("name", MONOTONE)
