@@ -66,9 +66,11 @@ stream-deps:
 	    gstreamer1.0-plugins-ugly gstreamer1.0-libav >/dev/null; \
 	else echo "gst-rtsp-server is missing: the RTSP source test will be skipped"; fi
 
-# Every runtime dependency (core + tflite) as a manylinux aarch64 wheel for CPython 3.11, or fail
-# naming each one without a wheel. Not part of `make test`: it needs the package index, and takes
-# about 20 s with a warm cache (more on a cold one).
+# Every runtime dependency of `pip install edgeprobe` and `edgeprobe[tflite]` as wheels (no compiler on the
+# board) for manylinux (glibc <= 2.35) aarch64 and x86_64, CPython 3.10-3.12, or fail naming each one
+# without a wheel. Not part of `make test` (it needs the package index: ~60 s cold, ~10 s a target warm);
+# tests/deploy/test_resolve_arm64.py checks the script's verdicts offline. Wheels stay in
+# ~/.cache/edgeprobe/arm64-wheels/<arch>-cp<ver>/ for `make arm64-smoke`.
 arm64-wheels: install
 	PYTHON=$(BIN)/python sh deploy/resolve-arm64.sh
 
