@@ -47,6 +47,12 @@ class Perturbation:
     #: (true by construction, so a property test checks it); False where the definition does not
     #: promise it (a mode switch in the table, JPEG's quantiser, a random angle...).
     monotone: bool = False
+    #: Severities in (0, onset) take the onset's row: below it the interpolated row is too weak to change any
+    #: uint8 pixel (a blur of sigma 0.1), and a probe at a severity above 0 must never look at the clean frame.
+    onset: float = 0.0
+    #: Severity intervals (k, k + 1) whose two rows lie on opposite sides of the identity (saturate's gain goes
+    #: 0.1 -> 2.0): interpolating would pass through the clean frame, so each half takes its nearer row.
+    stepped: tuple[int, ...] = ()
     #: Temporal perturbations act on a sequence (see :mod:`.temporal`): ``step(stream, frame)``
     #: returns the frames the consumer sees for this input frame (none when dropped, two when duplicated).
     step: Callable[[Any, np.ndarray], list[np.ndarray]] | None = None
@@ -54,11 +60,15 @@ class Perturbation:
     def params_at(self, severity: float) -> tuple[float, ...]:
         """Parameter row for a continuous severity in [0, 5]."""
         check_severity(severity)
+        if 0 < severity < self.onset:
+            severity = self.onset
         rows = (self.identity, *self.table)
         lo = int(np.floor(severity))
         if lo >= len(rows) - 1:
             return tuple(rows[-1])
         frac = severity - lo
+        if lo in self.stepped and frac > 0:
+            return tuple(rows[lo] if frac < 0.5 else rows[lo + 1])
         a, b = rows[lo], rows[lo + 1]
         return tuple(float(x + (y - x) * frac) for x, y in zip(a, b, strict=True))
 

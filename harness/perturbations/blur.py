@@ -172,6 +172,7 @@ register(
         table=((1.0,), (2.0,), (3.0,), (4.0,), (6.0,)),
         identity=(0.0,),
         param_names=("sigma",),
+        onset=0.4,  # sigma 0.4: the weakest blur that changes a textured uint8 frame
         description="Out-of-focus lens approximated by a Gaussian kernel.",
         source="ImageNet-C (extra)",
         notes="sigma >= 2.5 is blurred at 1/2..1/4 resolution and upscaled (same picture, 3x faster)",
@@ -188,6 +189,7 @@ register(
         table=((3.0, 0.1), (4.0, 0.5), (6.0, 0.5), (8.0, 0.5), (10.0, 0.5)),
         identity=(0.0, 0.1),
         param_names=("radius", "alias_blur"),
+        onset=0.4,  # radius 1.2: a disk under one pixel leaves the frame as it was
         description="Out-of-focus lens: disk (pill-box) kernel.",
         source="ImageNet-C",
         notes="radius >= 4.5 convolved at 1/round(radius/3) resolution with a compensated disk",
@@ -207,6 +209,7 @@ register(
                (1.5, 4.0, 2.0, 4.7)),
         identity=(0.0, 0.0, 0.0, 0.0),
         param_names=("sigma", "max_delta", "iterations", "spread"),
+        onset=0.2,
         description="Frosted glass: blur, local pixel shuffle, blur.",
         source="ImageNet-C",
         notes="the sequential pixel swaps are one random-offset gather (cv2.remap) with the same spread; "

@@ -44,7 +44,10 @@ def _block_loss(image: np.ndarray, params: tuple[float, ...], rng: np.random.Gen
     start = rng.integers(0, cols, rows)
     grey = rng.random(rows) < 0.5
     out = image.copy()
-    for r in np.flatnonzero(u < fraction):
+    lost = np.flatnonzero(u < fraction)
+    if fraction > 0 and lost.size == 0:
+        lost = np.array([int(np.argmin(u))])  # at least one slice: a severity above 0 is never the clean frame
+    for r in lost:
         y0, y1 = r * MB, min(h, (r + 1) * MB)
         x0 = int(start[r]) * MB
         if grey[r] or y0 == 0:
@@ -194,7 +197,11 @@ def _hot_pixels(image: np.ndarray, params: tuple[float, ...], rng: np.random.Gen
     """Stuck (hot) sensor pixels: a fixed sparse set of pixels reads white."""
     (fraction,) = params
     u = rand_u8(rng, (2, *image.shape[:2]))
-    hot = mask_where(u[0].astype(np.uint16) * 256 + u[1], round(fraction * 65536))
+    v = u[0].astype(np.uint16) * 256 + u[1]
+    hot = mask_where(v, round(fraction * 65536))
+    if fraction > 0 and not hot.any():
+        # at least one hot pixel (the lowest draw, so the set still only grows with severity)
+        hot.flat[int(np.argmin(v))] = 255
     if image.ndim == 3:
         hot = cv2.merge([hot, hot, hot])
     return np.asarray(cv2.bitwise_or(image, hot)).reshape(image.shape)

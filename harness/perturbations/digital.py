@@ -209,6 +209,7 @@ register(
         table=((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (20.0, 0.2)),
         identity=(1.0, 0.0),
         param_names=("gain", "offset"),
+        stepped=(2,),  # gain 0.1 -> 2.0 would pass gain 1 (the clean frame) at 2.47: 2-2.5 washed out, 2.5-3 vivid
         description="Colour saturation changed (washed out, then oversaturated).",
         source="ImageNet-C (extra)",
         notes="OpenCV float32 HSV instead of skimage float64 (same formula)",

@@ -253,6 +253,7 @@ register(
                (0.65, 0.3, 1.0, 0.65, 1.5, 1.0), (0.67, 0.4, 1.0, 0.65, 1.5, 1.0)),
         identity=(0.65, 0.3, 4.0, 0.69, 0.0, 0.0),
         param_names=("loc", "scale", "sigma", "threshold", "intensity", "mud"),
+        stepped=(3,),  # half water, half mud rows overshot both neighbours at 3.5: each half takes its nearer row
         description="Water drops or mud splashes on the lens.",
         source="ImageNet-C (extra)",
         notes="float32 instead of float64; the liquid noise uses the fast normal deviates",

@@ -8,6 +8,7 @@ temporal perturbations are run on a short sequence through
 from __future__ import annotations
 
 import hashlib
+import itertools
 import subprocess
 import sys
 from functools import lru_cache
@@ -99,6 +100,66 @@ def test_severity_five_is_further_than_one(name: str) -> None:
     far = [float(np.abs(P.apply(name, photo(), s, seed=5).astype(np.int16) - frame).mean()) for s in (1, 5)]
     table = P.get(name).table
     assert far[1] > 0 and (far[1] > far[0] if table[0] != table[4] else far[1] == far[0]), far
+
+
+GRID = [round(0.1 * i, 1) for i in range(1, 51)]
+
+
+@lru_cache(maxsize=1)
+def textured() -> np.ndarray:
+    """The photograph at a model-input-like size (the probe view), textured everywhere."""
+    from tests.conftest import asset
+
+    return np.ascontiguousarray(cv2.resize(cv2.imread(str(asset("baboon.jpg"))), (256, 192)))
+
+
+@pytest.mark.parametrize("name", FRAME_WISE)
+def test_no_severity_above_zero_is_the_clean_frame(name: str) -> None:
+    """On a 0.1 grid over (0, 5]: every severity changes the frame, and monotone ones never get closer to it.
+
+    Temporal perturbations are rates over a sequence (a 0.1 drop rate may drop none of a few frames by chance);
+    their tables are covered by the identity test below.
+    """
+    frame = textured()
+    ref = frame.astype(np.int16)
+    d = [float(np.abs(P.apply(name, frame, s, seed=5).astype(np.int16) - ref).mean()) for s in GRID]
+    assert all(x > 0 for x in d), [s for s, x in zip(GRID, d, strict=True) if x == 0]
+    if P.get(name).monotone:
+        assert all(b >= a for a, b in itertools.pairwise(d)), [(s, round(x, 3)) for s, x in zip(GRID, d, strict=True)]
+
+
+def _passes_identity(a: tuple[float, ...], b: tuple[float, ...], identity: tuple[float, ...]) -> float | None:
+    """The t in (0, 1) at which a + t (b - a) equals the identity row, if the segment passes through it."""
+    ts = set()
+    for x, y, i in zip(a, b, identity, strict=True):
+        if x == y:
+            if x != i:
+                return None
+        else:
+            ts.add(round((i - x) / (y - x), 9))
+    if not ts:
+        return None  # a == b: a constant interval is the identity only where its rows are (not between them)
+    (t,) = ts if len(ts) == 1 else (None,)
+    return t if t is not None and 0 < t < 1 else None
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_interpolated_row_is_the_identity(name: str) -> None:
+    """No severity in (0, 5] gets the identity row, between table rows included (saturate passed gain 1 at 2.47)."""
+    p = P.get(name)
+    rows = (p.identity, *p.table)
+    for k in range(1, 5):
+        t = _passes_identity(rows[k], rows[k + 1], p.identity)
+        assert t is None or k in p.stepped, f"severity {k + t:.3f} of {name} is the clean frame"
+        if k in p.stepped:
+            assert p.params_at(k + 0.49) == rows[k] and p.params_at(k + 0.5) == rows[k + 1]
+    assert all(tuple(p.params_at(s)) != tuple(p.identity) for s in GRID)
+
+
+def test_saturate_near_its_old_identity_is_not_clean() -> None:
+    frame = textured()
+    for s in (2.474, 2.4745, 2.5):
+        assert np.abs(P.apply("saturate", frame, s, 0).astype(np.int16) - frame).mean() > 1.0, s
 
 
 def test_same_bytes_across_processes() -> None:
