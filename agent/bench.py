@@ -216,7 +216,7 @@ def run_bench(cfg: BenchConfig, on_progress: Callable[[int], None] | None = None
     _check_batch(backend, cfg.batch if cfg.mode == "throughput" else 1)
     adapter = _Adapter(cfg.task, backend)
     frames, source_desc, decode_ns = _load_frames(cfg.source, cfg.frames)
-    tensors = [backend.preprocess(f.image) for f in frames]
+    tensors = [backend.preprocess(f.image).copy() for f in frames]  # the preprocessor reuses its tensor
     for stage in [b.stage for b in cfg.budgets]:
         allowed = {"inference"} if cfg.mode == "throughput" else {"preprocess", "inference", "postprocess", "e2e"}
         if stage not in allowed:

@@ -126,7 +126,7 @@ def overhead_breakdown(frames: int) -> dict[str, float]:
 
     model, video = _assets()
     cap = cv2.VideoCapture(str(video))
-    images = []
+    images: list[np.ndarray] = []
     while len(images) < frames:
         ok, img = cap.read()
         if not ok:
@@ -219,8 +219,8 @@ def main() -> None:
         for name, e in c.items():
             ms, pf, rss = e["ms_per_frame"], e["minflt_per_frame"], e["peak_rss_mb"]
             ratio = e.get("paired_ratio")
-            r = f"x{ratio['median']:.3f} [{ratio['min']:.3f}-{ratio['max']:.3f}]" if ratio else "-"
-            print(f"  {name:22s} {ms['median']:7.3f} ms/frame  {r:24s} {pf['median']:8.1f} minor faults/frame  "
+            shown = f"x{ratio['median']:.3f} [{ratio['min']:.3f}-{ratio['max']:.3f}]" if ratio else "-"
+            print(f"  {name:22s} {ms['median']:7.3f} ms/frame  {shown:24s} {pf['median']:8.1f} minor faults/frame  "
                   f"peak RSS {rss['median']:.1f} MB")
         cr = summary["cli_demo_peak_rss_mb"]
         print(f"edgeprobe run (demo config, probing on): peak RSS {cr['median']:.1f} MB "
