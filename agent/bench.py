@@ -14,39 +14,38 @@ Three modes, after LoadGen's scenarios:
   ``batch`` frames back to back (ONNX Runtime releases the GIL in ``run``);
   inferences/s and samples/s are reported, with per-batch latency.
 
-Cold start is reported apart (session creation, first inference, warm-up
-runs), never in the percentiles; warm-up ends after N runs or, with
-``warmup_stable``, once consecutive blocks of runs agree. Frames are decoded
-once before timing (their decode times are the ``decode`` stage), so file I/O
-does not masquerade as model latency.
+Single-stream and paced runs go through the deployed path of
+agent/pipeline.py, which also defines the stages, e2e and warm-up. Cold start
+is reported apart (session creation, first inference, warm-up runs), never in
+the percentiles; warm-up ends after N runs or, with ``warmup_stable``, once
+consecutive blocks of runs agree. Frames are decoded once before timing (their
+decode times are the ``decode`` stage), so file I/O does not masquerade as
+model latency. One early-stopping driver (harness.budget.BudgetDriver) stops
+every mode, as it stops suites' latency checks.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-from ..harness.budget import Budget, BudgetResult, BudgetSampler
+from ..harness.budget import Budget, BudgetDriver, BudgetResult
 from ..harness.errors import ConfigError, ModelError
 from ..harness.latency import FLAGGED_STAGES, LatencyWindow
-from ..harness.tasks import make_adapter
-from .backends import Backend, load_backend
-from .config import ModelConfig
+from .backends import Backend
+from .config import ModelConfig, TaskConfig
 from .guards import GuardMonitor, GuardReport, Guards
 from .memory import current_rss_mb, peak_rss_mb
+from .pipeline import Pipeline, WarmUp, open_pipeline
 from .sources import Frame, open_source
 
 Mode = Literal["single_stream", "paced", "throughput"]
 MODES: tuple[str, ...] = ("single_stream", "paced", "throughput")
-
-#: warm-up is "stable" when two consecutive blocks of this many runs have medians within STABLE_REL
-STABLE_BLOCK = 10
-STABLE_REL = 0.05
 
 
 @dataclass
@@ -119,23 +118,6 @@ class BenchResult:
         }
 
 
-class _Adapter:
-    """The task adapter, or nothing when the model's output fits no task (latency only)."""
-
-    def __init__(self, task: str, backend: Backend):
-        self.decode: Callable[[Sequence[np.ndarray]], Any] | None = None
-        if task == "none":
-            return
-        try:
-            labels = backend.labels_from_metadata()
-            opts: dict[str, Any] = {"labels": labels} if labels else {}
-            self.decode = make_adapter("classification" if task == "auto" else task, backend.output_specs,
-                                       **opts).decode
-        except (ConfigError, ModelError):
-            if task != "auto":
-                raise
-
-
 def _check_batch(backend: Backend, batch: int) -> None:
     b = backend.input_spec.shape[0]
     if b is not None and b != batch:
@@ -158,96 +140,61 @@ def _load_frames(uri: str, count: int) -> tuple[list[Frame], dict[str, Any], lis
     return frames, desc, [f.decode_ns for f in frames if f.decode_ns > 0]
 
 
-def _warmup(run_once: Callable[[], int], cfg: BenchConfig) -> tuple[int, int, bool]:
-    """Returns (runs, total ns, stabilised). Runs never enter the percentiles."""
-    times: list[int] = []
-    stable = False
-    while len(times) < cfg.warmup_max:
-        times.append(run_once())
-        n = len(times)
-        if not cfg.warmup_stable:
-            if n >= cfg.warmup:
-                break
-            continue
-        if n >= max(cfg.warmup, 2 * STABLE_BLOCK) and n % STABLE_BLOCK == 0:
-            a = float(np.median(times[-2 * STABLE_BLOCK:-STABLE_BLOCK]))
-            b = float(np.median(times[-STABLE_BLOCK:]))
-            if abs(b - a) <= STABLE_REL * a:
-                stable = True
-                break
-    return len(times), int(sum(times)), stable
-
-
-class _Stopper:
-    """Stops on a settled verdict for every budget, a sample cap or a time cap."""
-
-    def __init__(self, cfg: BenchConfig):
-        # The samplers only judge; the limits are this object's, so a limit is never mistaken for a verdict.
-        self.samplers = {id(b): (b, BudgetSampler(b)) for b in cfg.budgets}
-        self.open = dict(self.samplers)
-        self.deadline = time.monotonic() + cfg.max_seconds
-        self.max_samples = cfg.max_samples
-        self.reason = ""
-
-    def feed(self, durations: dict[str, int], n: int) -> bool:
-        for key, (budget, sampler) in list(self.open.items()):
-            if budget.stage in durations and sampler.add(durations[budget.stage]):
-                del self.open[key]
-        if self.samplers and not self.open:
-            self.reason = "settled"
-            return True
-        if n >= self.max_samples:
-            self.reason = "max_samples"
-            return True
-        if time.monotonic() >= self.deadline:
-            self.reason = "max_seconds"
-            return True
-        return False
-
-    def results(self) -> list[BudgetResult]:
-        return [s.finish() for _, s in self.samplers.values()]
+def _open(cfg: BenchConfig) -> Pipeline:
+    """The deployed pipeline; ``--task auto`` decodes as classification when the outputs fit, else latency only."""
+    warm = WarmUp(cfg.warmup, cfg.warmup_stable, cfg.warmup_max)
+    if cfg.task == "none":
+        return open_pipeline(cfg.model, None, warmup=warm)
+    kind = "classification" if cfg.task == "auto" else cfg.task
+    return open_pipeline(cfg.model, TaskConfig(kind=kind), warmup=warm, optional_task=cfg.task == "auto")
 
 
 def run_bench(cfg: BenchConfig, on_progress: Callable[[int], None] | None = None) -> BenchResult:
     t_start = time.monotonic()
     rss_before = current_rss_mb()
-    backend = load_backend(cfg.model)
+    pipeline = _open(cfg)
+    backend = pipeline.backend
     rss_loaded = current_rss_mb()
     _check_batch(backend, cfg.batch if cfg.mode == "throughput" else 1)
-    adapter = _Adapter(cfg.task, backend)
     frames, source_desc, decode_ns = _load_frames(cfg.source, cfg.frames)
-    tensors = [backend.preprocess(f.image).copy() for f in frames]  # the preprocessor reuses its tensor
     for stage in [b.stage for b in cfg.budgets]:
         allowed = {"inference"} if cfg.mode == "throughput" else {"preprocess", "inference", "postprocess", "e2e"}
         if stage not in allowed:
             raise ConfigError(f"stage {stage!r} is not measured in {cfg.mode} mode; use --stage with one of "
                               f"{', '.join(sorted(allowed))}")
 
-    batch = np.concatenate([tensors[i % len(tensors)] for i in range(cfg.batch)]) if cfg.batch > 1 else tensors[0]
-    t0 = time.perf_counter_ns()
-    backend.infer(batch)
-    first_ns = time.perf_counter_ns() - t0
-
-    def one() -> int:
-        t = time.perf_counter_ns()
+    if cfg.mode == "throughput":
+        tensors = [backend.preprocess(f.image).copy() for f in frames[:cfg.batch]]  # preprocess reuses its tensor
+        batch = np.concatenate([tensors[i % len(tensors)] for i in range(cfg.batch)]) if cfg.batch > 1 \
+            else tensors[0]
+        t0 = time.perf_counter_ns()
         backend.infer(batch)
-        return time.perf_counter_ns() - t
-
-    warm_runs, warm_ns, stable = _warmup(one, cfg)
+        first_ns = time.perf_counter_ns() - t0
+        while True:  # throughput runs the model alone, so its warm-up is on inference
+            t0 = time.perf_counter_ns()
+            backend.infer(batch)
+            if not pipeline.warm.add(time.perf_counter_ns() - t0):
+                break
+    else:
+        n = 0
+        while not pipeline.warm.done:
+            pipeline.timed(frames[n % len(frames)].image)
+            n += 1
+        first_ns = pipeline.first_inference_ns or 0
     monitor = GuardMonitor(Guards(cfg.sysfs_root))
     monitor.start()
     window = LatencyWindow()
-    stopper = _Stopper(cfg)
+    driver = BudgetDriver(cfg.budgets, max_samples=cfg.max_samples, max_seconds=cfg.max_seconds)
     t_meas = time.perf_counter()
     if cfg.mode == "throughput":
-        mode_figures = _throughput(backend, batch, cfg, window, stopper, monitor)
+        mode_figures = _throughput(backend, batch, cfg, window, driver, monitor)
     elif cfg.mode == "paced":
         fps = cfg.fps or float(source_desc.get("fps") or 0.0)
         if fps <= 0:
             raise ConfigError(f"source {cfg.source} has no frame rate; pass --fps for paced mode")
-        mode_figures = _paced(backend, adapter, frames, fps, window, stopper, monitor, on_progress)
+        mode_figures = _paced(pipeline, frames, fps, window, driver, monitor, on_progress)
     else:
-        mode_figures = _single_stream(backend, adapter, frames, window, stopper, monitor, on_progress)
+        mode_figures = _single_stream(pipeline, frames, window, driver, monitor, on_progress)
     wall = time.perf_counter() - t_meas
     guards = monitor.report()
     if decode_ns:
@@ -257,17 +204,18 @@ def run_bench(cfg: BenchConfig, on_progress: Callable[[int], None] | None = None
     flags = list(guards.flags)
     for name, s in stages.items():
         flags += [f"{name}: {w}" for w in s["warnings"] if name in FLAGGED_STAGES and w.startswith("unstable")]
-    budgets = stopper.results()
+    budgets = driver.results()
     if mode_figures.get("samples_per_s") is None and cfg.mode != "throughput":
         n = len(window.samples.get("inference", []))
         mode_figures["inferences_per_s"] = n / wall if wall > 0 else 0.0
+    warm = pipeline.warm
     return BenchResult(
         config=cfg, model=backend.describe(), source=source_desc, stages=stages,
         cold_start={"session_ms": backend.load_ns / 1e6, "first_inference_ms": first_ns / 1e6,
-                    "warmup_runs": warm_runs, "warmup_ms": warm_ns / 1e6, "warmup_stable": stable,
+                    "warmup_runs": warm.count, "warmup_ms": warm.total_ns / 1e6, "warmup_stable": warm.stable,
                     "warmup_mode": "until_stable" if cfg.warmup_stable else "count"},
         memory=_memory(rss_before, rss_loaded),
-        guards=guards, budgets=budgets, mode_figures=mode_figures, stopped_by=stopper.reason,
+        guards=guards, budgets=budgets, mode_figures=mode_figures, stopped_by=driver.reason,
         wall_s=time.monotonic() - t_start, flags=flags, samples_ns={k: list(v) for k, v in window.samples.items()},
     )
 
@@ -279,39 +227,24 @@ def _memory(before: float, loaded: float) -> dict[str, float]:
             "rss_end_mb": round(end, 1), "peak_rss_mb": round(max(end, peak_rss_mb()), 1)}
 
 
-def _single_stream(backend: Backend, adapter: _Adapter, frames: list[Frame], window: LatencyWindow,
-                   stopper: _Stopper, monitor: GuardMonitor, on_progress: Callable[[int], None] | None
-                   ) -> dict[str, Any]:
-    clock = time.perf_counter_ns
-    decode = adapter.decode
+def _single_stream(pipeline: Pipeline, frames: list[Frame], window: LatencyWindow, driver: BudgetDriver,
+                   monitor: GuardMonitor, on_progress: Callable[[int], None] | None) -> dict[str, Any]:
     n = 0
     while True:
-        image = frames[n % len(frames)].image
-        t0 = clock()
-        x = backend.preprocess(image)
-        t1 = clock()
-        out = backend.infer(x)
-        t2 = clock()
-        if decode is not None:
-            decode(out)
-        t3 = clock()
-        d = {"preprocess": t1 - t0, "inference": t2 - t1, "e2e": t3 - t0}
-        if decode is not None:
-            d["postprocess"] = t3 - t2
+        d = pipeline.timed(frames[n % len(frames)].image).stages
         window.add_frame(d)
         n += 1
         monitor.poll()
         if on_progress is not None and n % 64 == 0:
             on_progress(n)
-        if stopper.feed(d, n):
+        if driver.feed(d):
             return {"frames": n}
 
 
-def _paced(backend: Backend, adapter: _Adapter, frames: list[Frame], fps: float, window: LatencyWindow,
-           stopper: _Stopper, monitor: GuardMonitor, on_progress: Callable[[int], None] | None) -> dict[str, Any]:
+def _paced(pipeline: Pipeline, frames: list[Frame], fps: float, window: LatencyWindow, driver: BudgetDriver,
+           monitor: GuardMonitor, on_progress: Callable[[int], None] | None) -> dict[str, Any]:
     clock = time.perf_counter_ns
     period = int(1e9 / fps)
-    decode = adapter.decode
     origin = clock()
     last_index = -1
     processed = dropped = misses = 0
@@ -330,24 +263,15 @@ def _paced(backend: Backend, adapter: _Adapter, frames: list[Frame], fps: float,
         capture = origin + index * period
         dropped += index - last_index - 1  # overtaken while the model was busy
         last_index = index
-        t0 = clock()
-        x = backend.preprocess(frames[index % len(frames)].image)
-        t1 = clock()
-        out = backend.infer(x)
-        t2 = clock()
-        if decode is not None:
-            decode(out)
-        t3 = clock()
-        misses += t3 > capture + period
-        d = {"capture_wait": wait, "preprocess": t1 - t0, "inference": t2 - t1, "e2e": t3 - capture}
-        if decode is not None:
-            d["postprocess"] = t3 - t2
+        d = pipeline.timed(frames[index % len(frames)].image, capture).stages
+        misses += d["e2e"] > period
+        d["capture_wait"] = wait
         window.add_frame(d)
         processed += 1
         monitor.poll()
         if on_progress is not None and processed % 16 == 0:
             on_progress(processed)
-        if stopper.feed(d, processed):
+        if driver.feed(d):
             issued = last_index + 1
             return {"fps": fps, "frames_issued": issued, "frames_processed": processed, "frames_dropped": dropped,
                     "deadline_misses": misses, "deadline_ms": period / 1e6,
@@ -355,11 +279,10 @@ def _paced(backend: Backend, adapter: _Adapter, frames: list[Frame], fps: float,
 
 
 def _throughput(backend: Backend, batch: np.ndarray, cfg: BenchConfig, window: LatencyWindow,
-                stopper: _Stopper, monitor: GuardMonitor) -> dict[str, Any]:
+                driver: BudgetDriver, monitor: GuardMonitor) -> dict[str, Any]:
     stop = threading.Event()
     lock = threading.Lock()
     per_thread: list[list[int]] = [[] for _ in range(cfg.concurrency)]
-    total = [0]
     start = threading.Barrier(cfg.concurrency + 1)
 
     def worker(mine: list[int]) -> None:
@@ -371,8 +294,7 @@ def _throughput(backend: Backend, batch: np.ndarray, cfg: BenchConfig, window: L
             d = clock() - t
             mine.append(d)
             with lock:
-                total[0] += 1
-                if stopper.feed({"inference": d}, total[0]):
+                if driver.feed({"inference": d}):
                     stop.set()
 
     threads = [threading.Thread(target=worker, args=(per_thread[i],), daemon=True) for i in range(cfg.concurrency)]

@@ -294,18 +294,12 @@ def record_baseline(loaded: Any, max_frames: int, on_frame: Any = None) -> Basel
     import platform
 
     from .. import __version__
-    from ..harness.tasks import make_adapter
-    from .backends import load_backend
+    from .pipeline import open_pipeline
     from .sources import open_source
 
     cfg = loaded.config
-    backend = load_backend(cfg.model)
-    options: dict[str, Any] = cfg.task.adapter_options()
-    options["input_size"] = (backend.input_spec.height, backend.input_spec.width)
-    labels = cfg.task.labels or backend.labels_from_metadata()
-    if labels:
-        options["labels"] = labels
-    adapter = make_adapter(cfg.task.kind, backend.output_specs, **options)
+    pipeline = open_pipeline(cfg.model, cfg.task)
+    backend, adapter = pipeline.backend, pipeline.adapter
     src = cfg.source
     source = open_source(src.uri, loop=src.loop, pace=False, fail_fast=True, open_timeout_s=src.open_timeout_s,
                          read_timeout_s=src.read_timeout_s, backoff_initial_s=src.backoff_initial_s,
@@ -315,7 +309,7 @@ def record_baseline(loaded: Any, max_frames: int, on_frame: Any = None) -> Basel
     described = source.describe()
     try:
         for frame in source:
-            prediction = adapter.decode(backend.infer(backend.preprocess(frame.image)))
+            prediction = pipeline.predict(frame.image)
             stats = health.add(frame.image, frame.t_capture_ns)
             recorder.add(make_row(stats, adapter, prediction, time.time()))
             if on_frame:

@@ -26,14 +26,13 @@ from ..harness import perturbations, schema
 from ..harness.health import health_flags
 from ..harness.latency import FLAGGED_STAGES, LatencyWindow, StageSummary
 from ..harness.stability import RobustnessRun, zones_by_perturbation
-from ..harness.tasks import make_adapter
-from .backends import Backend, load_backend
 from .commands import CommandError, Commands
 from .config import LoadedConfig
 from .guards import GuardMonitor
 from .memory import current_rss_mb, peak_rss_mb
 from .messages import Messenger
 from .monitor import Monitor
+from .pipeline import Pipeline, WarmUp, open_pipeline
 from .prober import Prober
 from .publisher import Publisher
 from .remote_check import run_check
@@ -42,7 +41,6 @@ from .spool import Spool
 
 log = logging.getLogger("edgeprobe.agent")
 
-STAGES = ("capture_wait", "decode", "preprocess", "inference", "postprocess", "e2e", "publish")
 #: the loop looks at the command queue at most this often (a locked queue.get per frame cost ~3-5 us, ~0.1%
 #: of a 4 ms frame); a command still runs between frames, within this long of the frame it arrived during
 COMMAND_POLL_NS = 10_000_000
@@ -78,19 +76,13 @@ class Agent:
         self.loaded = loaded
         cfg = self.cfg = loaded.config
         rss_before = current_rss_mb()
-        self.backend: Backend = load_backend(cfg.model)
+        self.pipeline: Pipeline = open_pipeline(cfg.model, cfg.task, warmup=WarmUp(cfg.windows.warmup))
+        self.backend = self.pipeline.backend
+        self.adapter = self.pipeline.adapter
         self.model_rss_mb = current_rss_mb() - rss_before
-        self.first_inference_ns: int | None = None
         self.guards = GuardMonitor()
-        options: dict[str, Any] = cfg.task.adapter_options()
-        options["input_size"] = (self.backend.input_spec.height, self.backend.input_spec.width)
-        labels = cfg.task.labels or self.backend.labels_from_metadata()
-        if labels:
-            options["labels"] = labels
-        self.adapter = make_adapter(cfg.task.kind, self.backend.output_specs, **options)
-        self.prober = Prober(cfg.probe, self.predict, self.adapter.disagreement, self.adapter.threshold,
-                             adapter=self.adapter,
-                             input_hw=(self.backend.preprocessor.height, self.backend.preprocessor.width))
+        self.prober = Prober(cfg.probe, self.pipeline.predict, self.adapter.disagreement, self.adapter.threshold,
+                             adapter=self.adapter, input_hw=self.pipeline.input_hw)
         self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
         self.publisher: Publisher | None = None
         self.messenger = Messenger(
@@ -149,12 +141,6 @@ class Agent:
 
     def _cmd_run_check(self, args: dict[str, Any]) -> dict[str, Any]:
         return run_check(self.cfg.suite, self.messenger)
-
-    # --- inference -------------------------------------------------------
-
-    def predict(self, image: np.ndarray) -> Any:
-        """The deployed path without timing (used by the prober)."""
-        return self.adapter.decode(self.backend.infer(self.backend.preprocess(image)))
 
     # --- messages --------------------------------------------------------
 
@@ -267,7 +253,7 @@ class Agent:
         return {
             "mode": "paced" if self.cfg.source.pace else "single_stream",
             "cold_start": {"session_ms": self.backend.load_ns / 1e6,
-                           "first_inference_ms": (self.first_inference_ns or 0) / 1e6,
+                           "first_inference_ms": (self.pipeline.first_inference_ns or 0) / 1e6,
                            "warmup_runs": self.cfg.windows.warmup, "model_rss_mb": round(self.model_rss_mb, 1),
                            "peak_rss_mb": round(rss_mb(), 1)},
             "guards": g, "flags": flags, "peak_rss_mb": round(rss_mb(), 1),
@@ -285,7 +271,6 @@ class Agent:
         stats = RunStats()
         stop = stop or threading.Event()
         self._start_transport()
-        warmup_left = self.cfg.windows.warmup
         win_first, win_start, win_t0 = None, schema.utc_now(), time.monotonic()
         frame: Frame | None = None
         t_run = time.perf_counter()
@@ -300,27 +285,17 @@ class Agent:
                 if stop.is_set():
                     reason = "stopped"
                     break
-                t0 = time.perf_counter_ns()
-                capture_wait = max(0, t0 - t_ask - frame.decode_ns)  # blocked on the source, decoding aside
-                tensor = self.backend.preprocess(frame.image)
-                t1 = time.perf_counter_ns()
-                outputs = self.backend.infer(tensor)
-                t2 = time.perf_counter_ns()
-                prediction = self.adapter.decode(outputs)
-                t3 = time.perf_counter_ns()
-                if self.first_inference_ns is None:
-                    self.first_inference_ns = t2 - t1
-                if warmup_left > 0:
-                    warmup_left -= 1
+                capture_wait = max(0, time.perf_counter_ns() - t_ask - frame.decode_ns)  # blocked on the source
+                run = self.pipeline.timed(frame.image, frame.t_capture_ns, frame.decode_ns)
+                prediction = run.prediction
+                if run.warmup:
                     self.latency.warmup_runs += 1
                     stats.warmup_runs += 1
                 else:
                     if win_first is None:
                         win_first, win_start, win_t0 = frame.index, schema.utc_now(), time.monotonic()
-                    self.latency.add_frame({
-                        "decode": frame.decode_ns, "preprocess": t1 - t0, "inference": t2 - t1,
-                        "postprocess": t3 - t2, "e2e": t3 - frame.t_capture_ns, "capture_wait": capture_wait,
-                    })
+                    # decode is always a stage of the agent's windows (0 where the source does not time it)
+                    self.latency.add_frame({"decode": frame.decode_ns, **run.stages, "capture_wait": capture_wait})
                     for event in self.monitor.observe(frame.image, prediction, frame.t_capture_ns):
                         self.messenger.send("event", event)
                     if self.prober.due(frame.index):

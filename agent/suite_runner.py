@@ -36,8 +36,9 @@ from ..harness.health import HealthWindow, frame_stats, thumbnail
 from ..harness.metamorphic import evaluate_relations
 from ..harness.probe_view import probe_view
 from ..harness.stability import risk_zone, wilson_interval
-from ..harness.tasks import ADAPTERS, make_adapter
-from .backends import Backend, load_backend
+from ..harness.tasks import ADAPTERS
+from .backends import Backend
+from .pipeline import STAGES, Pipeline, WarmUp, open_pipeline
 from .sources import Frame, open_source
 
 #: ``progress(phase, done, total)``; total None = unknown
@@ -45,7 +46,6 @@ Progress = Callable[[str, int, int | None], None]
 
 log = logging.getLogger("edgeprobe.suite")
 
-LATENCY_STAGES = ("decode", "preprocess", "inference", "postprocess", "e2e")
 GOLDEN_SCHEMA = "edgeprobe-golden/1"
 
 
@@ -62,7 +62,7 @@ class Session:
     """Model, adapter and frame set of one suite, loaded once."""
 
     loaded: S.LoadedSuite
-    backend: Backend
+    pipeline: Pipeline
     adapter: Any
     frames: list[Frame]
     #: what robustness, breaking-point and metamorphic probes perturb: each frame shrunk to cover the model's
@@ -70,36 +70,33 @@ class Session:
     probe_images: list[np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
-        hw = (self.backend.preprocessor.height, self.backend.preprocessor.width)
+        hw = self.pipeline.input_hw
         self.probe_images = [probe_view(f.image, hw, self.loaded.suite.probe_resolution) for f in self.frames]
+        self.pipeline.adapter = self.adapter  # the tensor fallback, where no real adapter is installed
+
+    @property
+    def backend(self) -> Backend:
+        return self.pipeline.backend
 
     def predict(self, image: np.ndarray) -> Any:
-        return self.adapter.decode(self.backend.infer(self.backend.preprocess(image)))
+        return self.pipeline.predict(image)
 
 
 def open_session(loaded: S.LoadedSuite, progress: Progress | None = None) -> Session:
     """Load the model and read the fixed frame set (ConfigError/ModelError/SourceError on bad input)."""
     suite = loaded.suite
-    backend = load_backend(suite.model)
-    options: dict[str, Any] = {**suite.task.adapter_options(),
-                               "input_size": (backend.input_spec.height, backend.input_spec.width)}
-    labels = suite.task.labels or backend.labels_from_metadata()
-    if labels and suite.task.kind == "classification":
-        options["labels"] = labels
+    warmup = WarmUp(suite.latency.warmup)
     if suite.task.kind in ("detection", "tensor") and suite.task.kind not in ADAPTERS:
         # task.threshold is meant for the real adapter's disagreement; raw tensors get their own.
         threshold = suite.task.threshold if suite.task.kind == "tensor" else TensorFallback.DEFAULT_THRESHOLD
         log.warning("no %r task adapter is installed; comparing raw output tensors instead (cosine distance "
                     "above %g counts as unstable)", suite.task.kind, threshold)
-        return Session(loaded, backend, TensorFallback(suite.task.output, threshold),
+        pipeline = open_pipeline(suite.model, None, warmup=warmup)
+        return Session(loaded, pipeline, TensorFallback(suite.task.output, threshold),
                        read_frames(suite.source, progress))
-    try:
-        adapter = make_adapter(suite.task.kind, backend.output_specs, **options)
-    except TypeError as exc:
-        raise ConfigError(f"{loaded.line_of('task.options')}: task {suite.task.kind!r} does not take "
-                          f"these options ({exc}); check task.options") from None
+    pipeline = open_pipeline(suite.model, suite.task, warmup=warmup, task_key=loaded.line_of("task.options"))
     frames = read_frames(suite.source, progress)
-    return Session(loaded, backend, adapter, frames)
+    return Session(loaded, pipeline, pipeline.adapter, frames)
 
 
 class TensorFallback:
@@ -160,39 +157,31 @@ def measure_latency(session: Session, progress: Progress | None = None
     Warm-up runs are never recorded.
     """
     spec = session.loaded.suite.latency
-    b, a, frames = session.backend, session.adapter, session.frames
+    pipeline, frames = session.pipeline, session.frames
     checks = [(i, c) for i, c in enumerate(session.loaded.suite.checks) if isinstance(c, S.LatencyCheck)]
-    samplers = {i: budget.BudgetSampler(budget.Budget(budget_ms=S.parse_budget_text(c.budget)[1], stage=c.stage,
-                                                      percentile=S.parse_budget_text(c.budget)[0],
-                                                      confidence=c.confidence))
-                for i, c in checks}
-    settled: set[int] = set()
-    for i in range(spec.warmup):
-        a.decode(b.infer(b.preprocess(frames[i % len(frames)].image)))
-    samples: dict[str, list[int]] = {s: [] for s in LATENCY_STAGES}
-    t_end = time.monotonic() + spec.max_seconds
+    budgets = []
+    for _, c in checks:
+        percentile, budget_ms = S.parse_budget_text(c.budget)
+        budgets.append(budget.Budget(budget_ms=budget_ms, stage=c.stage, percentile=percentile,
+                                     confidence=c.confidence))
+    driver = budget.BudgetDriver(budgets, max_samples=spec.samples, max_seconds=spec.max_seconds)
+    n = 0
+    while not pipeline.warm.done:
+        pipeline.timed(frames[n % len(frames)].image)
+        n += 1
+    samples: dict[str, list[int]] = {s: [] for s in STAGES}
     for i in range(spec.samples):
         frame = frames[i % len(frames)]
-        t0 = time.perf_counter_ns()
-        tensor = b.preprocess(frame.image)
-        t1 = time.perf_counter_ns()
-        outputs = b.infer(tensor)
-        t2 = time.perf_counter_ns()
-        a.decode(outputs)
-        t3 = time.perf_counter_ns()
-        # e2e as the agent measures it live: from the decoded frame's arrival to the result. Decoding is the
-        # source's work before a frame arrives (a camera grabber decodes too), so it is a stage of its own.
-        run = dict(zip(LATENCY_STAGES, (frame.decode_ns, t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True))
-        for stage, ns in run.items():
-            samples[stage].append(int(ns))
-        for idx, check in checks:
-            if idx not in settled and samplers[idx].add(run[check.stage]):
-                settled.add(idx)
+        # frames were read beforehand, so e2e starts at preprocess (agent/pipeline.py defines it)
+        run = pipeline.timed(frame.image, decode_ns=frame.decode_ns).stages
+        run.setdefault("decode", frame.decode_ns)
+        for stage in STAGES:
+            samples[stage].append(int(run.get(stage, 0)))
         if progress and (i % 10 == 9 or i == spec.samples - 1):
             progress("timing", i + 1, spec.samples)
-        if len(settled) == len(checks) or time.monotonic() > t_end:
+        if driver.feed(run):
             break
-    return samples, {i: s.finish() for i, s in samplers.items()}
+    return samples, dict(zip((i for i, _ in checks), driver.results(), strict=True))
 
 
 @dataclass
@@ -259,7 +248,7 @@ def record_golden(session: Session, out: Path) -> dict[str, Any]:
     """Store raw outputs of the frame set with the model hash (npz: arrays + a JSON header)."""
     arrays: dict[str, np.ndarray] = {}
     for i, frame in enumerate(session.frames):
-        for k, o in enumerate(session.backend.infer(session.backend.preprocess(frame.image))):
+        for k, o in enumerate(session.pipeline.outputs(frame.image)):
             arrays[f"f{i}_o{k}"] = np.asarray(o)
     meta = {
         "schema": GOLDEN_SCHEMA, "model_sha256": session.backend.sha256, "model": Path(session.backend.path).name,
@@ -318,7 +307,7 @@ def golden(session: Session, check: S.GoldenCheck) -> S.CheckResult:
                               f"{frame.index}); keep source.skip/stride as recorded or re-record")
         decoder_changed += int(frame_digest(frame.image) != rec["digest"])
         ref_out = [arrays[f"f{i}_o{k}"] for k in range(n_out)]
-        now_out = session.backend.infer(session.backend.preprocess(frame.image))
+        now_out = session.pipeline.outputs(frame.image)
         for r, o in zip(ref_out, now_out, strict=True):
             if r.shape == np.shape(o):
                 max_abs = max(max_abs, float(np.max(np.abs(r.astype(np.float64) - np.asarray(o, np.float64)))))

@@ -145,7 +145,7 @@ def overhead_breakdown(frames: int) -> dict[str, float]:
                "broker": {"enabled": False}, "spool": {"path": str(Path(tmp) / "b.db")}}
         agent = Agent(build_config(cfg, {}, None))
         agent.source.close()
-        answers = [agent.predict(img) for img in images]
+        answers = [agent.pipeline.predict(img) for img in images]
         t0 = time.perf_counter()
         for i, (img, answer) in enumerate(zip(images, answers, strict=True)):
             agent.monitor.observe(img, answer, i)

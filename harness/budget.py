@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -282,3 +282,41 @@ class BudgetSampler:
             self.looks += 1
             self.result = self._judge()
         return self.result
+
+
+class BudgetDriver:
+    """Early stopping for several budgets at once: the one driver behind ``bench`` and suites' latency checks.
+
+    Each budget gets its own :class:`BudgetSampler` (which only judges); the run stops once every budget's verdict
+    settled, at ``max_samples`` runs or after ``max_seconds``. The limits are the driver's, so a limit is never
+    mistaken for a verdict; :attr:`reason` says which one stopped the run.
+    """
+
+    def __init__(self, budgets: Sequence[Budget], *, max_samples: int, max_seconds: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.samplers = [BudgetSampler(b) for b in budgets]
+        self.open = set(range(len(self.samplers)))
+        self.clock = clock
+        self.deadline = clock() + max_seconds
+        self.max_samples = max_samples
+        self.runs = 0
+        self.reason = ""
+
+    def feed(self, durations: Mapping[str, int]) -> bool:
+        """One run's stage timings (ns); True once the run should stop."""
+        self.runs += 1
+        for i in list(self.open):
+            stage = self.samplers[i].budget.stage
+            if stage in durations and self.samplers[i].add(durations[stage]):
+                self.open.discard(i)
+        if self.samplers and not self.open:
+            self.reason = "settled"
+        elif self.runs >= self.max_samples:
+            self.reason = "max_samples"
+        elif self.clock() >= self.deadline:
+            self.reason = "max_seconds"
+        return bool(self.reason)
+
+    def results(self) -> list[BudgetResult]:
+        """Each budget's final verdict, in the order the budgets were given."""
+        return [s.finish() for s in self.samplers]

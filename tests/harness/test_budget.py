@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from edgeprobe.harness.budget import (
     Budget,
+    BudgetDriver,
     BudgetSampler,
     evaluate_budget,
     look_confidence,
@@ -152,3 +153,18 @@ def test_early_stopping_settles_fast_when_far_and_keeps_error_rates_at_the_edge(
             pass
         outcomes[sampler.finish().status] += 1
     assert outcomes["pass"] / trials <= 0.06 and outcomes["fail"] / trials <= 0.06, outcomes
+
+
+def test_budget_driver_stops_on_its_own_limits_and_ignores_stages_it_does_not_judge() -> None:
+    ticks = iter(range(10_000))
+    driver = BudgetDriver([parse_budget("p99=1ms", stage="inference"), parse_budget("p50=1s")], max_samples=10_000,
+                          max_seconds=50.0, clock=lambda: float(next(ticks)))
+    n = 0
+    while not driver.feed({"e2e": 5, "preprocess": 10**12}):  # no inference samples: that budget never settles
+        n += 1
+    assert driver.reason == "max_seconds" and driver.runs == n + 1 == 50
+    inference, e2e = driver.results()
+    assert inference.status == "inconclusive" and inference.n == 0 and e2e.status == "pass"
+    capped = BudgetDriver([parse_budget("p99=1ms")], max_samples=7, max_seconds=math.inf)
+    assert [capped.feed({"e2e": 10**9}) for _ in range(7)][-1] and capped.reason == "max_samples"
+    assert BudgetDriver([], max_samples=3, max_seconds=math.inf).feed({}) is False
