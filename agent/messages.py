@@ -19,8 +19,9 @@ class Messenger:
     spool: Spool
     device_id: str
     fleet: str
-    model_sha256: str = ""
-    config_sha256: str = ""
+    #: 64 lowercase hex each: the collector refuses a message without them
+    model_sha256: str
+    config_sha256: str
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     on_put: Callable[[], None] | None = None
     sent: dict[str, int] = field(default_factory=dict)

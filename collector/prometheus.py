@@ -14,10 +14,11 @@ from pathlib import Path
 
 import sqlite_utils
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import queries
+from .store import quarantine_stats
 
 #: camera-health flags exported as one 0/1 series each, so alerts can name the flag
 KNOWN_FLAGS = ("dark", "overexposed", "blurry", "low_contrast", "frozen")
@@ -72,7 +73,14 @@ class FleetMetrics(Collector):
         for r in queries.robustness_summary(db):
             unstable.add_metric([r["device_id"], fleets.get(r["device_id"], ""), r["perturbation"],
                                  f"{r['severity']:g}"], float(r["fraction"]))
-        yield from (online, seen, missing, dropped, latency, unstable, flags)
+        qstats = quarantine_stats(db.conn)
+        quarantined = GaugeMetricFamily("edgeprobe_quarantined_messages",
+                                        "Messages quarantined and still kept (repeats of one payload included)")
+        quarantined.add_metric([], float(qstats["messages"]))
+        q_dropped = CounterMetricFamily("edgeprobe_quarantine_dropped_rows",
+                                        "Quarantine rows dropped, oldest first, to keep it under its row and byte caps")
+        q_dropped.add_metric([], float(qstats["dropped"]))
+        yield from (online, seen, missing, dropped, latency, unstable, flags, quarantined, q_dropped)
 
 
 def registry_for(db_path: str | Path) -> CollectorRegistry:

@@ -1,14 +1,18 @@
 """The collector's SQLite database, written with sqlite-utils.
 
-One row per message in ``messages`` (``msg_id`` primary key: a redelivered
-message changes nothing), typed child tables per kind for queries, a
+One row per message in ``messages`` (primary key ``(device_id, msg_id)``: a
+redelivered message changes nothing, and one device cannot shadow another's
+message by reusing its id), typed child tables per kind for queries, a
 ``devices`` table kept current from birth/death/seq, and ``quarantine`` for
-everything that failed validation, with the reason.
+everything that failed validation, with the reason: one row per distinct
+payload (sha256) with a count, capped by rows and bytes (oldest dropped, and
+the number dropped kept in ``ingest_stats`` for the metrics).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -24,6 +28,9 @@ log = logging.getLogger("edgeprobe.collector")
 
 #: raw payloads kept in quarantine are capped so a hostile client cannot fill the disk
 QUARANTINE_MAX_BYTES = 64 * 1024
+#: the whole quarantine is capped too: past either limit the oldest rows are dropped (and counted)
+QUARANTINE_MAX_ROWS = 10_000
+QUARANTINE_MAX_TOTAL_BYTES = 64 * 1024 * 1024
 
 
 class Incoming(NamedTuple):
@@ -35,10 +42,13 @@ class Incoming(NamedTuple):
 
 
 class Store:
-    def __init__(self, path: str | Path, max_message_bytes: int = schema.DEFAULT_MAX_BYTES):
+    def __init__(self, path: str | Path, max_message_bytes: int = schema.DEFAULT_MAX_BYTES,
+                 quarantine_max_rows: int = QUARANTINE_MAX_ROWS,
+                 quarantine_max_bytes: int = QUARANTINE_MAX_TOTAL_BYTES):
         self.path = str(path)
         #: payloads over this are quarantined unread (their first QUARANTINE_MAX_BYTES kept)
         self.max_message_bytes = max_message_bytes
+        self.quarantine_max_rows, self.quarantine_max_bytes = quarantine_max_rows, quarantine_max_bytes
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # The collector opens the store in one thread and writes from another;
         # only one thread at a time uses the connection.
@@ -63,32 +73,41 @@ class Store:
             "msg_id": str, "device_id": str, "fleet": str, "kind": str, "seq": int, "ts": str,
             "session_id": str, "model_sha256": str, "config_sha256": str, "agent_version": str,
             "topic": str, "received_ts": str, "body": str,
-        }, pk="msg_id", if_not_exists=True)
+        }, pk=("device_id", "msg_id"), if_not_exists=True)
         db.table("latency").create({
             "msg_id": str, "device_id": str, "ts": str, "stage": str, "count": int, "p50_ms": float,
             "p90_ms": float, "p95_ms": float, "p99_ms": float, "max_ms": float, "mean_ms": float,
             "stdev_ms": float, "hdr": str,
-        }, pk=("msg_id", "stage"), if_not_exists=True)
+        }, pk=("device_id", "msg_id", "stage"), if_not_exists=True)
         db.table("robustness").create({
             "msg_id": str, "device_id": str, "ts": str, "perturbation": str, "severity": float, "n": int,
             "unstable": int, "fraction": float, "ci_low": float, "ci_high": float,
             "mean_disagreement": float,
-        }, pk=("msg_id", "perturbation", "severity"), if_not_exists=True)
+        }, pk=("device_id", "msg_id", "perturbation", "severity"), if_not_exists=True)
         db.table("health").create({
             "msg_id": str, "device_id": str, "ts": str, "frames": int, "fps": float, "brightness": float,
             "contrast": float, "sharpness": float, "clipped": float, "frozen_frames": int,
             "spool_queued": int, "spool_dropped": int, "flags": str,
-        }, pk="msg_id", if_not_exists=True)
+        }, pk=("device_id", "msg_id"), if_not_exists=True)
         db.table("devices").create({
             "device_id": str, "fleet": str, "online": int, "last_seen": str, "session_id": str,
             "last_seq": int, "model_sha256": str, "agent_version": str, "birth_ts": str,
             "config_sha256": str, "state_ts": str, "sessions": int,
         }, pk="device_id", if_not_exists=True)
+        # received_ts: the latest arrival of this payload; first_ts: the first; count: how many arrived
         db.table("quarantine").create({
             "id": int, "received_ts": str, "topic": str, "reason": str, "payload": str, "payload_bytes": int,
+            "payload_sha256": str, "count": int, "first_ts": str,
         }, pk="id", if_not_exists=True)
-        for table, cols in (("messages", ["device_id", "kind"]), ("latency", ["device_id", "stage"]),
-                            ("robustness", ["device_id", "perturbation"]), ("health", ["device_id"])):
+        quarantine = db.table("quarantine")
+        for column, kind in (("payload_sha256", str), ("count", int), ("first_ts", str)):  # a pre-dedup database
+            if column not in quarantine.columns_dict:
+                quarantine.add_column(column, kind)
+        quarantine.create_index(["payload_sha256"], unique=True, if_not_exists=True)
+        db.table("ingest_stats").create({"name": str, "value": int}, pk="name", if_not_exists=True)
+        for table, cols in (("messages", ["msg_id"]), ("messages", ["device_id", "kind"]),
+                            ("latency", ["device_id", "stage"]), ("robustness", ["device_id", "perturbation"]),
+                            ("health", ["device_id"])):
             db.table(table).create_index(cols, if_not_exists=True)
         # Gaps in a device's seq: messages it numbered that never arrived.
         db.create_view("device_seq", """
@@ -150,22 +169,52 @@ class Store:
             # Take the write lock before reading which ids are new, so two collectors
             # cannot both decide a redelivered msg_id is theirs to store.
             self.db.conn.execute("BEGIN IMMEDIATE")
-            new = self._new_ids([env.msg_id for _, env, _ in good])
-            fresh = [(i, e, b) for i, e, b in good if e.msg_id in new]
-            # the same msg_id twice inside one batch: keep the first
-            seen: set[str] = set()
-            fresh = [x for x in fresh if not (x[1].msg_id in seen or seen.add(x[1].msg_id))]  # type: ignore[func-returns-value]
+            stored = self._stored_keys(good)
+            fresh = []
+            for row in good:  # the same message twice inside one batch: keep the first
+                key = (row[1].device_id, row[1].msg_id)
+                if key not in stored:
+                    stored.add(key)
+                    fresh.append(row)
             self._insert(fresh)
             if bad:
-                self.db.table("quarantine").insert_all(bad)
+                self._quarantine(bad)
         return len(fresh), len(bad)
 
-    def _new_ids(self, ids: list[str]) -> set[str]:
-        if not ids:
+    def _quarantine(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert by payload hash (a repeat only counts), then drop the oldest rows past the caps."""
+        conn = self.db.conn
+        conn.executemany(_QUARANTINE_UPSERT, rows)
+        n, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM quarantine").fetchone()
+        if n <= self.quarantine_max_rows and size <= self.quarantine_max_bytes:
+            return
+        # newest first, keep while both caps hold; everything older goes
+        keep_bytes = 0
+        cut: int | None = None
+        newest_first = conn.execute("SELECT id, LENGTH(payload) FROM quarantine ORDER BY id DESC")
+        for kept, (row_id, length) in enumerate(newest_first):
+            if kept + 1 > self.quarantine_max_rows or keep_bytes + (length or 0) > self.quarantine_max_bytes:
+                cut = row_id
+                break
+            keep_bytes += length or 0
+        if cut is None:
+            return
+        dropped = conn.execute("DELETE FROM quarantine WHERE id <= ?", (cut,)).rowcount
+        conn.execute("INSERT INTO ingest_stats (name, value) VALUES ('quarantine_dropped', ?) "
+                     "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (dropped,))
+
+    def quarantine_stats(self) -> dict[str, int]:
+        """Rows kept, messages they stand for, and rows dropped by the caps (for the collector's metrics)."""
+        return quarantine_stats(self.db.conn)
+
+    def _stored_keys(self, rows: list[tuple[Incoming, schema.Envelope, msgspec.Struct]]) -> set[tuple[str, str]]:
+        """(device_id, msg_id) of the rows already stored: their redelivery changes nothing."""
+        if not rows:
             return set()
+        ids = list({env.msg_id for _, env, _ in rows})
         marks = ",".join("?" * len(ids))
-        existing = {r[0] for r in self.db.execute(f"SELECT msg_id FROM messages WHERE msg_id IN ({marks})", ids)}
-        return set(ids) - existing
+        return {(r[0], r[1]) for r in self.db.execute(
+            f"SELECT device_id, msg_id FROM messages WHERE msg_id IN ({marks})", ids)}
 
     def _insert(self, rows: list[tuple[Incoming, schema.Envelope, msgspec.Struct]]) -> None:
         """Rows as positional tuples for fixed statements: no per-message dicts (profiled hot path)."""
@@ -303,10 +352,30 @@ def _text(value: str, limit: int) -> str:
 def _quarantine_row(item: Incoming, reason: str) -> dict[str, Any]:
     raw = item.payload[:QUARANTINE_MAX_BYTES]
     return {"received_ts": item.received.isoformat(), "topic": _text(item.topic, 512), "reason": _text(reason, 1000),
-            "payload": raw.decode("utf-8", errors="replace"), "payload_bytes": len(item.payload)}
+            "payload": raw.decode("utf-8", errors="replace"), "payload_bytes": len(item.payload),
+            "payload_sha256": hashlib.sha256(item.payload).hexdigest()}
 
 
 def _bare_quarantine_row(row: dict[str, Any]) -> dict[str, Any]:
     """What is left of a quarantine row that could not be stored: when, how big, and that it was unstorable."""
     return {"received_ts": str(row.get("received_ts", ""))[:64], "topic": "", "payload": "",
-            "reason": "quarantine row could not be stored", "payload_bytes": int(row.get("payload_bytes", 0))}
+            "reason": "quarantine row could not be stored", "payload_bytes": int(row.get("payload_bytes", 0)),
+            "payload_sha256": str(row.get("payload_sha256", ""))[:64]}
+
+
+def quarantine_stats(conn: sqlite3.Connection) -> dict[str, int]:
+    """Quarantine rows kept, messages they stand for, rows dropped by the caps (read by collector/prometheus.py)."""
+    rows, messages = conn.execute("SELECT COUNT(*), COALESCE(SUM(count), 0) FROM quarantine").fetchone()
+    try:
+        found = conn.execute("SELECT value FROM ingest_stats WHERE name = 'quarantine_dropped'").fetchone()
+    except sqlite3.OperationalError:  # a database from before the caps
+        found = None
+    return {"rows": int(rows), "messages": int(messages), "dropped": int(found[0]) if found else 0}
+
+
+_QUARANTINE_UPSERT = """
+INSERT INTO quarantine (received_ts, first_ts, topic, reason, payload, payload_bytes, payload_sha256, count)
+VALUES (:received_ts, :received_ts, :topic, :reason, :payload, :payload_bytes, :payload_sha256, 1)
+ON CONFLICT(payload_sha256) DO UPDATE SET count = count + 1,
+    received_ts = MAX(received_ts, excluded.received_ts)
+"""

@@ -38,7 +38,11 @@ MAX_DEPTH = 32
 #: any string inside a body's free-form parts (typed fields carry their own, tighter caps)
 MAX_STRING = 64 * 1024
 
-Sha256 = Annotated[str, msgspec.Meta(pattern="^([0-9a-f]{64}|)$")]
+Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+#: the collector's idempotency key, in the one spelling ``str(uuid.uuid4())`` gives: refused, not
+#: normalised, so an id is the same string at the agent, the broker, the collector and in queries
+MsgId = Annotated[str, msgspec.Meta(
+    pattern="^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
 Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
@@ -54,11 +58,11 @@ class SchemaViolation(ValueError):
 
 
 class Envelope(msgspec.Struct, forbid_unknown_fields=True):
-    """Fields every message carries. ``msg_id`` is the collector's idempotency key."""
+    """Fields every message carries. ``(device_id, msg_id)`` is the collector's idempotency key."""
 
     schema: Literal["edgeprobe/1"]
     kind: Kind
-    msg_id: Annotated[str, msgspec.Meta(min_length=32, max_length=36)]
+    msg_id: MsgId
     device_id: Identifier
     fleet: Identifier
     session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -309,8 +313,8 @@ def make_envelope(
     session_id: str,
     seq: int,
     body: dict[str, Any],
-    model_sha256: str = "",
-    config_sha256: str = "",
+    model_sha256: str,
+    config_sha256: str,
     agent_version: str = "",
     ts: dt.datetime | None = None,
 ) -> dict[str, Any]:

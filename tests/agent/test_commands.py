@@ -25,7 +25,7 @@ from tests.e2e.util import client, count, start_collector, stop, wait_for
 
 def _commands(tmp_path: Path) -> tuple[Commands, Spool]:
     spool = Spool(tmp_path / "spool.db")
-    cmds = Commands(Messenger(spool, "cam-1", "f"))
+    cmds = Commands(Messenger(spool, "cam-1", "f", "a" * 64, "b" * 64))
     state = {"n": 10}
 
     def duty(args: dict[str, Any]) -> dict[str, Any]:

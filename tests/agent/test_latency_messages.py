@@ -49,6 +49,8 @@ def test_old_latency_messages_without_the_new_fields_stay_valid() -> None:
                        "first_frame": 0, "last_frame": 9, "frames": 10},
             "warmup_runs": 1, "stages": {"e2e": {"count": 10, "p50": 1, "p90": 2, "p95": 2, "p99": 3, "max": 3,
                                                  "mean": 1.5, "stdev": 0.5}}}
-    msg = schema.make_envelope(kind="latency", device_id="d", fleet="f", session_id="s", seq=0, body=body)
+    msg = schema.make_envelope(
+        model_sha256="a" * 64, config_sha256="b" * 64,
+        kind="latency", device_id="d", fleet="f", session_id="s", seq=0, body=body)
     _, decoded = schema.decode_message(schema.encode(msg))
     assert isinstance(decoded, schema.LatencyBody) and decoded.guards is None and decoded.stages["e2e"].ci is None

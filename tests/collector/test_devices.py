@@ -15,7 +15,9 @@ BIRTH = {"model": {}, "source": {}, "host": {}, "capabilities": {}}
 
 
 def _msg(kind: str, seq: int, session: str, at: float, body: dict | None = None) -> Incoming:
-    m = schema.make_envelope(kind=kind, device_id="cam-1", fleet="f", session_id=session, seq=seq,
+    m = schema.make_envelope(
+        model_sha256="a" * 64, config_sha256="b" * 64,
+        kind=kind, device_id="cam-1", fleet="f", session_id=session, seq=seq,
                              body=body if body is not None else (BIRTH if kind == "birth" else
                                                                  {"reason": "lost"} if kind == "death"
                                                                  else {"type": "x"}),

@@ -14,7 +14,9 @@ def _incoming(msg: dict, topic: str | None = None) -> Incoming:
 
 
 def _msg(kind: str, seq: int, body: dict, device: str = "cam-1") -> dict:
-    return schema.make_envelope(kind=kind, device_id=device, fleet="f", session_id="s", seq=seq, body=body)
+    return schema.make_envelope(
+        model_sha256="a" * 64, config_sha256="b" * 64,
+        kind=kind, device_id=device, fleet="f", session_id="s", seq=seq, body=body)
 
 
 BIRTH = {"model": {}, "source": {}, "host": {}, "capabilities": {}}

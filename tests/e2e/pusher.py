@@ -19,7 +19,7 @@ from edgeprobe.agent.spool import Spool
 def main() -> int:
     spool_path, port, n, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     spool = Spool(spool_path, max_rows=int(sys.argv[5]) if len(sys.argv) > 5 else 100_000)
-    messenger = Messenger(spool, "cam-a", "f")
+    messenger = Messenger(spool, "cam-a", "f", "a" * 64, "b" * 64)
     pub = Publisher(spool, "127.0.0.1", port, client_id="pusher-cam-a")
     messenger.on_put = pub.wake
     pub.start()

@@ -82,17 +82,18 @@ def _publish(pub: object, items: list[tuple[str, bytes]]) -> None:
 
 def test_each_bad_payload_is_quarantined_with_a_reason(running: tuple[Path, subprocess.Popen[bytes], object]) -> None:
     db, proc, pub = running
-    before = count(db, "SELECT COUNT(*) FROM quarantine")
+    before = count(db, "SELECT COALESCE(SUM(count), 0) FROM quarantine")
+    before_id = count(db, "SELECT COALESCE(MAX(id), 0) FROM quarantine")
     corpus = _corpus()
     _publish(pub, [(t, p) for _, t, p in corpus])
     good = _good(99)
     _publish(pub, [(TOPIC, schema.encode(good))])
-    assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM quarantine") >= before + len(corpus)
+    assert wait_for(lambda: count(db, "SELECT COALESCE(SUM(count), 0) FROM quarantine") >= before + len(corpus)
                     and count(db, f"SELECT COUNT(*) FROM messages WHERE msg_id = '{good['msg_id']}'") == 1)
     assert proc.poll() is None, "the collector died on input"
-    assert count(db, "SELECT COUNT(*) FROM quarantine") == before + len(corpus)
-    assert count(db, f"SELECT COUNT(*) FROM quarantine WHERE id > {before} AND (reason IS NULL OR reason = '')") == 0
-    assert count(db, f"SELECT MAX(LENGTH(payload)) FROM quarantine WHERE id > {before}") <= 64 * 1024
+    assert count(db, "SELECT COALESCE(SUM(count), 0) FROM quarantine") == before + len(corpus)
+    assert count(db, f"SELECT COUNT(*) FROM quarantine WHERE id > {before_id} AND (reason IS NULL OR reason = '')") == 0
+    assert count(db, f"SELECT MAX(LENGTH(payload)) FROM quarantine WHERE id > {before_id}") <= 64 * 1024
     assert count(db, "SELECT MAX(payload_bytes) FROM quarantine") >= 2_000_000
 
 
@@ -110,7 +111,7 @@ payloads = st.one_of(
 def test_fuzzed_payloads_never_stop_the_collector(running: tuple[Path, subprocess.Popen[bytes], object],
                                                    batch: list[bytes]) -> None:
     db, proc, pub = running
-    before_q = count(db, "SELECT COUNT(*) FROM quarantine")
+    before_q = count(db, "SELECT COALESCE(SUM(count), 0) FROM quarantine")
     before_m = count(db, "SELECT COUNT(*) FROM messages")
     fresh = []
     for p in batch:  # a fuzzed payload that happens to be valid must be a new message, not a redelivery
@@ -123,7 +124,7 @@ def test_fuzzed_payloads_never_stop_the_collector(running: tuple[Path, subproces
     _publish(pub, [(TOPIC, p) for p in batch] + [(TOPIC, schema.encode(marker))])
     assert wait_for(lambda: count(db, f"SELECT COUNT(*) FROM messages WHERE msg_id = '{marker['msg_id']}'") == 1)
     assert proc.poll() is None
-    quarantined = count(db, "SELECT COUNT(*) FROM quarantine") - before_q
+    quarantined = count(db, "SELECT COALESCE(SUM(count), 0) FROM quarantine") - before_q
     stored = count(db, "SELECT COUNT(*) FROM messages") - before_m - 1
     assert quarantined == fresh.count(False)
     assert stored <= fresh.count(True)

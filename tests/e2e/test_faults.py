@@ -132,7 +132,7 @@ def test_collector_restarted_loses_nothing(broker: LocalBroker, tmp_path: Path) 
 def test_broker_down_longer_than_a_window_spool_overflow_is_counted_exactly(tmp_path: Path) -> None:
     port = free_port()
     spool = Spool(tmp_path / "spool.db", max_rows=50)
-    messenger = Messenger(spool, "cam-a", "f")
+    messenger = Messenger(spool, "cam-a", "f", "a" * 64, "b" * 64)
     pub = Publisher(spool, "127.0.0.1", port, client_id="cam-a-overflow")
     messenger.on_put = pub.wake
     pub.start()  # nobody listens yet: the agent keeps measuring into the spool

@@ -36,7 +36,9 @@ def count(db: Path, sql: str) -> int:
 def message(kind: str, seq: int, device: str = "cam-a", fleet: str = "f", body: dict | None = None) -> dict:
     bodies = {"event": {"type": "test"}, "birth": {"model": {}, "source": {}, "host": {}, "capabilities": {}},
               "death": {"reason": "test"}}
-    return schema.make_envelope(kind=kind, device_id=device, fleet=fleet, session_id="s1", seq=seq,
+    return schema.make_envelope(
+        model_sha256="a" * 64, config_sha256="b" * 64,
+        kind=kind, device_id=device, fleet=fleet, session_id="s1", seq=seq,
                                 body=body if body is not None else bodies[kind])
 
 

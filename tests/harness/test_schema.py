@@ -8,7 +8,9 @@ from edgeprobe.harness import schema
 
 
 def _message(**overrides: Any) -> dict[str, Any]:
-    msg = schema.make_envelope(kind="event", device_id="cam-1", fleet="f1", session_id="s1", seq=3,
+    msg = schema.make_envelope(
+        model_sha256="a" * 64, config_sha256="b" * 64,
+        kind="event", device_id="cam-1", fleet="f1", session_id="s1", seq=3,
                                body={"type": "outage", "message": "camera gone"})
     msg.update(overrides)
     return msg
