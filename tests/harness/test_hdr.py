@@ -56,7 +56,8 @@ def test_a_stored_latency_message_from_an_old_agent_still_merges() -> None:
              "stdev": 1.0, "hdr": OLD_WIRE}
     body = {"window": {"start_ts": "2026-01-01T00:00:00Z", "end_ts": "2026-01-01T00:00:01Z", "first_frame": 0,
                        "last_frame": 205, "frames": 206}, "warmup_runs": 0, "stages": {"e2e": stage}}
-    msg = schema.make_envelope(kind="latency", device_id="d", fleet="f", session_id="s", seq=0, body=body)
+    msg = schema.make_envelope(kind="latency", device_id="d", fleet="f", session_id="s", seq=0, body=body,
+                               model_sha256="a" * 64, config_sha256="b" * 64)
     _, typed = schema.decode_message(schema.encode(msg))
     assert isinstance(typed, schema.LatencyBody)
     new_window = histogram_of_ns(np.asarray(_old_values()) * 1000).encode().decode("ascii")
