@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,10 +34,12 @@ from .messages import Messenger
 from .monitor import Monitor
 from .pipeline import Pipeline, WarmUp, open_pipeline
 from .prober import Prober
-from .publisher import Publisher
 from .remote_check import run_check
 from .sources import Frame, FrameSource, open_source
 from .spool import Spool
+
+if TYPE_CHECKING:
+    from .publisher import Publisher
 
 log = logging.getLogger("edgeprobe.agent")
 
@@ -164,6 +166,8 @@ class Agent:
         birth = self.messenger.send("birth", self._birth_body(), retain=True)
         if not self.cfg.broker.enabled:
             return
+        from .publisher import Publisher  # paho and ssl load only when a broker is configured
+
         will = self.messenger.build("death", {"reason": "connection lost", "birth_seq": birth["seq"]},
                                     seq=birth["seq"])
         b = self.cfg.broker

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 console = Console()
 err_console = Console(stderr=True)
@@ -20,10 +23,16 @@ def interactive(json_output: bool = False) -> bool:
 
 @contextmanager
 def progress_bar(description: str, total: int | None, enabled: bool) -> Iterator[Progress | None]:
-    """A rich progress bar on stderr when ``enabled``; yields None otherwise."""
+    """A rich progress bar on stderr when ``enabled``; yields None otherwise.
+
+    rich.progress (and the tables and live display it pulls in) is imported only for a bar that is shown:
+    an agent under systemd or with --json never loads it.
+    """
     if not enabled:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err_console, transient=True)
     with progress:

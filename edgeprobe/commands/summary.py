@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def register(app: typer.Typer) -> None:
@@ -61,6 +62,8 @@ def read_summary(db_path: Path, device: str | None = None) -> dict[str, Any]:
 
 
 def render_summary(data: dict[str, Any], console: Console) -> None:
+    from rich.table import Table  # here, not at module level: every command's import (`run` too) loads this module
+
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(data["kinds"].items()))
     console.print(f"[bold]Database[/] {data['database']}: {kinds}; {data['quarantined']} quarantined")
     for d in data["devices"]:
