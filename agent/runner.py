@@ -271,7 +271,10 @@ class Agent:
         stop: threading.Event | None = None,
         on_frame: Callable[[int], None] | None = None,
         flush_timeout: float = 10.0,
+        on_idle: Callable[[], None] | None = None,
     ) -> RunStats:
+        """Measure until the source ends, ``max_frames`` or ``stop``; ``on_frame`` after each measured frame,
+        ``on_idle`` on each tick spent waiting for a live camera (both: signs of life for a watchdog)."""
         stats = RunStats()
         stop = stop or threading.Event()
         self._start_transport()
@@ -283,7 +286,12 @@ class Agent:
         next_command_poll = 0  # the first frame polls: commands queued before the run answer at once
         self._idle_health_t = time.monotonic()
         if hasattr(self.source, "on_idle"):
-            self.source.on_idle = lambda: self._idle(stop)
+            def idle() -> bool:
+                if on_idle is not None:
+                    on_idle()
+                return self._idle(stop)
+
+            self.source.on_idle = idle
         try:
             for frame in self.source:
                 if stop.is_set():

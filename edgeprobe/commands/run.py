@@ -25,6 +25,10 @@ def run(
     device_id: Annotated[str | None, typer.Option(help="Override device_id.")] = None,
     spool: Annotated[str | None, typer.Option(help="Override spool.path.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the run's figures as JSON.")] = False,
+    heartbeat_file: Annotated[Path | None, typer.Option(
+        envvar="EDGEPROBE_HEARTBEAT_FILE",
+        help="Touch this file while the agent is alive (a container HEALTHCHECK runs `edgeprobe health` on it).",
+    )] = None,
 ) -> None:
     """Run the agent: measure the model on the source and report to the broker."""
     import os
@@ -54,24 +58,30 @@ def run(
     yaml_file(config, "config file", "pass the path to an agent YAML file")
     loaded = load_config(config, overrides)
     check_spool(Path(loaded.config.spool.path), "--spool" if spool else "spool.path")
-    agent = Agent(loaded)
-    from ..agent.sdnotify import Notifier
+    from ..agent.sdnotify import Heartbeat, Notifier
 
     notifier = Notifier()  # systemd Type=notify + WatchdogSec (deploy/edgeprobe-agent.service); no-op elsewhere
-    notifier.ready(f"measuring {loaded.config.device_id}")
+    # Pings from its own thread while the loop shows life: a camera outage is not a hang (agent/sdnotify.py).
+    heartbeat = Heartbeat(notifier, file=heartbeat_file).start()
+    try:
+        with heartbeat.loading("loading the model"):  # an engine build may outlast systemd's start timeout
+            agent = Agent(loaded)
+        notifier.ready(f"measuring {loaded.config.device_id}")
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
 
-    with progress_bar(f"{loaded.config.device_id}: frames", max_frames, interactive(json_output)) as bar:
-        def on_frame(n: int) -> None:
-            notifier.tick()
-            if bar is not None:
-                bar.update(bar.task_ids[0], completed=n)
+        with progress_bar(f"{loaded.config.device_id}: frames", max_frames, interactive(json_output)) as bar:
+            def on_frame(n: int) -> None:
+                heartbeat.frame(n)
+                if bar is not None:
+                    bar.update(bar.task_ids[0], completed=n)
 
-        stats = agent.run(max_frames=max_frames, stop=stop, on_frame=on_frame)
-    notifier.stopping()
+            stats = agent.run(max_frames=max_frames, stop=stop, on_frame=on_frame, on_idle=heartbeat.idle)
+    finally:
+        heartbeat.stop()
+    notifier.stopping()  # after the last ping: systemd reads nothing into a ping that follows it
 
     figures = {
         "device_id": loaded.config.device_id, "frames": stats.frames, "warmup_runs": stats.warmup_runs,
