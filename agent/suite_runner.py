@@ -18,7 +18,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,7 @@ def read_frames(spec: S.SourceSpec, progress: Progress | None = None) -> list[Fr
 # --- measuring -------------------------------------------------------------------
 
 
-def decode_times(spec: S.SourceSpec) -> Iterator[int]:
+def decode_times(spec: S.SourceSpec) -> Generator[int, None, None]:
     """Real decode times of the suite's source, read again frame after frame (looping), one per sample.
 
     A decode budget must be judged on decodes, not on the frame set's one read per frame re-fed in a cycle
