@@ -22,7 +22,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ..harness.schema import TOPIC_ROOT
-from . import paho_speedup
 from .store import Incoming, Store
 
 log = logging.getLogger("edgeprobe.collector")
@@ -59,9 +58,8 @@ class Collector:
         self.store = store
         self.host, self.port = host, port
         self.topic = f"{TOPIC_ROOT}/#" if not group else f"$share/{group}/{TOPIC_ROOT}/#"
-        if not paho_speedup.install():  # a paho whose decoder we do not know: slower, still correct
-            log.debug("paho's Properties not replaced (unknown paho version)")
-        self.client = paho_speedup.BufferedClient(
+        # stock paho through its public API only (no patched internals: those broke on paho releases)
+        self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
             protocol=mqtt.MQTTv5, manual_ack=True,
         )
