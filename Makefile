@@ -9,12 +9,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := dev,tflite,report,collector
 
-.PHONY: demo test install broker browser systemd assets lint typecheck check bench clean arm64-wheels stream-deps ref-venv
+.PHONY: demo test install broker browser systemd prometheus assets lint typecheck check bench clean arm64-wheels stream-deps ref-venv
 
 demo: install broker assets
 	$(BIN)/edgeprobe demo
 
-test: install broker browser systemd stream-deps assets ref-venv
+test: install broker browser systemd stream-deps prometheus assets ref-venv
 	$(BIN)/python -m pytest -q
 
 install: $(STAMP)
@@ -54,6 +54,15 @@ systemd:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
 	else echo "systemd-analyze is missing: the unit verification test will be skipped"; fi
+
+# promtool (Debian's prometheus) lints /metrics and checks and unit-tests deploy/prometheus/alerts.yml in tests;
+# only when missing and only as root (the tests skip and say so otherwise).
+prometheus:
+	@if command -v promtool >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing prometheus (Debian package, for promtool in the metrics and alert tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else echo "promtool is missing: the Prometheus lint and alert-rule tests will be skipped (apt-get install prometheus)"; fi
 
 # GStreamer's RTSP server for the RTSP source test, run by Debian's /usr/bin/python3 (python3-gi);
 # about 18 s to install once apt lists are fresh; only when missing and only as root (else the test skips).

@@ -22,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ..harness.schema import TOPIC_ROOT
+from .selfmetrics import kind_of_topic, new_commit_histogram
 from .store import Incoming, Store
 
 log = logging.getLogger("edgeprobe.collector")
@@ -49,6 +50,10 @@ class CollectorStats:
     batches: int = 0
     errors: int = 0
     started: float = field(default_factory=time.monotonic)
+    received_by_kind: collections.Counter[str] = field(default_factory=collections.Counter)
+    commit_seconds: Any = field(default_factory=new_commit_histogram)
+    last_lag_s: float = 0.0
+    last_commit_ts: float = 0.0
 
 
 class Collector:
@@ -120,6 +125,7 @@ class Collector:
         # Only enqueue here: the network thread must never block on the database.
         # (bytes() of paho's bytes payload is the same object, no copy)
         self.stats.received += 1
+        self.stats.received_by_kind[kind_of_topic(msg.topic)] += 1
         item = Incoming(msg.topic, bytes(msg.payload), dt.datetime.now(dt.timezone.utc))
         self._queue.append((item, msg.mid, msg.qos))
         if not self._arrived.is_set():
@@ -147,11 +153,15 @@ class Collector:
                     break
             self._store(batch)
 
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
     def _store(self, batch: list[tuple[Incoming, int, int]]) -> None:
         # Store.ingest quarantines whatever a message makes go wrong, so what reaches here is the
         # database itself failing (locked, disk full): nothing in the batch could be stored or
         # quarantined, so retry (capped backoff) and leave it unacknowledged -- never drop it.
         delay = 0.25
+        t0 = time.perf_counter()
         while True:
             try:
                 stored, quarantined = self.store.ingest([item for item, _, _ in batch])
@@ -162,6 +172,10 @@ class Collector:
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, STORE_RETRY_MAX_S)
+        self.stats.commit_seconds.observe(time.perf_counter() - t0)
+        now = dt.datetime.now(dt.timezone.utc)
+        self.stats.last_lag_s = (now - batch[0][0].received).total_seconds() if batch else 0.0
+        self.stats.last_commit_ts = now.timestamp()
         self.stats.stored += stored
         self.stats.quarantined += quarantined
         self.stats.batches += 1

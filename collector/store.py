@@ -23,6 +23,7 @@ import msgspec
 import sqlite_utils
 
 from ..harness import schema
+from . import rollups
 
 log = logging.getLogger("edgeprobe.collector")
 
@@ -115,6 +116,7 @@ class Store:
                    COUNT(DISTINCT seq) AS received,
                    MAX(seq) - MIN(seq) + 1 - COUNT(DISTINCT seq) AS missing
             FROM messages GROUP BY device_id""", replace=True)
+        rollups.create(db.conn)
 
     # --- ingest ------------------------------------------------------------
 
@@ -252,6 +254,7 @@ class Store:
         for table, data in (("latency", latency), ("robustness", robustness), ("health", health)):
             if data:
                 conn.executemany(_INSERT[table], data)
+        rollups.write(conn, rollups.fold(rows))
 
     def _track_devices(self, envs: list[tuple[schema.Envelope, str]]) -> None:
         """Fold a batch into one upsert per device, without reading the table first.

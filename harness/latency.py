@@ -12,6 +12,8 @@ V2 wire form, no compiled dependency, so the board install needs no compiler).
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -163,6 +165,71 @@ def merge_histograms(encoded: Iterable[str]) -> Histogram:
     raises ``hdr.HistogramDecodeError`` (a ``ValueError``) saying what is wrong.
     """
     return merge(encoded, new_histogram())
+
+
+#: the collector's stored form of a rollup histogram: magic, layout, then the non-empty buckets
+_PACK_MAGIC = b"EPH1"
+_PACK_HEADER = struct.Struct("<4sqqBI")
+
+
+def pack_histogram(hist: Histogram) -> bytes:
+    """A histogram as its layout and non-empty buckets (index gaps as uint16, counts as uint64), zlib'd.
+
+    The collector's rollup form: the same buckets and counts as the HdrHistogram V2 form
+    (``Histogram.encode``), packed and unpacked with numpy instead of V2's per-bucket LEB128 loop, which costs
+    milliseconds for an hour's worth of buckets; the collector rewrites one rollup histogram per device, hour
+    and stage in every batch it commits.
+    """
+    index = np.flatnonzero(hist.counts != 0)
+    gaps = np.diff(index, prepend=0).astype("<u2")  # counts_len < 65536 for every layout edgeprobe uses
+    header = _PACK_HEADER.pack(_PACK_MAGIC, hist.lowest, hist.highest, hist.digits, index.size)
+    return zlib.compress(header + gaps.tobytes() + hist.counts[index].astype("<u8").tobytes(), 1)
+
+
+def unpack_histogram(blob: bytes) -> Histogram:
+    """The histogram :func:`pack_histogram` packed; ValueError saying why for anything else."""
+    try:
+        raw = zlib.decompress(blob)
+    except (zlib.error, TypeError) as exc:
+        raise ValueError(f"packed histogram does not inflate: {exc}") from None
+    if len(raw) < _PACK_HEADER.size:
+        raise ValueError("packed histogram is too short for its header")
+    magic, lowest, highest, digits, n = _PACK_HEADER.unpack_from(raw)
+    if magic != _PACK_MAGIC or len(raw) != _PACK_HEADER.size + 10 * n:
+        raise ValueError("not a packed edgeprobe histogram")
+    hist = Histogram(lowest, highest, digits)
+    at = _PACK_HEADER.size
+    index = np.cumsum(np.frombuffer(raw, "<u2", n, at).astype(np.int64))
+    if n and int(index[-1]) >= hist.counts_len:
+        raise ValueError("packed histogram has buckets outside its own range")
+    hist.counts[index] = np.frombuffer(raw, "<u8", n, at + 2 * n).astype(np.int64)
+    hist.total_count = int(hist.counts.sum())
+    return hist
+
+
+def merge_into_packed(packed: bytes | None, encoded: Iterable[str]) -> bytes:
+    """Add encoded window histograms (V2, as agents send them) to a packed rollup histogram."""
+    hist = new_histogram() if packed is None else unpack_histogram(packed)
+    return pack_histogram(merge(encoded, hist))
+
+
+def summary_of_packed(packed: Iterable[bytes]) -> dict[str, float | int]:
+    """Count, percentiles and max (ms) over packed rollup histograms (hours of one device and stage, say).
+
+    No mean: the histogram's is a bucket-midpoint estimate that costs a Python loop over every bucket, and
+    the collector keeps the exact sum of the windows' samples beside each rollup.
+    """
+    hist = new_histogram()
+    for blob in packed:
+        hist.add(unpack_histogram(blob))
+    count = int(hist.get_total_count())
+    if count == 0:
+        return {"count": 0}
+    out: dict[str, float | int] = {"count": count}
+    for p in PERCENTILES:
+        out[percentile_key(p)] = hist.get_value_at_percentile(p) / 1000.0
+    out["max"] = hist.get_max_value() / 1000.0
+    return out
 
 
 def histogram_summary(hist: Histogram) -> dict[str, float | int]:

@@ -71,7 +71,7 @@ def collect(
         from ..collector.prometheus import serve_metrics
 
         try:
-            serve_metrics(db, metrics_port, metrics_host)
+            serve_metrics(db, metrics_port, metrics_host, collector)
         except (OSError, OverflowError) as exc:
             store.close()
             raise ConfigError(f"--metrics-port {metrics_port}: cannot listen on {metrics_host} ({exc}); "

@@ -12,6 +12,10 @@ fleet_app = typer.Typer(help="Ask the collector's database about the fleet.", no
 
 DbOption = Annotated[Path, typer.Option("--db", help="The collector's SQLite file (edgeprobe collect --db).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of a table.")]
+_RANGE_HELP = ("RFC 3339 time (2026-01-02T00:00:00Z) or a duration back from now (90s, 15m, 1h, 7d); "
+               "answered in whole UTC hours")
+SinceOption = Annotated[str, typer.Option("--since", help=f"Start of the range: {_RANGE_HELP}.")]
+UntilOption = Annotated[str | None, typer.Option("--until", help=f"End of the range (default now): {_RANGE_HELP}.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -69,15 +73,23 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
 
 
 @fleet_app.command("status")
-def status(db: DbOption, json_output: JsonOption = False) -> None:
-    """Every device: online, last seen, latency p99, worst perturbation, camera-health flags."""
+def status(db: DbOption, json_output: JsonOption = False, since: SinceOption = "1h",
+           until: UntilOption = None) -> None:
+    """Every device: online, last seen, latency p99 and worst perturbation over the range, camera flags now."""
     from ..collector.queries import fleet_status
+    from ..collector.timerange import TimeRange
 
-    rows = fleet_status(_open(db))
+    tr = TimeRange.parse(since, until)
+    rows = fleet_status(_open(db), tr=tr)
     if json_output:
-        print(json.dumps({"devices": rows}, default=str))
+        print(json.dumps({"range": tr.describe(), "devices": rows}, default=str))
     else:
-        _table(rows, f"fleet: {len(rows)} device(s), {sum(r['online'] for r in rows)} online")
+        _table(rows, f"fleet: {len(rows)} device(s), {sum(r['online'] for r in rows)} online, {_span(tr)}")
+
+
+def _span(tr: Any) -> str:
+    d = tr.describe()
+    return f"figures from {d['from'] or 'the start'} to {d['to'] or 'now'}"
 
 
 @fleet_app.command("cameras")
@@ -85,13 +97,17 @@ def cameras(
     db: DbOption,
     unhealthy: Annotated[bool, typer.Option("--unhealthy", help="Only cameras with a health flag or offline.")] = False,
     json_output: JsonOption = False,
+    since: SinceOption = "1h",
+    until: UntilOption = None,
 ) -> None:
     """Camera health per device (latest window); --unhealthy lists only those that need a look."""
     from ..collector.queries import fleet_status, unhealthy_cameras
+    from ..collector.timerange import TimeRange
 
+    tr = TimeRange.parse(since, until)
     database = _open(db)
-    rows = unhealthy_cameras(database) if unhealthy else fleet_status(database)
+    rows = unhealthy_cameras(database, tr) if unhealthy else fleet_status(database, tr=tr)
     if json_output:
-        print(json.dumps({"cameras": rows}, default=str))
+        print(json.dumps({"range": tr.describe(), "cameras": rows}, default=str))
     else:
         _table(rows, f"{len(rows)} unhealthy camera(s)" if unhealthy else f"{len(rows)} camera(s)")

@@ -20,23 +20,29 @@ def summary(
     db: Annotated[Path, typer.Option("--db", help="The collector's SQLite file.")],
     device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Start of the range: RFC 3339 time or a duration back from now (1h, 7d); "
+                        "whole UTC hours. Default: everything the rollups keep.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="End of the range (default now), same forms.")] = None,
 ) -> None:
     """Latency per stage, unstable fraction per perturbation, camera health."""
+    from ..collector.timerange import TimeRange
     from ..console import console
 
-    data = read_summary(db, device)
+    data = read_summary(db, device, TimeRange.parse(since, until))
     if json_output:
         print(json.dumps(data, default=str))
     else:
         render_summary(data, console)
 
 
-def read_summary(db_path: Path, device: str | None = None) -> dict[str, Any]:
+def read_summary(db_path: Path, device: str | None = None, tr: Any = None) -> dict[str, Any]:
     import sqlite3
 
     import sqlite_utils
 
     from ..collector import queries
+    from ..collector.timerange import ALL_TIME
     from ..harness.errors import ConfigError
     from ..userinput import existing_file, sqlite_file
 
@@ -54,9 +60,10 @@ def read_summary(db_path: Path, device: str | None = None) -> dict[str, Any]:
         "database": str(db_path),
         "devices": queries.devices(db),
         "kinds": queries.kind_counts(db),
-        "latency": queries.latency_summary(db, device),
-        "robustness": queries.robustness_summary(db, device),
-        "health": queries.health_summary(db, device),
+        "range": (tr or ALL_TIME).describe(),
+        "latency": queries.latency_summary(db, device, tr or ALL_TIME),
+        "robustness": queries.robustness_summary(db, device, tr or ALL_TIME),
+        "health": queries.health_summary(db, device, tr or ALL_TIME),
         "quarantined": db["quarantine"].count,
     }
 

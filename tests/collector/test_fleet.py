@@ -95,10 +95,18 @@ def test_prometheus_scrape_over_http(fleet_db: Path) -> None:
     assert online == {"cam-ok": 1.0, "cam-dark": 1.0}
     flags = {(s.labels["device_id"], s.labels["flag"]): s.value for s in samples["edgeprobe_camera_flag"]}
     assert flags[("cam-dark", "dark")] == 1.0 and flags[("cam-ok", "dark")] == 0.0
-    p99 = [s for s in samples["edgeprobe_latency_ms"] if s.labels["quantile"] == "p99" and s.labels["stage"] == "e2e"]
-    assert len(p99) == 2 and all(s.value > 0 for s in p99)
-    assert {s.labels["device_id"] for s in samples["edgeprobe_spool_dropped"]} == {"cam-ok", "cam-dark"}
-    assert all(0 <= s.value <= 1 for s in samples["edgeprobe_unstable_fraction"])
+    p99 = [s for s in samples["edgeprobe_latency_seconds"] if s.labels.get("quantile") == "0.99"
+           and s.labels["stage"] == "e2e"]
+    assert len(p99) == 2 and all(0 < s.value < 60 for s in p99)  # seconds, not ms
+    counts = {s.labels["device_id"]: s.value for s in samples["edgeprobe_latency_seconds_count"]
+              if s.labels["stage"] == "e2e"}
+    assert counts == {"cam-ok": 40.0, "cam-dark": 40.0}
+    assert {s.labels["device_id"] for s in samples["edgeprobe_spool_dropped_total"]} == {"cam-ok", "cam-dark"}
+    assert samples["edgeprobe_unstable_ratio"] and all(0 <= s.value <= 1 for s in samples["edgeprobe_unstable_ratio"])
+    assert {s.labels["device_id"] for s in samples["edgeprobe_fps"]} == {"cam-ok", "cam-dark"}
+    stored = {(s.labels["device_id"], s.labels["kind"]): s.value for s in samples["edgeprobe_messages_stored_total"]}
+    assert stored[("cam-ok", "birth")] == 1.0 and stored[("cam-ok", "latency")] >= 1
+    assert [s.labels["version"] for s in samples["edgeprobe_build_info"]]
     seen = [s.value for s in samples["edgeprobe_device_last_seen_timestamp_seconds"]]
     assert len(seen) == 2 and all(s > 1.7e9 for s in seen)
 
