@@ -23,6 +23,7 @@ from edgeprobe.harness.stability import wilson_interval
 STAGES = ("decode", "preprocess", "inference", "postprocess", "e2e")
 CELLS = (("gaussian_noise", 1.0), ("gaussian_noise", 5.0), ("jpeg", 3.0))
 BIRTH = {"model": {}, "source": {}, "host": {}, "capabilities": {}}
+MODEL_SHA, CONFIG_SHA = "a" * 64, "b" * 64
 
 
 class Device:
@@ -39,7 +40,8 @@ class Device:
 
     def _msg(self, kind: str, body: dict[str, Any], ts: dt.datetime) -> Incoming:
         env = schema.make_envelope(kind=kind, device_id=self.device_id, fleet=self.fleet, session_id=self.session,
-                                   seq=self.seq, body=body, ts=ts)
+                                   seq=self.seq, body=body, ts=ts,
+                                   model_sha256=MODEL_SHA, config_sha256=CONFIG_SHA)
         self.seq += 1
         return Incoming(schema.topic_for(self.fleet, self.device_id, kind), schema.encode(env), ts)
 

@@ -32,7 +32,8 @@ def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
     for tick in stream(2, START, hours=0.5, every_s=300):
         store.ingest(tick)
     verdict = schema.make_envelope(kind="verdict", device_id="cam-0000", fleet="bench", session_id="s", seq=999,
-                                   body={"suite": "acceptance", "status": "fail", "exit_code": 1}, ts=START)
+                                   body={"suite": "acceptance", "status": "fail", "exit_code": 1}, ts=START,
+                                   model_sha256="a" * 64, config_sha256="b" * 64)
     store.ingest([Incoming(schema.topic_for("bench", "cam-0000", "verdict"), schema.encode(verdict), START)])
     collector = Collector(store, "127.0.0.1", 1)  # never started: its figures are the zeros of a fresh process
     collector.stats.received_by_kind["health"] += 3
