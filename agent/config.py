@@ -106,6 +106,14 @@ class ProbeConfig(Strict):
     #: model: perturb the frame shrunk to just cover the model's input (ImageNet-C's pixel scale; see
     #: harness/probe_view.py); native: the full frame
     resolution: Literal["model", "native"] = "model"
+    #: probes run on a background worker with its own model session of this many threads (agent/probe_worker.py)
+    threads: PosInt = 1
+    #: due frames waiting for the worker; a frame due while the queue is full is dropped and counted
+    queue: PosInt = 2
+    #: wait: the loop waits for queue room and each window waits for its probes (replaying a file as fast as it
+    #: decodes has no deadline to miss); drop: never wait (live cameras, paced sources, the SDK); auto picks
+    #: wait for an unpaced file or folder and drop otherwise
+    backpressure: Literal["auto", "wait", "drop"] = "auto"
 
 
 class WindowConfig(Strict):

@@ -4,8 +4,8 @@ It ties the harness pieces together: camera health with its bands and
 alerts, frozen/replayed stream detection, temporal flips, output and input
 drift against a reference (a recorded baseline file, or the run's first
 frames), slices by input-statistic bucket and worst-frame exemplars. The
-runner calls :meth:`Monitor.observe` per frame, :meth:`probe_snapshot` /
-:meth:`probed` around the prober, and asks for the window's message fields.
+runner calls :meth:`Monitor.observe` per frame, :meth:`probed` with each
+probe's result (a value: agent/prober.py), and asks for the window's message fields.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from ..harness import perturbations
+from ..harness import perturbations, schema
 from ..harness.alerts import HealthAlerts, make_bands
 from ..harness.baseline import Baseline, Recorder
 from ..harness.drift import DriftError, Row, Table, Thresholds, compare, describe_output
 from ..harness.errors import ConfigError
 from ..harness.exemplars import Exemplars
-from ..harness.health import METRICS, FrameStats, HealthWindow
+from ..harness.health import METRICS, FrameStats, HealthWindow, health_flags
 from ..harness.replay import ReplayDetector
 from ..harness.slices import SliceTable
-from ..harness.stability import StabilityWindow
 from ..harness.temporal import FlipCounter
 from .config import MonitorConfig
+from .prober import ProbeResult
 
 
 def load_baseline(path: str | Path, model_sha256: str | None = None) -> Baseline:
@@ -162,33 +162,47 @@ class Monitor:
             self.events_sent[e["type"]] = self.events_sent.get(e["type"], 0) + 1
         return events
 
-    @staticmethod
-    def probe_snapshot(window: StabilityWindow) -> dict[tuple[str, float], tuple[int, int, float]]:
-        return {k: (c.n, c.unstable, c.disagreement_sum) for k, c in window.cells.items()}
+    @property
+    def slice_keys(self) -> list[tuple[str, int]]:
+        """The slices the last sampled frame fell in: attach them to a probe so its result lands there."""
+        return self._keys
 
-    def probed(self, window: StabilityWindow, before: dict[tuple[str, float], tuple[int, int, float]],
-               image: np.ndarray, frame_index: int) -> None:
-        """Attribute what the prober just added to this frame's slices and offer it as an exemplar."""
-        if not self.cfg.enabled:
+    def probed(self, result: ProbeResult) -> None:
+        """Attribute a probed frame's result to its slices and offer it as an exemplar."""
+        if not self.cfg.enabled or not result.cells:
             return
-        dn = du = 0
         def perturb(name: str) -> Callable[[np.ndarray, float, int], np.ndarray]:
             return lambda img, s, sd: perturbations.apply(name, img, s, sd)
 
-        for (name, sev), cell in window.cells.items():
-            n0, u0, d0 = before.get((name, sev), (0, 0, 0.0))
-            if cell.n == n0:
-                continue
-            dn += cell.n - n0
-            du += cell.unstable - u0
-            d = (cell.disagreement_sum - d0) / (cell.n - n0)
-            if self.exemplars.qualifies(d, sev, frame_index):
-                seed = perturbations.derive_seed(self.probe_seed, frame_index, name, sev)
-                self.exemplars.offer(frame_index, image, name, sev, seed, min(1.0, d), perturb(name))
-        if self.cfg.slices.enabled and dn:
-            self.slices.add_probe(self._keys, dn, du)
+        unstable = 0
+        for c in result.cells:
+            unstable += c.disagreement > self.adapter.threshold
+            if self.exemplars.qualifies(c.disagreement, c.severity, result.frame_index):
+                self.exemplars.offer(result.frame_index, result.view, c.perturbation, c.severity, c.seed,
+                                     min(1.0, c.disagreement), perturb(c.perturbation))
+        keys = result.context if result.context is not None else self._keys
+        if self.cfg.slices.enabled:
+            self.slices.add_probe(keys, len(result.cells), unstable)
 
     # --- per window ------------------------------------------------------------------------------
+
+    def health_body(self, window: dict[str, Any], status: dict[str, Any], flags: list[str]) -> dict[str, Any]:
+        """The window's ``health`` body: camera statistics, bands and alerts, plus the caller's ``status``
+        (spool, memory, source state) and ``flags`` (e.g. the source is offline)."""
+        h = self.health.summary()
+        extra, monitor_flags = self.health_fields(h)
+        flags = health_flags(h) + flags
+        return {"window": window, "fps": h["fps"], "brightness": h["brightness"], "contrast": h["contrast"],
+                "sharpness": h["sharpness"], "clipped": h["clipped"], "frozen_frames": h["frozen_frames"],
+                "flags": flags + [f for f in monitor_flags if f not in flags], **status, **extra}
+
+    @staticmethod
+    def idle_health_body(status: dict[str, Any], flags: list[str]) -> dict[str, Any]:
+        """A ``health`` body for a stretch with no frames (a live camera is down): zeros and the reason."""
+        now = schema.utc_now().isoformat()
+        return {"window": {"start_ts": now, "end_ts": now, "first_frame": 0, "last_frame": 0, "frames": 0},
+                "fps": 0.0, "brightness": 0.0, "contrast": 0.0, "sharpness": 0.0, "clipped": 0.0,
+                "frozen_frames": 0, "flags": flags, **status}
 
     def health_fields(self, summary: dict[str, float | int]) -> tuple[dict[str, Any], list[str]]:
         """Optional `health` fields and extra flags for the window just ended."""
@@ -244,7 +258,9 @@ class Monitor:
             self.events_sent[e["type"]] = self.events_sent.get(e["type"], 0) + 1
         return body, events
 
-    def clear_window(self) -> None:
+    def reset(self) -> None:
+        """Start the next window (the health window keeps its last frame, so freezes across windows count)."""
+        self.health.clear()
         self.run_flips[0] += self.flips.flips
         self.run_flips[1] += self.flips.counted
         self.flips.clear()

@@ -10,6 +10,14 @@ Besides unstable fractions it keeps: the inference time per perturbation
 (noise makes detectors slower), metamorphic relation violations on probed
 frames, and a small fixed sample of recent probed frames on which the
 breaking point of each perturbation is bisected every few windows.
+
+The work and its bookkeeping are apart, so the work can run off the frame
+loop (agent/probe_worker.py): :meth:`Prober.run` and :meth:`Prober.search`
+only compute and return values (:class:`ProbeResult`,
+:class:`BreakingResult`: per-cell disagreements, seeds, the perturbed view,
+time spent); :meth:`Prober.record` and :meth:`Prober.record_breaking` fold
+them into the window on the loop's thread, and :meth:`Prober.body` /
+:meth:`Prober.reset` send and clear it.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,8 +33,53 @@ import numpy as np
 from ..harness import breaking_point, metamorphic, perturbations
 from ..harness.errors import ConfigError
 from ..harness.probe_view import probe_view
-from ..harness.stability import StabilityWindow
+from ..harness.stability import StabilityWindow, zones_by_perturbation
 from .config import ProbeConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One (perturbation, severity) look at one frame: its seed and how far the answer moved."""
+
+    perturbation: str
+    severity: float
+    seed: int
+    disagreement: float
+    infer_ns: int
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    """What probing one frame found: a value the monitor and the window consume, nothing shared."""
+
+    frame_index: int
+    #: the pixels that were perturbed (the model-scale view): exemplars rebuild their perturbed half from it
+    view: np.ndarray
+    clean: Any
+    cells: list[Cell]
+    #: relation name -> (violated, what it expects)
+    relations: dict[str, tuple[bool, str]]
+    spent_ns: int
+    #: whatever the caller attached when it queued the frame (the monitor's slice keys), handed back as is
+    context: Any = None
+
+
+@dataclass(slots=True)
+class BreakingResult:
+    """One breaking-point search over the sample of recent probed frames."""
+
+    points: list[dict[str, Any]]
+    spent_ns: int
+
+
+@dataclass(slots=True)
+class _Window:
+    frames_seen: int = 0
+    spent_ns: int = 0
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+    infer_ns: dict[str, list[int]] = field(default_factory=dict)
+    relation_counts: dict[str, list[int]] = field(default_factory=dict)
+    breaking: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Prober:
@@ -35,8 +89,8 @@ class Prober:
         self.cfg = cfg
         #: the model's input (h, w): probes work on the frame shrunk to cover it (harness/probe_view.py)
         self.input_hw = input_hw
-        #: the pixels the last probe perturbed: exemplars rebuild their perturbed half from these and the seed,
-        #: and each window reports their size so a replay perturbs the same pixels (empty before the first probe)
+        #: the pixels the last recorded probe perturbed; each window reports their size so a replay perturbs the
+        #: same pixels (empty before the first probe)
         self.last_view: np.ndarray = np.empty((0, 0), np.uint8)
         self.predict = predict
         self.disagreement = disagreement
@@ -58,18 +112,18 @@ class Prober:
         self.spent_ns = 0
         self.started_ns: int | None = None
         self._next_cell = 0
-        #: per window: frames offered, probe time, inference ns per perturbation, relation counts
-        self.frames_seen = 0
-        self.window_spent_ns = 0
-        self.window_started_ns = time.perf_counter_ns()
-        self.infer_ns: dict[str, list[int]] = {}
-        self.relation_counts: dict[str, list[int]] = {}
+        self.w = _Window()
         self.relation_expect: dict[str, str] = {}
+        #: frames a probe was due on but the worker's queue was full (agent/probe_worker.py), this window / run
+        self.dropped = 0
+        self.run_dropped = 0
         self.sample: deque[tuple[int, np.ndarray, Any]] = deque(maxlen=cfg.breaking_point.frames)
         self.windows_done = 0
 
+    # --- on the loop's thread: is a frame due? ------------------------------------------------------
+
     def due(self, frame_index: int) -> bool:
-        self.frames_seen += 1
+        self.w.frames_seen += 1
         if not (self.cfg.enabled and self.plan):
             return False
         if self.cfg.cpu_share is None:
@@ -88,61 +142,45 @@ class Prober:
         elapsed = time.perf_counter_ns() - self.started_ns
         return self.spent_ns / elapsed if elapsed > 0 else 0.0
 
-    def _timed_predict(self, name: str, image: np.ndarray) -> Any:
-        t0 = time.perf_counter_ns()
-        out = self.predict(image)
-        self.infer_ns.setdefault(name, []).append(time.perf_counter_ns() - t0)
-        return out
+    # --- the work (any thread; touches no window state) ---------------------------------------------
 
-    def probe(self, image: np.ndarray, clean_prediction: Any, frame_index: int) -> int:
-        """Run every planned perturbation on one frame; returns the time spent (ns)."""
+    def run(self, image: np.ndarray, clean_prediction: Any, frame_index: int, context: Any = None) -> ProbeResult:
+        """Run the planned perturbations and relations on one frame."""
         t0 = time.perf_counter_ns()
         view = probe_view(image, self.input_hw, self.cfg.resolution)
         if view is not image:  # the reference is the clean prediction on the very pixels that get perturbed
             image, clean_prediction = view, self.predict(view)
-        self.last_view = image
-        cells = [(pert, severity) for pert, severities in self.plan for severity in severities]
+        plan = [(pert, severity) for pert, severities in self.plan for severity in severities]
         if self.cfg.cpu_share is not None:
             # Share mode probes one cell per due frame, round robin: a whole frame's plan can cost many frame
             # times, and the share would then only hold over windows long against that cost.
-            cells = [cells[self._next_cell % len(cells)]]
+            plan = [plan[self._next_cell % len(plan)]]
             self._next_cell += 1
-        for pert, severity in cells:
+        cells = []
+        for pert, severity in plan:
             seed = perturbations.derive_seed(self.cfg.seed, frame_index, pert.name, severity)
             perturbed = pert.apply(image, severity, seed)
-            d = self.disagreement(clean_prediction, self._timed_predict(pert.name, perturbed))
-            self.window.add(pert.name, severity, d, self.threshold)
+            t = time.perf_counter_ns()
+            got = self.predict(perturbed)
+            infer = time.perf_counter_ns() - t
+            cells.append(Cell(pert.name, float(severity), seed, float(self.disagreement(clean_prediction, got)),
+                              infer))
+        relations: dict[str, tuple[bool, str]] = {}
         if self.adapter is not None:
             for name, params in self.relations:
                 exp, text = metamorphic.expected(name, params, self.adapter, clean_prediction)
                 got = self.predict(metamorphic.transform(name, params, image))
-                counts = self.relation_counts.setdefault(name, [0, 0])
-                counts[0] += metamorphic.violated(self.adapter, exp, clean_prediction, got)
-                counts[1] += 1
-                self.relation_expect[name] = text
-            if self.cfg.breaking_point.enabled:
-                self.sample.append((frame_index, image, clean_prediction))
-        self.window.frames_probed += 1
-        return self._account(t0)
+                relations[name] = (bool(metamorphic.violated(self.adapter, exp, clean_prediction, got)), text)
+        return ProbeResult(frame_index, image, clean_prediction, cells, relations,
+                           time.perf_counter_ns() - t0, context)
 
-    def _account(self, t0: int) -> int:
-        spent = time.perf_counter_ns() - t0
-        self.spent_ns += spent
-        self.window_spent_ns += spent
-        return spent
-
-    def breaking_points(self) -> tuple[list[dict[str, Any]], int]:
-        """Bisect each perturbation's breaking point on the current sample when due; (results, ns spent)."""
+    def search(self, sample: Sequence[tuple[int, np.ndarray, Any]]) -> BreakingResult:
+        """Bisect each perturbation's breaking point on a sample of (frame index, view, clean prediction)."""
         bp = self.cfg.breaking_point
-        self.windows_done += 1
-        # Every N-th window, not the first: the sample then holds N windows' worth of probed frames to pick from.
-        due = self.windows_done % bp.every_n_windows == 0
-        if not (bp.enabled and self.adapter is not None and self.sample and due):
-            return [], 0
         t0 = time.perf_counter_ns()
-        indices = [i for i, _, _ in self.sample]
-        images = [img for _, img, _ in self.sample]
-        clean = [c for _, _, c in self.sample]
+        indices = [i for i, _, _ in sample]
+        images = [img for _, img, _ in sample]
+        clean = [c for _, _, c in sample]
         out = []
         for pert, _ in self.plan:
             found, replay = breaking_point.search(images, indices, self.predict, self.adapter, pert.name,
@@ -150,33 +188,87 @@ class Prober:
                                                   bp.confidence)
             out.append({"perturbation": pert.name, "frames": len(images), **found.as_dict(),
                         "replay": {"seed": replay["seed"], "frame_indices": replay["frames"]}})
-        return out, self._account(t0)
+        return BreakingResult(out, time.perf_counter_ns() - t0)
+
+    # --- bookkeeping (the loop's thread) ------------------------------------------------------------
+
+    def record(self, result: ProbeResult) -> None:
+        """Fold one probed frame into the window."""
+        for c in result.cells:
+            self.window.add(c.perturbation, c.severity, c.disagreement, self.threshold)
+            self.w.infer_ns.setdefault(c.perturbation, []).append(c.infer_ns)
+        for name, (violated, _) in result.relations.items():
+            counts = self.w.relation_counts.setdefault(name, [0, 0])
+            counts[0] += violated
+            counts[1] += 1
+        self.relation_expect.update({name: text for name, (_, text) in result.relations.items()})
+        if self.adapter is not None and self.cfg.breaking_point.enabled:
+            self.sample.append((result.frame_index, result.view, result.clean))
+        self.last_view = result.view
+        self.window.frames_probed += 1
+        self._account(result.spent_ns)
+
+    def probe(self, image: np.ndarray, clean_prediction: Any, frame_index: int) -> ProbeResult:
+        """Probe one frame here and now (run + record): tests and callers without a worker."""
+        result = self.run(image, clean_prediction, frame_index)
+        self.record(result)
+        return result
+
+    def breaking_due(self) -> list[tuple[int, np.ndarray, Any]] | None:
+        """Called once per window: the sample to search when a search is due this window, else None."""
+        bp = self.cfg.breaking_point
+        self.windows_done += 1
+        # Every N-th window, not the first: the sample then holds N windows' worth of probed frames to pick from.
+        due = self.windows_done % bp.every_n_windows == 0
+        if not (bp.enabled and self.adapter is not None and self.sample and due):
+            return None
+        return list(self.sample)
+
+    def record_breaking(self, result: BreakingResult) -> None:
+        self.w.breaking = result.points
+        self._account(result.spent_ns)
+
+    def _account(self, spent: int) -> None:
+        self.spent_ns += spent
+        self.w.spent_ns += spent
+
+    def body(self, window: dict[str, Any]) -> dict[str, Any] | None:
+        """The window's ``robustness`` body (None when nothing was probed in it)."""
+        if not self.window.cells:
+            return None
+        zones = self.cfg.risk_zones
+        cells = self.window.summary(zones.at_risk, zones.broken)
+        return {"window": window, "frames_probed": self.window.frames_probed, "seed": self.cfg.seed,
+                "cells": cells, "zones": zones_by_perturbation(cells),
+                "risk_thresholds": {"at_risk": zones.at_risk, "broken": zones.broken},
+                "breaking_points": self.w.breaking, **self.window_report()}
 
     def window_report(self) -> dict[str, Any]:
         """Extras for the robustness message: duty cycle used, latency per perturbation, relation rates."""
-        elapsed = max(1, time.perf_counter_ns() - self.window_started_ns)
+        w = self.w
+        elapsed = max(1, time.perf_counter_ns() - w.started_ns)
         duty: dict[str, Any] = {
             "mode": "cpu_share" if self.cfg.cpu_share is not None else "frames",
             "target": self.cfg.cpu_share if self.cfg.cpu_share is not None else 1.0 / self.cfg.every_n_frames,
-            "frames_seen": self.frames_seen, "frames_probed": self.window.frames_probed,
-            "frame_share": self.window.frames_probed / self.frames_seen if self.frames_seen else 0.0,
-            "time_share": self.window_spent_ns / elapsed, "probe_ms": self.window_spent_ns / 1e6,
+            "frames_seen": w.frames_seen, "frames_probed": self.window.frames_probed,
+            "frame_share": self.window.frames_probed / w.frames_seen if w.frames_seen else 0.0,
+            "time_share": w.spent_ns / elapsed, "probe_ms": w.spent_ns / 1e6, "frames_dropped": self.dropped,
         }
         latency = []
-        for name, samples in sorted(self.infer_ns.items()):
+        for name, samples in sorted(w.infer_ns.items()):
             ms = np.asarray(samples, np.float64) / 1e6
             latency.append({"perturbation": name, "n": int(ms.size), "p50_ms": float(np.median(ms)),
                             "p90_ms": float(np.percentile(ms, 90)), "mean_ms": float(ms.mean())})
         relations = [metamorphic.RelationResult(name, v, n, self.relation_expect.get(name, name)).as_dict()
-                     for name, (v, n) in sorted(self.relation_counts.items())]
-        h, w = self.last_view.shape[:2]
-        view = {"resolution": self.cfg.resolution, "height": int(h), "width": int(w)} if self.last_view.size else None
+                     for name, (v, n) in sorted(w.relation_counts.items())]
+        h, wd = self.last_view.shape[:2]
+        view = {"resolution": self.cfg.resolution, "height": int(h), "width": int(wd)} if self.last_view.size \
+            else None
         return {"duty": duty, "perturbation_latency": latency, "relations": relations, "probe_view": view}
 
-    def clear_window(self) -> None:
+    def reset(self) -> None:
+        """Start the next window."""
         self.window.clear()
-        self.frames_seen = 0
-        self.window_spent_ns = 0
-        self.window_started_ns = time.perf_counter_ns()
-        self.infer_ns.clear()
-        self.relation_counts.clear()
+        self.w = _Window()
+        self.run_dropped += self.dropped
+        self.dropped = 0

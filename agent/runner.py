@@ -1,10 +1,11 @@
 """The agent's main loop: frames -> model -> measurements -> spool -> MQTT.
 
-Per frame it times each stage of the deployed path (decode, preprocess,
-inference, postprocess, end-to-end from capture), feeds camera-health
-statistics, and on a duty cycle probes robustness. Every window it writes
-latency, robustness and health summaries to the spool; the publisher drains
-the spool to the broker in its own thread.
+Per frame it runs the deployed path through agent/pipeline.py (which times
+each stage), feeds camera-health statistics, and on a duty cycle copies a
+frame to the probe worker (agent/probe_worker.py), whose results it collects
+between frames. Every window each part sends its own body and is reset:
+latency, robustness (the prober), health and drift (the monitor). The
+publisher drains the spool to the broker in its own thread.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ import numpy as np
 
 from .. import __version__
 from ..harness import perturbations, schema
-from ..harness.health import health_flags
 from ..harness.latency import FLAGGED_STAGES, LatencyWindow, StageSummary
-from ..harness.stability import RobustnessRun, zones_by_perturbation
+from ..harness.stability import RobustnessRun
 from .commands import CommandError, Commands
 from .config import LoadedConfig
 from .guards import GuardMonitor
@@ -33,7 +33,8 @@ from .memory import current_rss_mb, peak_rss_mb
 from .messages import Messenger
 from .monitor import Monitor
 from .pipeline import Pipeline, WarmUp, open_pipeline
-from .prober import Prober
+from .probe_worker import ProbeWorker
+from .prober import Prober, ProbeResult
 from .remote_check import run_check
 from .sources import Frame, FrameSource, open_source
 from .spool import Spool
@@ -83,7 +84,10 @@ class Agent:
         self.adapter = self.pipeline.adapter
         self.model_rss_mb = current_rss_mb() - rss_before
         self.guards = GuardMonitor()
-        self.prober = Prober(cfg.probe, self.pipeline.predict, self.adapter.disagreement, self.adapter.threshold,
+        probing = cfg.probe.enabled and bool(cfg.probe.perturbations)
+        # the worker's own session: perturbed inferences never queue on the deployed session's thread pool
+        probe_pipeline = self.pipeline.session(cfg.probe.threads) if probing else self.pipeline
+        self.prober = Prober(cfg.probe, probe_pipeline.predict, self.adapter.disagreement, self.adapter.threshold,
                              adapter=self.adapter, input_hw=self.pipeline.input_hw)
         self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
         self.publisher: Publisher | None = None
@@ -96,16 +100,37 @@ class Agent:
             src.uri, loop=src.loop, pace=src.pace, on_event=lambda event: self.messenger.send("event", event),
             fail_fast=src.fail_fast, open_timeout_s=src.open_timeout_s, read_timeout_s=src.read_timeout_s,
             backoff_initial_s=src.backoff_initial_s, backoff_max_s=src.backoff_max_s)
+        self.worker = ProbeWorker(self.prober, size=cfg.probe.queue, wait=self._probes_wait())
         self.latency = LatencyWindow()
         #: camera health, bands and alerts, frozen/replayed streams, temporal flips, drift, slices (agent/monitor.py)
         self.monitor = Monitor(cfg.monitor, cfg.device_id, self.adapter, self.backend.sha256, cfg.probe.seed)
-        self.health = self.monitor.health
         #: the run's robustness windows pooled, for the end-of-run summary
         self.robustness_run = RobustnessRun(cfg.probe.risk_zones.at_risk, cfg.probe.risk_zones.broken)
         self.commands = Commands(self.messenger)
         self._last_frame: np.ndarray | None = None
         self._idle_health_t = time.monotonic()  # last health sent while a live camera gave no frames
         self._register_commands()
+
+    def _probes_wait(self) -> bool:
+        """Backpressure: wait for probes when replaying a file unpaced (no deadline to miss), else drop."""
+        mode = self.cfg.probe.backpressure
+        if mode != "auto":
+            return mode == "wait"
+        kind = self.source.describe().get("kind")
+        return kind in ("video_file", "image_folder") and not self.cfg.source.pace
+
+    def _collect(self) -> int:
+        """Fold finished probe work into this window (prober, monitor, the probe stage); returns frames probed."""
+        probed = 0
+        for result in self.worker.take():
+            if isinstance(result, ProbeResult):
+                self.prober.record(result)
+                self.monitor.probed(result)  # exemplars come from the pixels the probe perturbed
+                probed += 1
+            else:
+                self.prober.record_breaking(result)
+            self.latency.add("probe", result.spent_ns)  # once, in the window the work finished in
+        return probed
 
     # --- commands (run in the agent loop, between frames) -----------------
 
@@ -181,48 +206,53 @@ class Agent:
         self.messenger.on_put = self.publisher.wake
         self.publisher.start()
 
-    def _emit_window(self, first: int, last: int, start: dt.datetime) -> None:
+    def _emit_window(self, first: int, last: int, start: dt.datetime) -> int:
+        """Each part sends its window body, then is reset; returns frames probed that were collected here."""
+        probed = self._settle_probes()
         end = schema.utc_now()
         window = {"start_ts": start.isoformat(), "end_ts": end.isoformat(), "first_frame": first,
                   "last_frame": last, "frames": last - first + 1}
         summaries = self.latency.summary()
-        stages = {k: v.as_dict() for k, v in summaries.items()}
-        if stages:
+        if summaries:
             self.messenger.send("latency", {"window": window, "warmup_runs": self.latency.warmup_runs,
-                                            "stages": stages, **self._latency_extras(summaries)})
-        breaking, bp_ns = self.prober.breaking_points()
-        if bp_ns:
-            self.latency.add("probe", bp_ns)
-        if self.prober.window.cells:
-            zones = self.cfg.probe.risk_zones
-            cells = self.prober.window.summary(zones.at_risk, zones.broken)
-            body = {
-                "window": window, "frames_probed": self.prober.window.frames_probed, "seed": self.cfg.probe.seed,
-                "cells": cells, "zones": zones_by_perturbation(cells),
-                "risk_thresholds": {"at_risk": zones.at_risk, "broken": zones.broken},
-                "breaking_points": breaking, **self.prober.window_report(), **self.monitor.robustness_fields()}
-            self.messenger.send("robustness", body)
-            self.robustness_run.add(body)
-        h = self.health.summary()
-        extra, monitor_flags = self.monitor.health_fields(h)
-        flags = health_flags(h) + self._source_flags()
-        self.messenger.send("health", {
-            "window": window, "fps": h["fps"], "brightness": h["brightness"], "contrast": h["contrast"],
-            "sharpness": h["sharpness"], "clipped": h["clipped"], "frozen_frames": h["frozen_frames"],
-            "spool_queued": self.spool.pending(), "spool_dropped": self.spool.dropped(),
-            "flags": flags + [f for f in monitor_flags if f not in flags], "rss_mb": rss_mb(),
-            **self._source_status(), **extra,
-        })
+                                            "stages": {k: v.as_dict() for k, v in summaries.items()},
+                                            **self._latency_extras(summaries)})
+        self.latency.clear()
+        self.latency.warmup_runs = 0
+        robustness = self.prober.body(window)
+        if robustness is not None:
+            robustness.update(self.monitor.robustness_fields())
+            self.messenger.send("robustness", robustness)
+            self.robustness_run.add(robustness)
+        self.prober.reset()
+        self.messenger.send("health", self.monitor.health_body(window, self._agent_status(), self._source_flags()))
         if self.cfg.monitor.enabled:
             drift, events = self.monitor.drift_body(window)
             self.messenger.send("drift", drift)
             for event in events:
                 self.messenger.send("event", event)
-        self.monitor.clear_window()
-        self.latency.clear()
-        self.latency.warmup_runs = 0
-        self.prober.clear_window()
-        self.health.clear()
+        self.monitor.reset()
+        return probed
+
+    def _settle_probes(self) -> int:
+        """Collect the window's probes and start its breaking-point search when one is due.
+
+        In wait mode the window waits for both, so its messages carry exactly its own frames' probes and the
+        search; in drop mode the search runs while the loop goes on and lands in the window it finishes in.
+        """
+        if self.worker.wait:
+            self.worker.drain()
+        probed = self._collect()
+        sample = self.prober.breaking_due()
+        if sample is not None and self.worker.search(sample) and self.worker.wait:
+            self.worker.drain()
+            probed += self._collect()
+        return probed
+
+    def _agent_status(self) -> dict[str, Any]:
+        """The agent's own figures every health body carries: spool, memory, the live source's state."""
+        return {"spool_queued": self.spool.pending(), "spool_dropped": self.spool.dropped(), "rss_mb": rss_mb(),
+                **self._source_status()}
 
     def _source_status(self) -> dict[str, Any]:
         """Live sources' dropped frames and outage state (optional health fields)."""
@@ -237,12 +267,8 @@ class Agent:
         now = time.monotonic()
         if now - self._idle_health_t >= self.cfg.windows.seconds:
             self._idle_health_t = now
-            start = schema.utc_now().isoformat()
-            self.messenger.send("health", {
-                "window": {"start_ts": start, "end_ts": start, "first_frame": 0, "last_frame": 0, "frames": 0},
-                "fps": 0.0, "brightness": 0.0, "contrast": 0.0, "sharpness": 0.0, "clipped": 0.0, "frozen_frames": 0,
-                "spool_queued": self.spool.pending(), "spool_dropped": self.spool.dropped(),
-                "flags": self._source_flags() or ["no_frames"], "rss_mb": rss_mb(), **self._source_status()})
+            self.messenger.send("health", self.monitor.idle_health_body(self._agent_status(),
+                                                                        self._source_flags() or ["no_frames"]))
         self.commands.poll()
         return stop.is_set()
 
@@ -310,19 +336,16 @@ class Agent:
                     self.latency.add_frame({"decode": frame.decode_ns, **run.stages, "capture_wait": capture_wait})
                     for event in self.monitor.observe(frame.image, prediction, frame.t_capture_ns):
                         self.messenger.send("event", event)
-                    if self.prober.due(frame.index):
-                        before = self.monitor.probe_snapshot(self.prober.window)
-                        self.latency.add("probe", self.prober.probe(frame.image, prediction, frame.index))
-                        # exemplars come from the pixels the probe perturbed (the model-scale view)
-                        self.monitor.probed(self.prober.window, before, self.prober.last_view, frame.index)
-                        stats.probed_frames += 1
+                    if self.prober.due(frame.index):  # the loop only copies the frame; the worker probes it
+                        self.worker.offer(frame.image, prediction, frame.index, self.monitor.slice_keys)
+                    stats.probed_frames += self._collect()
                     stats.frames += 1
                     if stats.first_result_s is None:
                         stats.first_result_s = (time.perf_counter_ns() - self.started_ns) / 1e9
                     full = frame.index - win_first + 1 >= self.cfg.windows.frames
                     if full or time.monotonic() - win_t0 >= self.cfg.windows.seconds:
                         t_pub = time.perf_counter_ns()
-                        self._emit_window(win_first, frame.index, win_start)
+                        stats.probed_frames += self._emit_window(win_first, frame.index, win_start)
                         self.latency.add("publish", time.perf_counter_ns() - t_pub)  # lands in the next window
                         stats.windows += 1
                         win_first = None
@@ -338,9 +361,11 @@ class Agent:
                     break
                 t_ask = time.perf_counter_ns()
         finally:
+            self.worker.drain()  # the run's last probes belong to its last window
             if win_first is not None and frame is not None:
-                self._emit_window(win_first, frame.index, win_start)
+                stats.probed_frames += self._emit_window(win_first, frame.index, win_start)
                 stats.windows += 1
+            self.worker.close()
             stats.wall_s = time.perf_counter() - t_run
             self.messenger.send("death", {"reason": reason, "frames": stats.frames})
             self._stop_transport(flush_timeout)

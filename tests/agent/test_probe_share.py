@@ -38,7 +38,7 @@ def test_share_mode_converges_to_the_set_share(monkeypatch: pytest.MonkeyPatch, 
     for i in range(3000):
         clock.now += frame_ns  # the deployed path's own frame
         if p.due(i):
-            probe_total += p.probe(image, 0, i)
+            probe_total += p.probe(image, 0, i).spent_ns
     realised = probe_total / clock.now
     assert p.share() == pytest.approx(realised, rel=1e-3)
     assert abs(realised - share) <= 0.1 * share, realised  # the goal: within +-10% of the set share
