@@ -9,12 +9,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := dev,tflite,report,collector
 
-.PHONY: demo test install broker browser systemd prometheus assets lint typecheck check bench clean arm64-wheels stream-deps ref-venv
+.PHONY: demo test install broker browser systemd prometheus assets lint typecheck check bench clean arm64-wheels stream-deps ref-venv gst-venv
 
 demo: install broker assets
 	$(BIN)/edgeprobe demo
 
-test: install broker browser systemd stream-deps prometheus assets ref-venv
+test: install broker browser systemd stream-deps prometheus gst-venv assets ref-venv
 	$(BIN)/python -m pytest -q
 
 install: $(STAMP)
@@ -75,6 +75,25 @@ stream-deps:
 	    gstreamer1.0-plugins-ugly gstreamer1.0-libav >/dev/null; \
 	else echo "gst-rtsp-server is missing: the RTSP source test will be skipped"; fi
 
+# A board-style venv: Debian's python3-opencv (GStreamer on, built for Debian's numpy 1.24) through
+# --system-site-packages, edgeprobe installed beside it without replacing either (deploy/board-venv.sh,
+# the Jetson image does the same). The GStreamer source tests and the numpy 1.x test run the agent in it;
+# they skip, saying why, when it cannot be made. python3-opencv only when missing and only as root
+# (~40 s to install once apt lists are fresh; the venv ~60 s with a warm pip cache).
+GST_VENV := .venv-gst
+gst-venv: $(GST_VENV)/.installed-stamp
+
+$(GST_VENV)/.installed-stamp: pyproject.toml deploy/board-venv.sh
+	@if /usr/bin/python3 -c "import cv2, numpy" >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing python3-opencv (Debian package, for the GStreamer source tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    python3-opencv python3-venv gstreamer1.0-plugins-base gstreamer1.0-plugins-good >/dev/null || true; \
+	fi
+	@rm -rf $(GST_VENV)
+	@if EDITABLE=1 sh deploy/board-venv.sh $(GST_VENV) . /usr/bin/python3; then touch $@; \
+	else rm -rf $(GST_VENV); echo "no board venv: the GStreamer source tests will be skipped"; fi
+
 # Every runtime dependency of `pip install edgeprobe` and `edgeprobe[tflite]` as wheels (no compiler on the
 # board) for manylinux (glibc <= 2.35) aarch64 and x86_64, CPython 3.10-3.12, or fail naming each one
 # without a wheel. Not part of `make test` (it needs the package index: ~60 s cold, ~10 s a target warm);
@@ -115,4 +134,4 @@ bench: install broker assets ref-venv
 	  $(BIN)/python benchmarks/$$b.py --quick; done
 
 clean:
-	rm -rf $(VENV) $(REF_VENV) demo-out .pytest_cache .mypy_cache .ruff_cache .typecheck
+	rm -rf $(VENV) $(REF_VENV) $(GST_VENV) demo-out .pytest_cache .mypy_cache .ruff_cache .typecheck

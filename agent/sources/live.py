@@ -130,7 +130,14 @@ class LiveSource:
         try:
             while not self._closed.is_set() and gen == self._generation:
                 if cap is None:
+                    # An open can hang as a read can (GStreamer's rtspsrc has no open timeout OpenCV
+                    # passes on, and blocks for good on a server that accepts but never plays): the
+                    # consumer's watchdog gives up on this grabber the same way.
+                    self._read_started_ns = time.perf_counter_ns()
                     cap = self._open()
+                    self._read_started_ns = None
+                    if gen != self._generation:
+                        break
                     if cap is None:
                         if self.fail_fast:
                             self._set_fatal(self.last_error)
@@ -241,7 +248,7 @@ class LiveSource:
             self._begin_outage(f"{self.safe_uri} sent no frame for {self.read_timeout_s:.1f} s")
         started = self._read_started_ns
         if started is not None and now - started > (self.read_timeout_s + self.open_timeout_s) * 1e9:
-            log.warning("a read from %s hung; starting a new grabber", self.safe_uri)
+            log.warning("opening or reading %s hung; starting a new grabber", self.safe_uri)
             self._read_started_ns = None
             self._thread = self._start_grabber(None)
 

@@ -279,3 +279,14 @@ def test_unit_and_readme_agree_on_paths() -> None:
     readme = (REPO / "README.md").read_text()
     assert "deploy/systemd/edgeprobe-agent.service" in readme
     assert os.path.basename(str(UNIT)) in readme
+
+
+def test_board_venv_refuses_a_python_without_the_boards_opencv(tmp_path: Path) -> None:
+    # a python that sees no site packages stands in for a board where python3-opencv is not installed
+    bare = tmp_path / "python-bare"
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    bare.chmod(0o755)
+    proc = subprocess.run(["sh", str(DEPLOY / "board-venv.sh"), str(tmp_path / "venv"), str(REPO), str(bare)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "install the board's OpenCV first" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "venv").exists()

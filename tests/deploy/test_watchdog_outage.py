@@ -11,65 +11,18 @@ takes seconds here and can be run with the 30 s outage of issue 18 (EDGEPROBE_TE
 from __future__ import annotations
 
 import os
-import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import REPO, demo_config
+from tests.sdnotify_socket import NotifySocket, frames_in
 from tests.streams.helpers import free_port, start_mjpeg, stop
 
 WATCHDOG_S = float(os.environ.get("EDGEPROBE_TEST_WATCHDOG_S", "2"))
 OUTAGE_S = float(os.environ.get("EDGEPROBE_TEST_OUTAGE_S", "4"))
-
-
-class NotifySocket:
-    """What systemd's end of NOTIFY_SOCKET sees: each datagram with the monotonic time it arrived."""
-
-    def __init__(self, path: Path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.path = path
-        self.got: list[tuple[float, dict[str, str]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096).decode()
-            except TimeoutError:
-                continue
-            self.got.append((time.monotonic(), dict(ln.split("=", 1) for ln in data.splitlines())))
-
-    def pings(self, start: float, end: float) -> list[tuple[float, dict[str, str]]]:
-        return [(t, s) for t, s in list(self.got) if start <= t < end and s.get("WATCHDOG") == "1"]
-
-    def wait_for(self, cond: Callable[[dict[str, str]], bool], limit_s: float = 60) -> float:
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            for t, s in list(self.got):
-                if cond(s):
-                    return t
-            time.sleep(0.05)
-        raise AssertionError(f"no such notification in {limit_s} s: {self.got[-5:]}")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
-
-
-def _frames(state: dict[str, str]) -> int:
-    """Frames measured so far, from the STATUS line systemctl would show (-1 while loading)."""
-    m = re.search(r"\((\d+) frames", state.get("STATUS", ""))
-    return int(m.group(1)) if m else -1
 
 
 def _pings_per_period(sock: NotifySocket, start: float, end: float) -> list[int]:
@@ -98,11 +51,11 @@ def test_watchdog_is_fed_throughout_a_camera_outage(tmp_path: Path, orientation_
         time.sleep(OUTAGE_S)
         t_up = time.monotonic()
         server = start_mjpeg(vtest_video, port, "--fps", "25")
-        notify.wait_for(lambda s: _frames(s) >= 20)
+        notify.wait_for(lambda s: frames_in(s) >= 20)
         stop(server)  # and down again mid-stream
         t_down = time.monotonic()
         server = None
-        notify.wait_for(lambda s: s.get("STATUS", "").startswith("waiting for the camera") and _frames(s) > 0)
+        notify.wait_for(lambda s: s.get("STATUS", "").startswith("waiting for the camera") and frames_in(s) > 0)
         time.sleep(OUTAGE_S)
         t_end = time.monotonic()
         assert agent.poll() is None, agent.stderr.read() if agent.stderr else ""
