@@ -37,6 +37,7 @@ class Device:
         self.session = uuid.uuid4().hex[:16]
         self.samples = samples
         self._hdr_pool: list[dict[str, Any]] = []
+        self.windows_sent = 0
 
     def _msg(self, kind: str, body: dict[str, Any], ts: dt.datetime) -> Incoming:
         env = schema.make_envelope(kind=kind, device_id=self.device_id, fleet=self.fleet, session_id=self.session,
@@ -87,7 +88,8 @@ class Device:
             "contrast": self.rng.uniform(30, 60), "sharpness": self.rng.uniform(100, 400), "clipped": 0.01,
             "frozen_frames": 0, "spool_queued": 0, "spool_dropped": 0, "flags": ["dark"] if dark else [],
             "noise": 1.5, "occlusion": 0.0, "alerts": ["dark"] if dark else []}, ts))
-        if self.seq % 40 < 4:
+        self.windows_sent += 1
+        if self.windows_sent % 6 == 1:  # drift once a minute at the default 10 s windows
             out.append(self._msg("drift", {"window": w, "outputs": {"classes": {"psi": self.rng.uniform(0, 0.4)}},
                                            "output_drift": False, "input_drift": False, "attribution": "none"}, ts))
         return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from edgeprobe.collector.prometheus import FLEET_METRICS, registry_for
@@ -27,7 +28,11 @@ PROMTOOL = shutil.which("promtool")
 
 @pytest.fixture(scope="module")
 def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("prom") / "fleet.db"
+    return build_exposition(tmp_path_factory.mktemp("prom") / "fleet.db")
+
+
+def build_exposition(path: Path) -> str:
+    """/metrics of a store holding every kind of message, with a real (unstarted) collector's own figures."""
     store = Store(path)
     for tick in stream(2, START, hours=0.5, every_s=300):
         store.ingest(tick)
