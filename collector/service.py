@@ -38,6 +38,8 @@ log = logging.getLogger("edgeprobe.collector")
 BATCH_MAX = 500
 BATCH_WAIT_S = 0.05
 POLL_S = 0.005
+#: longest wait between two connection attempts while the broker is away
+RECONNECT_MAX_S = 2
 #: longest wait between two tries of a batch the database refused
 STORE_RETRY_MAX_S = 5.0
 
@@ -75,7 +77,8 @@ class Collector:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # capped at RECONNECT_MAX_S: at 30 s the collector slept up to half a minute after the broker was back
+        self.client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         # network thread -> writer: deque.append/popleft are atomic, so the hand-off takes
         # no lock per message; the event only wakes an idle writer
         self._queue: collections.deque[tuple[Incoming, int, int]] = collections.deque()

@@ -135,6 +135,8 @@ class Store:
         good: list[tuple[Incoming, schema.Envelope, msgspec.Struct]] = []
         bad: list[dict[str, Any]] = []
         for item in batch:
+            if item.topic.endswith("/cmd"):  # commands to devices share the collector's subscription: not data
+                continue
             try:
                 env, body = schema.decode_message(item.payload, item.topic, self.max_message_bytes)
             except schema.SchemaViolation as exc:

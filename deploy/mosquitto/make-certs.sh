@@ -4,6 +4,8 @@
 # PKI uses its own certificates instead.
 #
 #   make-certs.sh OUT_DIR [SERVER_NAME ...]        CA + server cert (SAN: names, 127.0.0.1, localhost)
+#   OUT_DIR is the admin machine's CA folder: install.sh copies only ca.crt, server.crt and server.key
+#   to the broker, never ca.key.
 #   make-certs.sh OUT_DIR --client NAME            a client cert signed by OUT_DIR/ca.*
 set -eu
 out=${1:?usage: make-certs.sh OUT_DIR [SERVER_NAME ...] | OUT_DIR --client NAME}

@@ -113,3 +113,11 @@ def test_the_dropped_count_is_a_prometheus_metric(tmp_path: Path) -> None:
     values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
     assert values["edgeprobe_quarantine_dropped_rows_total"] == 3
     assert values["edgeprobe_quarantined_messages"] == 3  # "junk 3" once, "junk 4" twice
+
+
+def test_commands_to_devices_are_not_quarantined(tmp_path: Path) -> None:
+    """The collector's edgeprobe/v1/# subscription also sees the commands sent to devices."""
+    store = Store(tmp_path / "db.sqlite")
+    cmd = Incoming("edgeprobe/v1/f/cam-1/cmd", b'{"id": "1", "command": "rebirth"}', NOW)
+    assert store.ingest([cmd, _item(_msg())]) == (1, 0)
+    assert store.counts()["quarantine"] == 0

@@ -1,70 +1,134 @@
-"""The deploy/mosquitto configuration on a real mosquitto: TLS, no anonymous, per-device ACL."""
+"""The deploy/mosquitto broker as the README installs it, attacked with one device's credentials.
+
+The broker is Debian's mosquitto running the shipped drop-in next to Debian's
+stock config, as the `mosquitto` user (tests/e2e/secure_broker.py); the
+collector is a real `edgeprobe collect` process writing SQLite. Each attack
+from issue 16 must fail: cross-device and cross-fleet publishing, taking over
+the collector's or another device's session by client id, and joining the
+collectors' shared subscription group.
+"""
 
 from __future__ import annotations
 
-import shutil
+import os
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from edgeprobe.agent.publisher import Publisher
-from edgeprobe.agent.spool import Spool
 from edgeprobe.harness import schema
 
-from edgeprobe.localbroker import LocalBroker, find_mosquitto
-from tests.e2e.secure_broker import PASSWORDS, ca_file, make_secure_broker
+from tests.e2e.secure_broker import PASSWORDS, SecureBroker, make_secure_broker, remove
 from tests.e2e.util import client, count, message, start_collector, stop, wait_for
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None or shutil.which("openssl") is None,
-                                reason="mosquitto or openssl not installed")
+pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def secure(tmp_path: Path) -> Iterator[LocalBroker]:
-    broker = make_secure_broker(tmp_path / "broker")
-    with broker:
+@pytest.fixture(scope="module")
+def secure() -> Iterator[SecureBroker]:
+    broker = make_secure_broker()
+    try:
+        broker.start()
+        broker.register()
         yield broker
+    finally:
+        remove(broker)
 
 
 @pytest.fixture
-def collector(secure: LocalBroker, tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+def collector(secure: SecureBroker, tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     db = tmp_path / "fleet.db"
-    proc = start_collector(db, secure.address, tmp_path, "--ca-file", ca_file(secure.workdir),
+    proc = start_collector(db, secure.address, tmp_path, "--ca-file", secure.ca_file,
                            "--username", "collector", "--password", PASSWORDS["collector"])
     yield db, proc
     stop(proc)
 
 
-def _connect(secure: LocalBroker, **kw: str | None) -> dict:
-    c, state = client(secure.port, **kw)  # type: ignore[arg-type]
-    c.connect_async("127.0.0.1", secure.port)
-    c.loop_start()
-    wait_for(lambda: state["connack"] is not None, timeout=10)
-    c.disconnect()
-    c.loop_stop()
-    return state
+class Device:
+    """A connected paho client that records CONNACK, SUBACK, PUBACK and disconnects."""
+
+    def __init__(self, broker: SecureBroker, user: str, client_id: str = "", password: str | None = None):
+        self.c, self.state = client(broker.port, username=user, password=password or PASSWORDS.get(user),
+                                    ca=broker.ca_file, client_id=client_id)
+        self.suback: dict[int, list] = {}
+        self.puback: dict[int, object] = {}
+        self.disconnected = threading.Event()
+        self.c.on_subscribe = lambda cl, u, mid, codes, p: self.suback.__setitem__(mid, codes)
+        self.c.on_publish = lambda cl, u, mid, reason, p: self.puback.__setitem__(mid, reason)
+        self.c.on_disconnect = lambda *a: self.disconnected.set()
+        self.c.connect("127.0.0.1", broker.port)
+        self.c.loop_start()
+        assert wait_for(lambda: self.state["connack"] is not None, timeout=10)
+
+    def subscribe(self, topic: str) -> list:
+        _, mid = self.c.subscribe(topic, qos=1)
+        assert wait_for(lambda: mid in self.suback, timeout=10)
+        return self.suback[mid]
+
+    def publish(self, topic: str, payload: bytes) -> object:
+        info = self.c.publish(topic, payload, qos=1)
+        assert wait_for(lambda: info.mid in self.puback, timeout=10), f"no PUBACK for {topic}"
+        return self.puback[info.mid]
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
 
 
-def test_anonymous_client_is_refused(secure: LocalBroker) -> None:
-    state = _connect(secure, ca=ca_file(secure.workdir))
-    assert state["connack"] is not None and state["connack"].is_failure
-    assert "authori" in str(state["connack"]).lower()
+def _stored(db: Path, msg: dict) -> int:
+    return count(db, f"SELECT COUNT(*) FROM messages WHERE msg_id = '{msg['msg_id']}'")
 
 
-def test_wrong_password_is_refused(secure: LocalBroker) -> None:
-    state = _connect(secure, username="cam-a", password="guess", ca=ca_file(secure.workdir))
-    assert state["connack"] is not None and state["connack"].is_failure
+# --- the install itself ----------------------------------------------------------------------------
 
 
-def test_registered_device_over_tls_is_accepted(secure: LocalBroker) -> None:
-    state = _connect(secure, username="cam-a", password=PASSWORDS["cam-a"], ca=ca_file(secure.workdir))
-    assert state["connack"] is not None and not state["connack"].is_failure
+def test_the_broker_runs_as_the_mosquitto_user_with_the_files_install_sh_made(secure: SecureBroker) -> None:
+    assert secure.proc is not None
+    status = Path(f"/proc/{secure.proc.pid}/status").read_text()
+    uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+    import pwd
+
+    assert pwd.getpwuid(uid).pw_name == "mosquitto"
+    etc = secure.root / "etc/mosquitto"
+    configs = [etc / "mosquitto.conf", etc / "conf.d/edgeprobe.conf"]
+    keys = [line.split()[0] for conf in configs for line in conf.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert "user" not in keys
+    single = {"pid_file", "persistence", "persistence_location", "autosave_interval", "autosave_on_changes",
+              "message_size_limit", "use_username_as_clientid", "allow_anonymous", "include_dir"}
+    assert not [k for k in single if keys.count(k) > 1], "a key set twice: mosquitto refuses the config"
+
+    def mode(p: Path) -> tuple[int, str, str]:
+        import grp
+
+        st = p.stat()
+        return st.st_mode & 0o777, pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name
+
+    assert mode(etc / "edgeprobe/certs/server.key") == (0o640, "root", "mosquitto")
+    assert mode(etc / "conf.d/edgeprobe.conf") == (0o640, "root", "mosquitto")
+    assert mode(etc / "edgeprobe/ctrl/mosquitto_ctrl")[0] == 0o600
+    store = secure.root / "var/lib/mosquitto/edgeprobe-dynsec.json"  # the credential store mosquitto rewrites
+    assert mode(store) == (0o600, "mosquitto", "mosquitto")
+    broker_files = [p.name for top in ("etc", "var", "run") for p in (secure.root / top).rglob("*")]
+    assert "ca.key" not in broker_files and (secure.ca / "ca.key").exists()
+    assert "pw-a" not in store.read_text()  # hashed
 
 
-def test_plaintext_client_cannot_connect_to_tls_listener(secure: LocalBroker) -> None:
+def test_anonymous_and_wrong_passwords_are_refused_and_a_registered_device_is_not(secure: SecureBroker) -> None:
+    anon = Device(secure, "")
+    assert anon.state["connack"].is_failure
+    wrong = Device(secure, "cam-a", password="guess")
+    assert wrong.state["connack"].is_failure
+    ok = Device(secure, "cam-a")
+    assert not ok.state["connack"].is_failure
+    for d in (anon, wrong, ok):
+        d.close()
+
+
+def test_plaintext_and_untrusting_clients_cannot_connect(secure: SecureBroker, tmp_path: Path) -> None:
     c, state = client(secure.port, username="cam-a", password=PASSWORDS["cam-a"])
     try:
         c.connect("127.0.0.1", secure.port, keepalive=5)
@@ -73,9 +137,6 @@ def test_plaintext_client_cannot_connect_to_tls_listener(secure: LocalBroker) ->
     except (OSError, ssl.SSLError):
         pass
     assert state["connack"] is None or state["connack"].is_failure
-
-
-def test_client_that_does_not_trust_the_ca_cannot_connect(secure: LocalBroker, tmp_path: Path) -> None:
     subprocess.run(["sh", str(Path(__file__).parents[2] / "deploy/mosquitto/make-certs.sh"), str(tmp_path / "other")],
                    check=True, capture_output=True)
     c, state = client(secure.port, username="cam-a", password=PASSWORDS["cam-a"], ca=str(tmp_path / "other/ca.crt"))
@@ -84,55 +145,156 @@ def test_client_that_does_not_trust_the_ca_cannot_connect(secure: LocalBroker, t
     assert state["connack"] is None
 
 
-def test_device_cannot_publish_as_another_device(secure: LocalBroker, collector: tuple[Path, object],
-                                                 tmp_path: Path) -> None:
+# --- the attacks -----------------------------------------------------------------------------------
+
+
+def test_cross_device_and_cross_fleet_publishes_are_refused(secure: SecureBroker,
+                                                            collector: tuple[Path, object]) -> None:
     db, _ = collector
-    spool = Spool(tmp_path / "spool-a.db")
-    # cam-a tries cam-b's topic (ACL drops it) and cam-b's identity on its own topic (collector quarantines it)
-    impostor = message("event", 1, device="cam-b")
-    spool.put(schema.topic_for("f", "cam-b", "event"), schema.encode(impostor))
-    spoofed = message("event", 2, device="cam-b")
-    spool.put(schema.topic_for("f", "cam-a", "event"), schema.encode(spoofed))
+    cam_a = Device(secure, "cam-a")
+    as_b = message("event", 1, device="cam-b")
+    other_fleet = message("event", 2, device="cam-a", fleet="other")
     own = message("event", 3, device="cam-a")
-    spool.put(schema.topic_for("f", "cam-a", "event"), schema.encode(own))
-    pub = Publisher(spool, "127.0.0.1", secure.port, client_id="cam-a", username="cam-a",
-                    password=PASSWORDS["cam-a"], ca_file=ca_file(secure.workdir))
-    pub.start()
-    try:
-        assert pub.flush(20), "the broker never acknowledged cam-a's messages"
-    finally:
-        pub.stop()
-    assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages") >= 1
-                    and count(db, "SELECT COUNT(*) FROM quarantine") >= 1)
-    time.sleep(0.5)  # let anything that should not arrive have its chance to
-    assert count(db, "SELECT COUNT(*) FROM messages WHERE device_id = 'cam-b'") == 0
-    assert count(db, f"SELECT COUNT(*) FROM messages WHERE msg_id = '{own['msg_id']}'") == 1
-    assert count(db, "SELECT COUNT(*) FROM quarantine WHERE reason LIKE '%does not match payload%'") == 1
-    assert count(db, "SELECT COUNT(*) FROM quarantine WHERE topic LIKE '%/cam-b/%'") == 0
+    refused = [cam_a.publish(schema.topic_for("f", "cam-b", "event"), schema.encode(as_b)),
+               cam_a.publish(schema.topic_for("other", "cam-a", "event"), schema.encode(other_fleet))]
+    assert cam_a.publish(schema.topic_for("f", "cam-a", "event"), schema.encode(own)).is_failure is False
+    cam_a.close()
+    assert wait_for(lambda: _stored(db, own) == 1)
+    time.sleep(0.5)  # anything that should not arrive has had its chance
+    assert [r.is_failure for r in refused] == [True, True]  # PUBACK "not authorized"
+    assert _stored(db, as_b) == 0 and _stored(db, other_fleet) == 0
+    assert count(db, "SELECT COUNT(*) FROM messages") == 1
 
 
-def test_device_reads_only_its_own_commands(secure: LocalBroker) -> None:
-    ca = ca_file(secure.workdir)
-    spies = []
-    for device in ("cam-a", "cam-b"):
-        c, state = client(secure.port, username=device, password=PASSWORDS[device], ca=ca, client_id=f"spy-{device}")
-        c.on_subscribe = lambda *a, s=state: s.update(subscribed=True)
-        c.connect("127.0.0.1", secure.port)
-        c.loop_start()
-        c.subscribe("edgeprobe/v1/f/+/cmd", qos=1)
-        spies.append((c, state))
-    assert wait_for(lambda: all(s.get("subscribed") for _, s in spies))
-    op, _ = client(secure.port, username="collector", password=PASSWORDS["collector"], ca=ca,
-                          client_id="operator")
-    op.connect("127.0.0.1", secure.port)
-    op.loop_start()
-    for device in ("cam-a", "cam-b"):
-        op.publish(f"edgeprobe/v1/f/{device}/cmd", b'{"id": "1", "command": "rebirth"}', qos=1).wait_for_publish(10)
-    assert wait_for(lambda: all(len(s["messages"]) >= 1 for _, s in spies))
+def test_a_device_cannot_join_the_collectors_shared_group_or_read_other_topics(secure: SecureBroker) -> None:
+    cam_a = Device(secure, "cam-a")
+    for topic in ("$share/collectors/edgeprobe/v1/#", "$share/g/edgeprobe/v1/f/cam-a/cmd", "edgeprobe/v1/#", "#",
+                  "edgeprobe/v1/f/cam-b/event", "edgeprobe/v1/f/cam-b/cmd", "edgeprobe/v1/f/+/cmd"):
+        (code,) = cam_a.subscribe(topic)
+        assert code.is_failure, f"cam-a was granted {topic}"
+    (code,) = cam_a.subscribe("edgeprobe/v1/f/cam-a/cmd")
+    assert not code.is_failure
+    cam_a.close()
+
+
+def test_a_device_using_the_collectors_client_id_takes_nothing(secure: SecureBroker,
+                                                               collector: tuple[Path, object],
+                                                               tmp_path: Path) -> None:
+    db, _ = collector
+    intruders = [Device(secure, "cam-b", client_id=cid) for cid in ("collector", "test-collector")]
+    cam_a = Device(secure, "cam-a")
+    sent = [message("event", i) for i in range(100)]
+    for m in sent:
+        assert not cam_a.publish(schema.topic_for("f", "cam-a", "event"), schema.encode(m)).is_failure
+    assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages") >= 100, timeout=30)
+    assert count(db, "SELECT COUNT(*) FROM messages") == 100
+    assert "lost the broker" not in (tmp_path / "test-collector.log").read_text()
+    for d in (*intruders, cam_a):
+        d.close()
+
+
+def test_a_device_using_another_devices_client_id_does_not_kick_it(secure: SecureBroker,
+                                                                   collector: tuple[Path, object]) -> None:
+    db, _ = collector
+    death = message("death", 1, device="cam-b", body={"reason": "connection lost"})
+    victim = mqtt_with_will(secure, death)
+    attacker = Device(secure, "cam-a", client_id="cam-b")
+    assert not attacker.state["connack"].is_failure
+    time.sleep(1.0)
+    assert not victim.disconnected.is_set(), "cam-a's connection kicked cam-b off"
+    assert _stored(db, death) == 0, "cam-b's last will was published"
+    attacker.close()
+    victim.close()
+
+
+def mqtt_with_will(secure: SecureBroker, will: dict) -> Device:
+    """cam-b connected with a last will (set before CONNECT, as the agent does)."""
+    dev = Device.__new__(Device)
+    dev.c, dev.state = client(secure.port, username="cam-b", password=PASSWORDS["cam-b"], ca=secure.ca_file,
+                              client_id="cam-b")
+    dev.suback, dev.puback, dev.disconnected = {}, {}, threading.Event()
+    dev.c.on_disconnect = lambda *a: dev.disconnected.set()
+    dev.c.will_set(schema.topic_for("f", "cam-b", "death"), schema.encode(will), qos=1)
+    dev.c.connect("127.0.0.1", secure.port)
+    dev.c.loop_start()
+    assert wait_for(lambda: dev.state["connack"] is not None, timeout=10)
+    return dev
+
+
+def test_each_device_reads_only_its_own_commands(secure: SecureBroker) -> None:
+    devices = {name: Device(secure, name) for name in ("cam-a", "cam-b")}
+    for name, dev in devices.items():
+        (code,) = dev.subscribe(f"edgeprobe/v1/f/{name}/cmd")
+        assert not code.is_failure
+    op = Device(secure, "collector")  # the collector's credential may send commands
+    for name in devices:
+        assert not op.publish(f"edgeprobe/v1/f/{name}/cmd", b'{"id": "1", "command": "rebirth"}').is_failure
+    assert wait_for(lambda: all(d.state["messages"] for d in devices.values()))
     time.sleep(0.3)
-    for (c, state), device in zip(spies, ("cam-a", "cam-b"), strict=True):
-        c.loop_stop()
-        c.disconnect()
-        assert [t for t, _ in state["messages"]] == [f"edgeprobe/v1/f/{device}/cmd"]
-    op.loop_stop()
-    op.disconnect()
+    for name, dev in devices.items():
+        assert [t for t, _ in dev.state["messages"]] == [f"edgeprobe/v1/f/{name}/cmd"]
+        dev.close()
+    op.close()
+
+
+def test_a_message_over_the_size_limit_is_refused_by_the_broker(secure: SecureBroker,
+                                                                collector: tuple[Path, object]) -> None:
+    db, _ = collector
+    cam_a = Device(secure, "cam-a")
+    big = message("event", 1, body={"type": "x", "pad": "p" * 600_000})
+    cam_a.c.publish(schema.topic_for("f", "cam-a", "event"), schema.encode(big), qos=1)
+    after = message("event", 2)
+    cam_a.close()
+    cam_a = Device(secure, "cam-a")  # the broker may drop the connection of a client that sent too much
+    assert not cam_a.publish(schema.topic_for("f", "cam-a", "event"), schema.encode(after)).is_failure
+    assert wait_for(lambda: _stored(db, after) == 1)
+    assert _stored(db, big) == 0 and count(db, "SELECT COUNT(*) FROM quarantine") == 0
+    cam_a.close()
+
+
+# --- crashes ---------------------------------------------------------------------------------------
+
+
+def test_broker_kill_9_with_the_collector_offline_loses_no_acked_message(secure: SecureBroker,
+                                                                         tmp_path: Path) -> None:
+    """autosave_on_changes: every message the broker acked is on disk before the kill."""
+    db = tmp_path / "fleet.db"
+    args = ("--ca-file", secure.ca_file, "--username", "collector", "--password", PASSWORDS["collector"])
+    stop(start_collector(db, secure.address, tmp_path, *args))  # its persistent session and subscription
+    cam_a = Device(secure, "cam-a")
+    sent = [message("event", i) for i in range(500)]
+    acked = [m for m in sent if not cam_a.publish(schema.topic_for("f", "cam-a", "event"),
+                                                  schema.encode(m)).is_failure]
+    assert len(acked) == 500
+    secure.stop(kill=True)
+    cam_a.close()
+    secure.start()
+    restarted = time.monotonic()
+    proc = start_collector(db, secure.address, tmp_path, *args)
+    try:
+        assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages") >= 1, timeout=30)
+        first = time.monotonic() - restarted
+        assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages") >= 500, timeout=60)
+        assert count(db, "SELECT COUNT(*) FROM messages") == 500
+        print(f"\nbroker kill -9, collector offline: 500 acked, {count(db, 'SELECT COUNT(*) FROM messages')} "
+              f"stored; collector started -> first stored {first:.2f} s")
+    finally:
+        stop(proc)
+
+
+def test_collector_is_back_within_seconds_of_the_broker(secure: SecureBroker,
+                                                        collector: tuple[Path, object]) -> None:
+    """The reconnect backoff is capped (2 s): a long outage does not leave the collector asleep for 30 s."""
+    db, _ = collector
+    secure.stop(kill=True)
+    time.sleep(float(os.environ.get("EDGEPROBE_TEST_OUTAGE_S", "8")))  # long enough for 1+2+4 s of backoff
+    secure.start()
+    back = time.monotonic()
+    cam_a = Device(secure, "cam-a")
+    m = message("event", 1)
+    assert not cam_a.publish(schema.topic_for("f", "cam-a", "event"), schema.encode(m)).is_failure
+    assert wait_for(lambda: _stored(db, m) == 1, timeout=30)
+    took = time.monotonic() - back
+    print(f"\nbroker back -> first stored message: {took:.2f} s")
+    assert took < 6, f"the collector took {took:.1f} s to come back"  # uncapped (30 s): about 7 s here
+    cam_a.close()
