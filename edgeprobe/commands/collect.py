@@ -35,6 +35,10 @@ def collect(
     max_message_bytes: Annotated[int, typer.Option(
         help="Quarantine any message larger than this (bytes); keep it at or under the broker's "
              "message_size_limit.")] = 512 * 1024,
+    retain_raw: Annotated[str, typer.Option(
+        help="Keep raw windows (messages and their rows) this long after arrival, e.g. 7d, 36h.")] = "7d",
+    retain_rollups: Annotated[str, typer.Option(
+        help="Keep the hourly rollups this long (fleet questions over older ranges find nothing).")] = "400d",
 ) -> None:
     """Subscribe to the fleet's messages and store them in SQLite until stopped."""
     from ..collector.service import Collector
@@ -53,6 +57,14 @@ def collect(
     if max_message_bytes < 1024:
         raise ConfigError(f"--max-message-bytes {max_message_bytes} is too small for any real message; "
                           "give at least 1024 (the default is 524288)")
+    from ..collector.retention import Pruner, Retention, sqlite_connect
+    from ..collector.timerange import parse_duration
+
+    retention = Retention(parse_duration(retain_raw, "--retain-raw"),
+                          parse_duration(retain_rollups, "--retain-rollups"))
+    if retention.rollups_s < retention.raw_s:
+        raise ConfigError(f"--retain-rollups {retain_rollups} is shorter than --retain-raw {retain_raw}; "
+                          "keep the rollups at least as long as the raw windows")
     db_hint = "point --db at a .db file of its own (created if missing)"
     sqlite_file(db, "database", db_hint)
     try:
@@ -88,7 +100,11 @@ def collect(
             ready_file.write_text("subscribed\n")
         elif not stop.is_set():
             log.warning("not subscribed after 30 s; is the broker at %s running?", broker)
+    pruner = threading.Thread(target=Pruner(sqlite_connect(str(db)), retention).run, args=(stop,),
+                              name="edgeprobe-retention", daemon=True)
+    pruner.start()
     stop.wait()
+    pruner.join(timeout=10)  # a pass in progress finishes its chunk (each is one small transaction)
     collector.stop()
     s = collector.stats
     log.warning("collector stopped: %d received, %d stored, %d quarantined", s.received, s.stored, s.quarantined)
