@@ -211,8 +211,9 @@ class MonitorConfig(Strict):
 
 
 class AgentConfig(Strict):
-    source: SourceConfig
     model: ModelConfig
+    #: where frames come from; the standalone agent needs it, the in-process SDK (edgeprobe.attach) does not
+    source: SourceConfig | None = None
     device_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")] = (
         msgspec.field(default_factory=lambda: _default_device_id())
     )
@@ -225,6 +226,14 @@ class AgentConfig(Strict):
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     #: acceptance suite the `run_check` command runs on the device (path relative to this file)
     suite: str | None = None
+
+
+def require_source(cfg: AgentConfig, where: str = "config") -> SourceConfig:
+    """The ``source:`` section, for the parts that open the camera themselves (one sentence when missing)."""
+    if cfg.source is None:
+        raise ConfigError(f"{where}: source: is missing; set source.uri to a camera, stream, video or folder "
+                          "(only an application using edgeprobe.attach may leave it out)")
+    return cfg.source
 
 
 def _default_device_id() -> str:
@@ -271,7 +280,7 @@ def build_config(
         raise ConfigError(_explain(exc, where, lines)) from None
     base = path.parent if path else Path.cwd()
     cfg.model.path = yamlconfig.resolve_path(cfg.model.path, base)
-    if not yamlconfig.looks_like_url_or_device(cfg.source.uri):
+    if cfg.source is not None and not yamlconfig.looks_like_url_or_device(cfg.source.uri):
         cfg.source.uri = yamlconfig.resolve_path(cfg.source.uri, base)
     cfg.spool.path = yamlconfig.resolve_path(cfg.spool.path, base)
     if cfg.monitor.baseline:

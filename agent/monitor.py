@@ -29,7 +29,7 @@ from ..harness.health import METRICS, FrameStats, HealthWindow, health_flags
 from ..harness.replay import ReplayDetector
 from ..harness.slices import SliceTable
 from ..harness.temporal import FlipCounter
-from .config import MonitorConfig
+from .config import MonitorConfig, require_source
 from .prober import ProbeResult
 
 
@@ -118,14 +118,14 @@ class Monitor:
 
     # --- per frame -------------------------------------------------------------------------------
 
-    def observe(self, image: np.ndarray, prediction: Any, t_capture_ns: int) -> list[dict[str, Any]]:
+    def observe(self, image: np.ndarray | None, prediction: Any, t_capture_ns: int) -> list[dict[str, Any]]:
         """Feed one frame and the deployed model's answer; returns `event` bodies to send now.
 
         Only one frame in ``monitor.health.every_n_frames`` costs pixel work: the others are counted (fps)
         and remembered as the next sampled frame's predecessor.
         """
         seen, self._seen = self._seen, self._seen + 1
-        if seen % self.every:
+        if seen % self.every or image is None or prediction is None:  # (the SDK keeps no pixels of other frames)
             self.health.tick(t_capture_ns)
             self._prev_image, self._prev_prediction = image, prediction
             return []
@@ -316,7 +316,7 @@ def record_baseline(loaded: Any, max_frames: int, on_frame: Any = None) -> Basel
     cfg = loaded.config
     pipeline = open_pipeline(cfg.model, cfg.task)
     backend, adapter = pipeline.backend, pipeline.adapter
-    src = cfg.source
+    src = require_source(cfg, str(loaded.path or "config"))
     source = open_source(src.uri, loop=src.loop, pace=False, fail_fast=True, open_timeout_s=src.open_timeout_s,
                          read_timeout_s=src.read_timeout_s, backoff_initial_s=src.backoff_initial_s,
                          backoff_max_s=src.backoff_max_s)

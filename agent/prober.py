@@ -123,7 +123,15 @@ class Prober:
     # --- on the loop's thread: is a frame due? ------------------------------------------------------
 
     def due(self, frame_index: int) -> bool:
+        """Count the frame into the window's duty cycle and say whether it is due for probing."""
+        self.seen()
+        return self.wants(frame_index)
+
+    def seen(self) -> None:
         self.w.frames_seen += 1
+
+    def wants(self, frame_index: int) -> bool:
+        """Whether a frame is due, without counting it (the SDK asks on the app's thread, counts on its own)."""
         if not (self.cfg.enabled and self.plan):
             return False
         if self.cfg.cpu_share is None:

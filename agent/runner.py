@@ -10,7 +10,6 @@ publisher drains the spool to the broker in its own thread.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import platform
@@ -24,18 +23,19 @@ import numpy as np
 
 from .. import __version__
 from ..harness import perturbations, schema
-from ..harness.latency import FLAGGED_STAGES, LatencyWindow, StageSummary
-from ..harness.stability import RobustnessRun
+from ..harness.latency import FLAGGED_STAGES, StageSummary
+from . import transport
 from .commands import CommandError, Commands
-from .config import LoadedConfig
+from .config import LoadedConfig, require_source
 from .guards import GuardMonitor
 from .memory import current_rss_mb, peak_rss_mb
 from .messages import Messenger
 from .monitor import Monitor
 from .pipeline import Pipeline, WarmUp, open_pipeline
 from .probe_worker import ProbeWorker
-from .prober import Prober, ProbeResult
+from .prober import Prober
 from .remote_check import run_check
+from .reporter import Reporter
 from .sources import Frame, FrameSource, open_source
 from .spool import Spool
 
@@ -95,17 +95,18 @@ class Agent:
             self.spool, cfg.device_id, cfg.fleet, model_sha256=self.backend.sha256,
             config_sha256=loaded.sha256,
         )
-        src = cfg.source
+        src = self.src = require_source(cfg, str(loaded.path or "config"))
         self.source: FrameSource = open_source(
             src.uri, loop=src.loop, pace=src.pace, on_event=lambda event: self.messenger.send("event", event),
             fail_fast=src.fail_fast, open_timeout_s=src.open_timeout_s, read_timeout_s=src.read_timeout_s,
             backoff_initial_s=src.backoff_initial_s, backoff_max_s=src.backoff_max_s)
         self.worker = ProbeWorker(self.prober, size=cfg.probe.queue, wait=self._probes_wait())
-        self.latency = LatencyWindow()
         #: camera health, bands and alerts, frozen/replayed streams, temporal flips, drift, slices (agent/monitor.py)
         self.monitor = Monitor(cfg.monitor, cfg.device_id, self.adapter, self.backend.sha256, cfg.probe.seed)
-        #: the run's robustness windows pooled, for the end-of-run summary
-        self.robustness_run = RobustnessRun(cfg.probe.risk_zones.at_risk, cfg.probe.risk_zones.broken)
+        self.reporter = Reporter(self.messenger, self.prober, self.worker, self.monitor, self._latency_extras,
+                                 self._agent_status, self._source_flags)
+        self.latency = self.reporter.latency
+        self.robustness_run = self.reporter.robustness_run
         self.commands = Commands(self.messenger)
         self._last_frame: np.ndarray | None = None
         self._idle_health_t = time.monotonic()  # last health sent while a live camera gave no frames
@@ -117,20 +118,7 @@ class Agent:
         if mode != "auto":
             return mode == "wait"
         kind = self.source.describe().get("kind")
-        return kind in ("video_file", "image_folder") and not self.cfg.source.pace
-
-    def _collect(self) -> int:
-        """Fold finished probe work into this window (prober, monitor, the probe stage); returns frames probed."""
-        probed = 0
-        for result in self.worker.take():
-            if isinstance(result, ProbeResult):
-                self.prober.record(result)
-                self.monitor.probed(result)  # exemplars come from the pixels the probe perturbed
-                probed += 1
-            else:
-                self.prober.record_breaking(result)
-            self.latency.add("probe", result.spent_ns)  # once, in the window the work finished in
-        return probed
+        return kind in ("video_file", "image_folder") and not self.src.pace
 
     # --- commands (run in the agent loop, between frames) -----------------
 
@@ -187,68 +175,6 @@ class Agent:
             },
         }
 
-    def _start_transport(self) -> None:
-        birth = self.messenger.send("birth", self._birth_body(), retain=True)
-        if not self.cfg.broker.enabled:
-            return
-        from .publisher import Publisher  # paho and ssl load only when a broker is configured
-
-        will = self.messenger.build("death", {"reason": "connection lost", "birth_seq": birth["seq"]},
-                                    seq=birth["seq"])
-        b = self.cfg.broker
-        self.publisher = Publisher(
-            self.spool, b.host, b.port, client_id=f"edgeprobe-{self.cfg.device_id}",
-            will_topic=self.messenger.topic("death"), will_payload=schema.encode(will),
-            username=b.username, password=b.password, keepalive=b.keepalive,
-            ca_file=b.ca_file, cert_file=b.cert_file, key_file=b.key_file,
-            command_topic=self.commands.topic, on_command=self.commands.submit,
-        )
-        self.messenger.on_put = self.publisher.wake
-        self.publisher.start()
-
-    def _emit_window(self, first: int, last: int, start: dt.datetime) -> int:
-        """Each part sends its window body, then is reset; returns frames probed that were collected here."""
-        probed = self._settle_probes()
-        end = schema.utc_now()
-        window = {"start_ts": start.isoformat(), "end_ts": end.isoformat(), "first_frame": first,
-                  "last_frame": last, "frames": last - first + 1}
-        summaries = self.latency.summary()
-        if summaries:
-            self.messenger.send("latency", {"window": window, "warmup_runs": self.latency.warmup_runs,
-                                            "stages": {k: v.as_dict() for k, v in summaries.items()},
-                                            **self._latency_extras(summaries)})
-        self.latency.clear()
-        self.latency.warmup_runs = 0
-        robustness = self.prober.body(window)
-        if robustness is not None:
-            robustness.update(self.monitor.robustness_fields())
-            self.messenger.send("robustness", robustness)
-            self.robustness_run.add(robustness)
-        self.prober.reset()
-        self.messenger.send("health", self.monitor.health_body(window, self._agent_status(), self._source_flags()))
-        if self.cfg.monitor.enabled:
-            drift, events = self.monitor.drift_body(window)
-            self.messenger.send("drift", drift)
-            for event in events:
-                self.messenger.send("event", event)
-        self.monitor.reset()
-        return probed
-
-    def _settle_probes(self) -> int:
-        """Collect the window's probes and start its breaking-point search when one is due.
-
-        In wait mode the window waits for both, so its messages carry exactly its own frames' probes and the
-        search; in drop mode the search runs while the loop goes on and lands in the window it finishes in.
-        """
-        if self.worker.wait:
-            self.worker.drain()
-        probed = self._collect()
-        sample = self.prober.breaking_due()
-        if sample is not None and self.worker.search(sample) and self.worker.wait:
-            self.worker.drain()
-            probed += self._collect()
-        return probed
-
     def _agent_status(self) -> dict[str, Any]:
         """The agent's own figures every health body carries: spool, memory, the live source's state."""
         return {"spool_queued": self.spool.pending(), "spool_dropped": self.spool.dropped(), "rss_mb": rss_mb(),
@@ -281,7 +207,7 @@ class Agent:
         g = guards.as_dict()
         g.pop("snapshots", None)
         return {
-            "mode": "paced" if self.cfg.source.pace else "single_stream",
+            "mode": "paced" if self.src.pace else "single_stream",
             "cold_start": {"session_ms": self.backend.load_ns / 1e6,
                            "first_inference_ms": (self.pipeline.first_inference_ns or 0) / 1e6,
                            "warmup_runs": self.cfg.windows.warmup, "model_rss_mb": round(self.model_rss_mb, 1),
@@ -303,7 +229,8 @@ class Agent:
         ``on_idle`` on each tick spent waiting for a live camera (both: signs of life for a watchdog)."""
         stats = RunStats()
         stop = stop or threading.Event()
-        self._start_transport()
+        self.publisher = transport.start(self.cfg.broker, self.cfg.device_id, self.messenger, self.spool,
+                                         self._birth_body(), self.commands)
         win_first, win_start, win_t0 = None, schema.utc_now(), time.monotonic()
         frame: Frame | None = None
         t_run = time.perf_counter()
@@ -338,14 +265,14 @@ class Agent:
                         self.messenger.send("event", event)
                     if self.prober.due(frame.index):  # the loop only copies the frame; the worker probes it
                         self.worker.offer(frame.image, prediction, frame.index, self.monitor.slice_keys)
-                    stats.probed_frames += self._collect()
+                    stats.probed_frames += self.reporter.collect()
                     stats.frames += 1
                     if stats.first_result_s is None:
                         stats.first_result_s = (time.perf_counter_ns() - self.started_ns) / 1e9
                     full = frame.index - win_first + 1 >= self.cfg.windows.frames
                     if full or time.monotonic() - win_t0 >= self.cfg.windows.seconds:
                         t_pub = time.perf_counter_ns()
-                        stats.probed_frames += self._emit_window(win_first, frame.index, win_start)
+                        stats.probed_frames += self.reporter.emit(win_first, frame.index, win_start)
                         self.latency.add("publish", time.perf_counter_ns() - t_pub)  # lands in the next window
                         stats.windows += 1
                         win_first = None
@@ -363,26 +290,15 @@ class Agent:
         finally:
             self.worker.drain()  # the run's last probes belong to its last window
             if win_first is not None and frame is not None:
-                stats.probed_frames += self._emit_window(win_first, frame.index, win_start)
+                stats.probed_frames += self.reporter.emit(win_first, frame.index, win_start)
                 stats.windows += 1
             self.worker.close()
             stats.wall_s = time.perf_counter() - t_run
             self.messenger.send("death", {"reason": reason, "frames": stats.frames})
-            self._stop_transport(flush_timeout)
+            transport.stop(self.publisher, self.spool, flush_timeout)
             self.source.close()
             stats.messages = dict(self.messenger.sent)
             stats.peak_rss_mb = rss_mb()
             stats.spool_pending = self.spool.pending()
             self.spool.close()
         return stats
-
-    def _stop_transport(self, flush_timeout: float) -> None:
-        if self.publisher is None:
-            return
-        if self.publisher.connected and not self.publisher.flush(flush_timeout):
-            log.warning("broker did not acknowledge everything in %.0f s; %d message(s) stay in the spool "
-                        "for the next run", flush_timeout, self.spool.pending())
-        elif not self.publisher.connected and self.spool.pending():
-            log.warning("broker unreachable; %d message(s) kept in the spool %s for the next run",
-                        self.spool.pending(), self.spool.path)
-        self.publisher.stop()

@@ -1,0 +1,137 @@
+"""A small production-style app that embeds edgeprobe: its own OpenCV capture, ONNX Runtime session and loop.
+
+It classifies frames of a video with the demo rotation model, the way an application would (the model, the
+preprocessing and the loop are the app's, not edgeprobe's), and is instrumented with three lines:
+``edgeprobe.attach``, ``probe.observe`` per frame and ``probe.close``.
+
+    python examples/embed_app.py --frames 300 --no-broker --json
+
+runs the same loop twice, without and with the probe (probing off, then on), and prints the app's own fps
+for both and the messages spooled per kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+HERE = Path(__file__).resolve().parent
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def preprocess(frame: np.ndarray, size: int) -> np.ndarray:
+    """Centre crop to a square, resize, normalise: the app's own preprocessing."""
+    h, w = frame.shape[:2]
+    s = min(h, w)
+    crop = frame[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    x = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+    return ((x - MEAN) / STD).transpose(2, 0, 1)[None]
+
+
+def run_app(video: str, model: str, frames: int, probe: Any = None, threads: int = 1) -> dict[str, Any]:
+    """The app's loop: read, preprocess, infer, act on the answer; observe() when a probe is attached."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    size = int(session.get_inputs()[0].shape[2])
+    cap = cv2.VideoCapture(video)
+    if not cap.isOpened():
+        raise SystemExit(f"cannot open {video}")
+    counts = np.zeros(4, np.int64)
+    done = 0
+    t_start = time.perf_counter()
+    observe_ns = []
+    while done < frames:
+        ok, frame = cap.read()
+        if not ok:  # loop the clip
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            continue
+        t0 = time.perf_counter_ns()
+        x = preprocess(frame, size)
+        t1 = time.perf_counter_ns()
+        outputs = session.run(None, {name: x})
+        t2 = time.perf_counter_ns()
+        counts[int(np.argmax(outputs[0]))] += 1  # the app acts on its answer
+        t3 = time.perf_counter_ns()
+        if probe is not None:
+            probe.observe(frame, outputs, timings={"preprocess": t1 - t0, "inference": t2 - t1,
+                                                   "postprocess": t3 - t2})
+            observe_ns.append(time.perf_counter_ns() - t3)
+        done += 1
+    wall = time.perf_counter() - t_start
+    cap.release()
+    out: dict[str, Any] = {"frames": done, "wall_s": round(wall, 3), "fps": round(done / wall, 2),
+                           "answers": counts.tolist()}
+    if observe_ns:
+        ns = np.asarray(observe_ns, np.float64)
+        out["observe_us"] = {"p50": round(float(np.median(ns)) / 1e3, 1),
+                             "p99": round(float(np.percentile(ns, 99)) / 1e3, 1)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--config", default=str(HERE / "embed-agent.yaml"))
+    ap.add_argument("--video", default=None, help="video file (default: the demo clip in the asset cache)")
+    ap.add_argument("--no-broker", action="store_true", help="spool only (no MQTT)")
+    ap.add_argument("--broker", default=None, help="HOST:PORT of the MQTT broker (default: the config's)")
+    ap.add_argument("--spool", default=None, help="spool file (default: a temporary one)")
+    ap.add_argument("--probe-only", action="store_true", help="skip the run without the probe")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if args.frames < 1:
+        ap.error("--frames must be at least 1")
+
+    from edgeprobe.harness.errors import EdgeprobeError
+
+    import edgeprobe
+    from edgeprobe.assets import cache_dir
+
+    os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
+    video = args.video or str(cache_dir() / "vtest.avi")
+    tmp = tempfile.TemporaryDirectory()
+    spool = args.spool or str(Path(tmp.name) / "embed-spool.db")
+    overrides: dict[str, Any] = {"spool.path": spool}
+    if args.no_broker:
+        overrides["broker.enabled"] = False
+    elif args.broker:
+        host, _, port = args.broker.rpartition(":")
+        overrides.update({"broker.host": host, "broker.port": int(port)})
+    try:
+        probe = edgeprobe.attach(args.config, overrides)
+    except EdgeprobeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    model = str(probe.cfg.model.path)
+    result: dict[str, Any] = {}
+    if not args.probe_only:
+        result["without_probe"] = run_app(video, model, args.frames)
+    result["with_probe"] = run_app(video, model, args.frames, probe)
+    probe.close()
+    result["probe"] = probe.stats()
+    if "without_probe" in result:
+        result["fps_ratio"] = round(result["with_probe"]["fps"] / result["without_probe"]["fps"], 4)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        w = result.get("without_probe", {}).get("fps")
+        print(f"app fps without probe: {w}  with probe: {result['with_probe']['fps']}")
+        print("messages spooled:", ", ".join(f"{k} {v}" for k, v in sorted(result["probe"]["messages"].items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
