@@ -51,7 +51,10 @@ MODES: tuple[str, ...] = ("single_stream", "paced", "throughput")
 @dataclass
 class BenchConfig:
     model: ModelConfig
-    source: str
+    #: a video file or image folder; None: frames generated at the model's input size (``generate``)
+    source: str | None = None
+    #: without a source: "noise" (seeded uniform uint8, distinct per frame) or "constant" (mid-grey)
+    generate: Literal["noise", "constant"] = "noise"
     task: str = "auto"
     mode: Mode = "single_stream"
     #: paced mode: camera frames per second (default: the source's own fps)
@@ -140,6 +143,32 @@ def _load_frames(uri: str, count: int) -> tuple[list[Frame], dict[str, Any], lis
     return frames, desc, [f.decode_ns for f in frames if f.decode_ns > 0]
 
 
+def _generated_frames(backend: Backend, fill: str, count: int) -> tuple[list[Frame], dict[str, Any], list[int]]:
+    """Frames of the model's own input size, as onnxruntime_perf_test, trtexec and benchmark_model feed.
+
+    No decode and no resize in preprocess (the frame already has the input's height and width), so
+    the figures are the model's and its normalisation's. Noise is seeded (seed 0) so two runs time
+    the same pixels; a constant frame is mid-grey. Content-dependent stages (NMS, decoding many
+    detections) can take longer or shorter on real frames: the output says which input was used.
+    """
+    spec = backend.input_spec
+    shape = (spec.height, spec.width) if spec.channels == 1 else (spec.height, spec.width, 3)
+    if fill == "noise":
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(count)]
+    else:
+        images = [np.full(shape, 128, np.uint8)] * count
+    now = time.perf_counter_ns()
+    frames = [Frame(image=img, t_capture_ns=now, index=i, source_id=f"generated:{fill}")
+              for i, img in enumerate(images)]
+    what = "seeded uniform noise (seed 0)" if fill == "noise" else "constant mid-grey (128)"
+    desc = {"kind": "generated", "uri": f"generated:{fill}", "fill": fill, "width": spec.width,
+            "height": spec.height, "frames": len(set(map(id, images))),
+            "note": f"{what} at the model's input size {spec.width}x{spec.height}: no decode, no resize; "
+                    "content-dependent postprocessing may time differently on real frames"}
+    return frames, desc, []
+
+
 def _open(cfg: BenchConfig) -> Pipeline:
     """The deployed pipeline; ``--task auto`` decodes as classification when the outputs fit, else latency only."""
     warm = WarmUp(cfg.warmup, cfg.warmup_stable, cfg.warmup_max)
@@ -156,7 +185,8 @@ def run_bench(cfg: BenchConfig, on_progress: Callable[[int], None] | None = None
     backend = pipeline.backend
     rss_loaded = current_rss_mb()
     _check_batch(backend, cfg.batch if cfg.mode == "throughput" else 1)
-    frames, source_desc, decode_ns = _load_frames(cfg.source, cfg.frames)
+    frames, source_desc, decode_ns = (_load_frames(cfg.source, cfg.frames) if cfg.source is not None
+                                      else _generated_frames(backend, cfg.generate, cfg.frames))
     for stage in [b.stage for b in cfg.budgets]:
         allowed = {"inference"} if cfg.mode == "throughput" else {"preprocess", "inference", "postprocess", "e2e"}
         if stage not in allowed:
@@ -191,7 +221,8 @@ def run_bench(cfg: BenchConfig, on_progress: Callable[[int], None] | None = None
     elif cfg.mode == "paced":
         fps = cfg.fps or float(source_desc.get("fps") or 0.0)
         if fps <= 0:
-            raise ConfigError(f"source {cfg.source} has no frame rate; pass --fps for paced mode")
+            raise ConfigError(f"source {source_desc.get('uri', cfg.source)} has no frame rate; pass --fps for "
+                              "paced mode")
         mode_figures = _paced(pipeline, frames, fps, window, driver, monitor, on_progress)
     else:
         mode_figures = _single_stream(pipeline, frames, window, driver, monitor, on_progress)

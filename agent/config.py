@@ -9,6 +9,7 @@ rather than a traceback.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socket
 from dataclasses import dataclass
@@ -285,11 +286,28 @@ def build_config(
     cfg.spool.path = yamlconfig.resolve_path(cfg.spool.path, base)
     if cfg.monitor.baseline:
         cfg.monitor.baseline = yamlconfig.resolve_path(cfg.monitor.baseline, base)
+    _resolve_provider_paths(cfg.model, base)
     if cfg.suite:
         cfg.suite = yamlconfig.resolve_path(cfg.suite, base)
         _check_suite(cfg.suite, f"{where} line {lines.get('suite', '?')}")
     digest = hashlib.sha256(msgspec.json.encode(cfg, order="sorted")).hexdigest()
     return LoadedConfig(cfg, path, digest)
+
+
+def _resolve_provider_paths(model: ModelConfig, base: Path) -> None:
+    """Relative ``*_path`` provider options (a TensorRT engine cache) resolve in systemd's StateDirectory.
+
+    Under the unit the config file is a read-only credential, so "next to the config" would be the
+    wrong place; ``$STATE_DIRECTORY`` (set by ``StateDirectory=``) survives restarts, so an engine
+    built once is reused. Elsewhere they resolve against the config's folder like every other path.
+    """
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    for provider in model.providers:
+        if isinstance(provider, str):
+            continue
+        for key, value in provider.options.items():
+            if key.endswith("_path") and isinstance(value, str):
+                provider.options[key] = yamlconfig.resolve_path(value, Path(state) if state else base)
 
 
 def _check_suite(suite: str, where: str) -> None:

@@ -38,17 +38,35 @@ class PreprocessConfig(_Strict):
     std: list[float] = msgspec.field(default_factory=lambda: [1.0, 1.0, 1.0])
 
 
+class ProviderConfig(_Strict):
+    """An execution provider with options, e.g. ``{name: TensorrtExecutionProvider, options: {trt_fp16_enable: true}}``.
+
+    The options go to ONNX Runtime unchanged (its per-provider option names: TensorRT's
+    ``trt_engine_cache_enable``/``trt_engine_cache_path``/``trt_fp16_enable``, CUDA's ``device_id``, ...).
+    """
+
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    options: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+
+
 class ModelConfig(_Strict):
     #: a .onnx or .tflite file (relative paths: against the file that names it)
     path: str
     backend: str = "auto"
-    #: ONNX Runtime execution providers in order of preference
-    providers: list[str] = msgspec.field(default_factory=lambda: ["CPUExecutionProvider"])
+    #: ONNX Runtime execution providers in order of preference: names, or {name, options} entries
+    providers: list[str | ProviderConfig] = msgspec.field(default_factory=lambda: ["CPUExecutionProvider"])
     #: intra-op threads (0 = runtime default)
     threads: NonNegInt = 0
     #: [height, width] fed to a model whose input height/width are dynamic (a dynamic batch is always 1)
     input_size: Annotated[list[PosInt], msgspec.Meta(min_length=2, max_length=2)] | None = None
     preprocess: PreprocessConfig = msgspec.field(default_factory=PreprocessConfig)
+
+    def provider_names(self) -> list[str]:
+        return [p if isinstance(p, str) else p.name for p in self.providers]
+
+    def provider_options(self) -> list[tuple[str, dict[str, str | int | float | bool]]]:
+        """What ONNX Runtime's ``providers=`` takes: (name, options) per provider, in order."""
+        return [(p, {}) if isinstance(p, str) else (p.name, dict(p.options)) for p in self.providers]
 
 
 #: Keys of the task section handed to the adapter when set (kind and labels are handled apart).

@@ -76,7 +76,8 @@ class OnnxBackend(Backend):
     def __init__(self, cfg: ModelConfig):
         path = Path(cfg.path)
         available = ort.get_available_providers()
-        missing = [p for p in cfg.providers if p not in available]
+        names = cfg.provider_names()
+        missing = [p for p in names if p not in available]
         if missing:
             raise ConfigError(
                 f"execution provider(s) {', '.join(missing)} not available in this onnxruntime build; "
@@ -90,14 +91,18 @@ class OnnxBackend(Backend):
         # onnxruntime print()s its provider fallback to stdout, which would corrupt --json output.
         with contextlib.redirect_stdout(io.StringIO()):
             try:
-                session = ort.InferenceSession(str(path), sess_options=opts, providers=list(cfg.providers))
+                session = ort.InferenceSession(str(path), sess_options=opts, providers=cfg.provider_options())
             except Exception as exc:  # onnxruntime raises several unrelated types
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if any(opt for _, opt in cfg.provider_options()):  # CUDA/TensorRT refuse unknown option names
+                    raise ConfigError(f"ONNX Runtime could not open {path} with the options in model.providers "
+                                      f"({first[:200]}); check each option against that provider's "
+                                      "documentation, or the model without them") from None
                 raise ModelError(f"{path} is not a model ONNX Runtime can load ({first[:200]})") from None
         load_ns = time.perf_counter_ns() - t0
         # A provider can be listed as available yet fail to load (TensorRT without libnvinfer):
         # onnxruntime then silently runs on the CPU. Measuring that as "TensorRT" would be a lie.
-        failed = [p for p in cfg.providers if p not in session.get_providers()]
+        failed = [p for p in names if p not in session.get_providers()]
         if failed:
             raise ConfigError(
                 f"execution provider(s) {', '.join(failed)} are in this onnxruntime build but failed to load "

@@ -22,7 +22,11 @@ def register(app: typer.Typer) -> None:
 
 def bench(
     model: Annotated[Path, typer.Argument(help="ONNX (or TFLite) model file.")],
-    source: Annotated[str, typer.Option("--source", "-s", help="Video file or image folder the frames come from.")],
+    source: Annotated[str | None, typer.Option(
+        "--source", "-s", help="Video file or image folder the frames come from (default: generated frames).")] = None,
+    generate: Annotated[str | None, typer.Option(
+        help="Without --source: 'noise' (seeded uniform, the default) or 'constant' (mid-grey) frames at the "
+             "model's input size, as onnxruntime_perf_test and trtexec feed.")] = None,
     budget: Annotated[list[str] | None, typer.Option(
         "--budget", "-b", help="Latency budget, e.g. p99=30ms (repeatable).")] = None,
     stage: Annotated[str, typer.Option(help="Stage the budgets apply to: e2e, inference, preprocess, ...")] = "e2e",
@@ -54,6 +58,7 @@ def bench(
     from ..console import interactive, progress_bar
     from ..harness.budget import Budget, parse_budget
     from ..harness.errors import ConfigError
+    from ..harness.modelconfig import ProviderConfig
     from ..userinput import existing_file, yaml_file
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
@@ -64,11 +69,16 @@ def bench(
     for text in budget or []:
         b = parse_budget(text, stage=stage)
         budgets.append(Budget(budget_ms=b.budget_ms, stage=b.stage, percentile=b.percentile, confidence=confidence))
+    if generate is not None and source is not None:
+        raise ConfigError("pass --source or --generate, not both: generated frames replace the source")
+    if generate not in (None, "noise", "constant"):
+        raise ConfigError(f"--generate {generate!r} is not a kind of generated input; use noise or constant")
     preprocess = PreprocessConfig()
-    providers = ["CPUExecutionProvider"]
+    providers: list[str | ProviderConfig] = ["CPUExecutionProvider"]
     if config is not None:
         yaml_file(config, "config file", "pass the path to an agent YAML file")
-        base = load_config(config, {"model.path": str(model.resolve()), "source.uri": source}).config.model
+        overrides = {"model.path": str(model.resolve())} | ({"source.uri": source} if source else {})
+        base = load_config(config, overrides).config.model
         preprocess, providers, threads = base.preprocess, base.providers, threads or base.threads
     if provider:
         providers = list(provider)
@@ -76,7 +86,8 @@ def bench(
         raise ConfigError("--threads must be 0 (runtime default) or more")
     cfg = BenchConfig(
         model=ModelConfig(path=str(model), providers=providers, threads=threads, preprocess=preprocess),
-        source=source, task=task, mode=mode, fps=fps, batch=batch,  # type: ignore[arg-type]
+        source=source, generate=generate or "noise",  # type: ignore[arg-type]
+        task=task, mode=mode, fps=fps, batch=batch,  # type: ignore[arg-type]
         concurrency=concurrency, warmup=warmup, warmup_stable=warmup_stable, max_seconds=max_seconds,
         max_samples=max_samples, budgets=budgets, frames=frames,
     )
@@ -116,6 +127,8 @@ def _print(result: BenchResult) -> None:
     m = d["model"]
     out(f"{Path(m['path']).name} on {m['runtime']} ({', '.join(m['providers'] or ['?'])}), "
                   f"mode {d['mode']}, threads {d['threads'] or 'default'}; source {d['source'].get('uri', '?')}")
+    if d["source"].get("kind") == "generated":
+        out(f"input: {d['source']['note']}")
     cold = d["cold_start"]
     out(f"cold start: session {cold['session_ms']:.1f} ms, first inference {cold['first_inference_ms']:.2f} ms,"
                   f" {cold['warmup_runs']} warm-up runs ({cold['warmup_ms']:.0f} ms, not in the figures)")

@@ -77,3 +77,29 @@ def test_other_usage_errors(chain: Path, short_clip: Path, tmp_path: Path) -> No
     assert_clean_error(run_cli("bench", str(chain), "--source", str(short_clip), "--budget", "p99=1s", "--mode",
                        "throughput"), r"stage 'e2e' is not measured in throughput mode")
     assert_clean_error(run_cli("bench", str(tmp_path / "none.onnx"), "--source", str(short_clip)), r"does not exist")
+
+
+def test_without_a_source_bench_runs_on_generated_frames_of_the_models_shape(chain: Path,
+                                                                            orientation_model: Path) -> None:
+    """As onnxruntime_perf_test and trtexec: no clip needed; the output says what the frames were."""
+    proc = run_cli("bench", str(orientation_model), "--budget", "p50=10s", "--max-samples", "40", "--threads", "1",
+                   "--json")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    src = d["source"]
+    assert src["kind"] == "generated" and src["fill"] == "noise" and (src["width"], src["height"]) == (224, 224)
+    assert src["frames"] == 32 and "noise" in src["note"] and "input size 224x224" in src["note"]
+    n = d["budgets"][0]["n"]
+    assert "decode" not in d["stages"] and 0 < n <= 40 and d["stages"]["inference"]["count"] == n
+    text = run_cli("bench", str(orientation_model), "--generate", "constant", "--max-samples", "20")
+    assert text.returncode == 0, text.stderr
+    assert "input: constant mid-grey (128) at the model's input size 224x224" in text.stdout
+
+
+@pytest.mark.parametrize(("args", "pattern"), [
+    (["--generate", "zeros"], r"--generate 'zeros' is not a kind of generated input; use noise or constant"),
+    (["--generate", "noise", "--source", "clip.mp4"], r"pass --source or --generate, not both"),
+    (["--mode", "paced"], r"source generated:noise has no frame rate; pass --fps"),
+])
+def test_generated_input_bad_usage(orientation_model: Path, args: list[str], pattern: str) -> None:
+    assert_clean_error(run_cli("bench", str(orientation_model), *args, "--max-samples", "5"), pattern)
