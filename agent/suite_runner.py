@@ -10,11 +10,8 @@ seed).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 import logging
-import math
 import os
 import platform
 import time
@@ -23,20 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .. import __version__
-from ..harness import budget, perturbations
+from ..harness import budget, checks, perturbations
 from ..harness import suite as S
 from ..harness.breaking_point import DEFAULT_GRID, BreakingPoint, find_breaking_point
 from ..harness.drift import psi_against_baseline
 from ..harness.errors import ConfigError, EdgeprobeError
 from ..harness.health import HealthWindow, frame_stats, thumbnail
-from ..harness.metamorphic import evaluate_relations
+from ..harness.metamorphic import RelationResult, evaluate_relations
 from ..harness.probe_view import probe_view
-from ..harness.stability import risk_zone, wilson_interval
+from ..harness.stability import wilson_interval
 from ..harness.tasks import ADAPTERS
+from . import golden
 from .backends import Backend
 from .pipeline import STAGES, Pipeline, WarmUp, open_pipeline
 from .sources import Frame, open_source
@@ -46,7 +43,6 @@ Progress = Callable[[str, int, int | None], None]
 
 log = logging.getLogger("edgeprobe.suite")
 
-GOLDEN_SCHEMA = "edgeprobe-golden/1"
 
 
 @dataclass
@@ -256,118 +252,50 @@ def breaking_point(session: Session, probes: Probes, check: S.BreakingPointCheck
 # --- metamorphic relations -----------------------------------------------------------
 
 
-def metamorphic(session: Session, probes: Probes, check: S.MetamorphicCheck) -> tuple[int, int, str]:
-    """(violations, frames, what the relation expects) for one relation on the frame set."""
+def metamorphic(session: Session, probes: Probes, check: S.MetamorphicCheck) -> RelationResult:
+    """Violations of one relation on the frame set, with what the relation expects."""
     (r,) = evaluate_relations(session.probe_images, session.predict, session.adapter,
                               [{"name": check.relation, **check.params}], clean=probes.clean)
-    return r.violations, r.n, r.expect
-
-
-# --- golden outputs ----------------------------------------------------------------
-
-
-def frame_digest(image: np.ndarray) -> str:
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:16]
-
-
-def record_golden(session: Session, out: Path) -> dict[str, Any]:
-    """Store raw outputs of the frame set with the model hash (npz: arrays + a JSON header)."""
-    arrays: dict[str, np.ndarray] = {}
-    for i, frame in enumerate(session.frames):
-        for k, o in enumerate(session.pipeline.outputs(frame.image)):
-            arrays[f"f{i}_o{k}"] = np.asarray(o)
-    meta = {
-        "schema": GOLDEN_SCHEMA, "model_sha256": session.backend.sha256, "model": Path(session.backend.path).name,
-        "runtime": session.backend.runtime, "task": session.adapter.name, "suite": session.loaded.suite.name,
-        "frames": [{"index": f.index, "digest": frame_digest(f.image)} for f in session.frames],
-        "outputs": len(session.backend.output_specs), "host": platform.node(), "machine": platform.machine(),
-        "recorded": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "agent_version": __version__,
-    }
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    atomic_write(out, lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
-    return meta
-
-
-def load_golden(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
-    except FileNotFoundError:
-        raise ConfigError(f"golden file {path} does not exist; record it on the reference host with "
-                          "`edgeprobe golden record SUITE -o FILE`") from None
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"golden file {path} is not a golden record ({exc}); re-record it") from None
-    if meta.get("schema") != GOLDEN_SCHEMA:
-        raise ConfigError(f"golden file {path} has schema {meta.get('schema')!r}, expected {GOLDEN_SCHEMA}")
-    return meta, arrays
-
-
-def check_golden_model(session: Session, check: S.GoldenCheck, meta: dict[str, Any]) -> str:
-    """The golden file's model hash, once it is known to be the model under test (or named on purpose)."""
-    ref_hash = str(meta["model_sha256"])
-    if ref_hash != session.backend.sha256 and check.reference_sha256 != ref_hash:
-        raise ConfigError(
-            f"golden file {check.file} was recorded from another model (sha256 {ref_hash[:12]}..., this model is "
-            f"{session.backend.sha256[:12]}...); re-record it, or set reference_sha256: {ref_hash} on the check "
-            "to compare a converted model on purpose")
-    return ref_hash
-
-
-def golden(session: Session, check: S.GoldenCheck) -> S.CheckResult:
-    meta, arrays = load_golden(check.file)
-    ref_hash = check_golden_model(session, check, meta)
-    tol = check.tolerance if check.tolerance is not None else session.adapter.threshold
-    n_out = int(meta["outputs"])
-    frames = meta["frames"]
-    if len(frames) > len(session.frames):
-        raise ConfigError(f"golden file {check.file} holds {len(frames)} frames but the suite reads only "
-                          f"{len(session.frames)}; raise source.frames or re-record")
-    differ: list[int] = []
-    decoder_changed = 0
-    max_abs = 0.0
-    for i, rec in enumerate(frames):
-        frame = session.frames[i]
-        if frame.index != rec["index"]:
-            raise ConfigError(f"golden file {check.file} was recorded on other frames (index {rec['index']} vs "
-                              f"{frame.index}); keep source.skip/stride as recorded or re-record")
-        decoder_changed += int(frame_digest(frame.image) != rec["digest"])
-        ref_out = [arrays[f"f{i}_o{k}"] for k in range(n_out)]
-        now_out = session.pipeline.outputs(frame.image)
-        for r, o in zip(ref_out, now_out, strict=True):
-            if r.shape == np.shape(o):
-                max_abs = max(max_abs, float(np.max(np.abs(r.astype(np.float64) - np.asarray(o, np.float64)))))
-        d = session.adapter.disagreement(session.adapter.decode(ref_out), session.adapter.decode(now_out))
-        if d > tol:
-            differ.append(frame.index)
-    n = len(frames)
-    agreement = (n - len(differ)) / n if n else math.nan
-    return S.CheckResult(
-        name=S.check_name(check), kind="golden", status=S.decide(agreement, check.min_agreement, ">="),
-        figure=agreement, limit=check.min_agreement, unit="share", op=">=",
-        message=f"{n - len(differ)} of {n} frames match the reference ({meta['model']} on {meta['host']})",
-        details={"frames": n, "differ": differ[:20], "max_abs_output_diff": max_abs, "tolerance": tol,
-                 "reference_sha256": ref_hash, "frames_decoded_differently": decoder_changed,
-                 "recorded": meta.get("recorded")})
+    return r
 
 
 # --- the run -----------------------------------------------------------------------
 
 
-def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None) -> tuple[dict[str, Any], Artifacts]:
-    """Run every check; returns the JSON-able result and pictures for the report."""
+def frame_set_warnings(loaded: S.LoadedSuite, frames: int) -> list[str]:
+    """What the reader must know about the evidence before any figure: a frame set shorter than asked."""
+    asked = loaded.suite.source.frames
+    if frames >= asked:
+        return []
+    return [f"source {loaded.suite.source.uri} gave {frames} of the {asked} frames asked ({loaded.line_of('source')}"
+            f", source.frames): every robustness, golden and health figure rests on {frames} frames"]
+
+
+def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None,
+              strict: bool = False) -> tuple[dict[str, Any], Artifacts]:
+    """Run every check; returns the JSON-able result and pictures for the report.
+
+    ``strict``: a frame set shorter than asked is an error (before anything is measured), not a warning.
+    """
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc)
     suite = loaded.suite
     session = open_session(loaded, progress)
-    for check in suite.checks:  # a wrong golden file is bad input: say so before minutes of measuring
+    warnings = frame_set_warnings(loaded, len(session.frames))
+    if warnings and strict:
+        raise ConfigError(f"{warnings[0]}; lower source.frames or give a longer source (--strict)")
+    for check in suite.checks:  # a wrong golden file or baseline is bad input: say so before minutes of measuring
         if isinstance(check, S.GoldenCheck):
-            check_golden_model(session, check, load_golden(check.file)[0])
+            golden.check_model(session, check, golden.load(check.file)[0])
+        if isinstance(check, S.DriftCheck) and not Path(check.baseline).exists():
+            raise ConfigError(f"{loaded.line_of(f'checks[{suite.checks.index(check)}].baseline')}: cannot check "
+                              f"drift: baseline {check.baseline} does not exist; record one with "
+                              "`edgeprobe baseline record`")
     results: list[S.CheckResult] = []
-    latency, budgets = measure_latency(session, progress) if any(isinstance(c, S.LatencyCheck)
-                                                                 for c in suite.checks) else ({}, {})
+    n_latency = sum(isinstance(c, S.LatencyCheck) for c in suite.checks)
+    t_latency = time.perf_counter()
+    latency, budgets = measure_latency(session, progress) if n_latency else ({}, {})
+    latency_s = time.perf_counter() - t_latency
     clean = [session.predict(image) for image in session.probe_images]
     probes = Probes(clean=clean, threshold=float(session.adapter.threshold))
     health = HealthWindow()
@@ -393,6 +321,7 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None) -> tuple[
     for idx, check in enumerate(suite.checks):
         if progress:
             progress("checking", idx + 1, len(suite.checks))
+        t_check = time.perf_counter()
         try:
             r = _run_check(session, probes, idx, check, budgets, health_summary, breaking, metamorphic_rows)
         except EdgeprobeError:
@@ -400,6 +329,8 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None) -> tuple[
         except Exception as exc:  # a check that crashed is an error verdict, not a lost run
             r = S.CheckResult(name=S.check_name(check), kind=str(check.__struct_config__.tag or "?"), status="error",
                               figure=None, limit=None, message=f"{type(exc).__name__}: {exc}")
+        # latency checks also carry their share of the timing loop, which ran for all of them at once
+        r.seconds = round(time.perf_counter() - t_check + latency_s / max(1, n_latency) * (r.kind == "latency"), 3)
         results.append(r)
 
     status = S.north_star(results, suite.inconclusive)
@@ -413,6 +344,7 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None) -> tuple[
         "headline": S.headline(results, status),
         "exit_code": S.exit_code(status),
         "inconclusive_counts_as": suite.inconclusive,
+        "warnings": warnings,
         "checks": [r.as_dict() for r in results],
         "provenance": {
             "suite_path": str(loaded.path), "config_sha256": loaded.sha256, "model_path": str(session.backend.path),
@@ -443,86 +375,31 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None) -> tuple[
 def _run_check(session: Session, probes: Probes, idx: int, check: S.Check, budgets: dict[int, budget.BudgetResult],
                health: dict[str, float | int], breaking: dict[str, dict[str, Any]],
                metamorphic_rows: list[dict[str, Any]]) -> S.CheckResult:
-    name = S.check_name(check)
+    """Measure what one check needs and hand it to the catalogue (harness/checks.py) for the verdict."""
     if isinstance(check, S.LatencyCheck):
-        return latency_result(name, check, budgets[idx])
+        return checks.evaluate(check, budgets[idx])
     if isinstance(check, S.RobustnessCheck):
         d = probe(session, probes, check.perturbation, check.severity)
-        k, n = sum(x > probes.threshold for x in d), len(d)
-        frac = k / n
-        lo, hi = wilson_interval(k, n)
-        if check.confidence is not None:
-            from statistics import NormalDist
-
-            lo, hi = wilson_interval(k, n, z=NormalDist().inv_cdf(0.5 + check.confidence / 2))
-            status = S.decide(frac, check.max_unstable, "<=", lo, hi)
-        else:
-            status = S.decide(frac, check.max_unstable, "<=")
         seed = perturbations.derive_seed(session.loaded.suite.seed, session.frames[0].index, check.perturbation,
                                          float(check.severity))
-        return S.CheckResult(name=name, kind="robustness", status=status, figure=frac, limit=check.max_unstable,
-                             unit="unstable share", message=f"{k} of {n} frames changed prediction "
-                             f"(CI {lo:.0%}-{hi:.0%}, zone {risk_zone(frac)})",
-                             details={"n": n, "unstable": k, "ci_low": lo, "ci_high": hi, "zone": risk_zone(frac),
-                                      "perturbation": check.perturbation, "severity": check.severity,
-                                      "first_seed": seed})
+        return checks.evaluate(check, checks.Counts(sum(x > probes.threshold for x in d), len(d),
+                                                    {"first_seed": seed}))
     if isinstance(check, S.BreakingPointCheck):
         bp = breaking_point(session, probes, check)
         breaking[check.perturbation] = bp.as_dict()
-        n = len(session.frames)
-        return S.CheckResult(name=name, kind="breaking_point", status=bp.decide(check.min_severity),
-                             figure=bp.low, limit=check.min_severity, unit="severity", op=">=",
-                             message=f"{bp.describe()}; must hold up to {check.min_severity:g}",
-                             details={"n": n, "verdict": bp.verdict, "low": bp.low, "possibly": bp.possibly,
-                                      "surely": bp.surely, "holds": bp.holds, "rounds": bp.rounds,
-                                      "threshold": check.threshold, "confidence": check.confidence,
-                                      "tolerance": check.tolerance, "perturbation": check.perturbation})
+        return checks.evaluate(check, bp)
     if isinstance(check, S.MetamorphicCheck):
-        bad, n, expect = metamorphic(session, probes, check)
-        rate = bad / n
-        metamorphic_rows.append({"relation": check.relation, "violations": bad, "n": n, "rate": rate,
-                                 "limit": check.max_violation_rate, "expect": expect})
-        return S.CheckResult(name=name, kind="metamorphic", status=S.decide(rate, check.max_violation_rate, "<="),
-                             figure=rate, limit=check.max_violation_rate, unit="violation rate",
-                             message=f"{bad} of {n} frames violate: {expect}", details={"n": n, "violations": bad})
+        r = metamorphic(session, probes, check)
+        metamorphic_rows.append({**r.as_dict(), "limit": check.max_violation_rate})
+        return checks.evaluate(check, r)
     if isinstance(check, S.GoldenCheck):
-        return golden(session, check)
+        return checks.evaluate(check, golden.compare(session, check))
     if isinstance(check, S.HealthCheck):
-        value = float(health[check.metric])
-        ok_min = check.min is None or value >= check.min
-        ok_max = check.max is None or value <= check.max
-        limit = check.max if check.max is not None else check.min
-        op = "<=" if check.max is not None else ">="
-        bounds = " and ".join(x for x in (f">= {check.min:g}" if check.min is not None else "",
-                                          f"<= {check.max:g}" if check.max is not None else "") if x)
-        return S.CheckResult(name=name, kind="health", status="pass" if ok_min and ok_max else "fail",
-                             figure=value, limit=limit, unit=check.metric, op=op,
-                             message=f"{'' if check.metric == 'frozen_frames' else 'mean '}{check.metric} "
-                             f"{value:.3g} over {health['frames']} frames "
-                             f"(must be {bounds})",
-                             details={"min": check.min, "max": check.max})
+        return checks.evaluate(check, checks.Measured(float(health[check.metric]), int(health["frames"])))
     assert isinstance(check, S.DriftCheck)
-    return drift_result(session, probes, name, check)
-
-
-def latency_result(name: str, check: S.LatencyCheck, r: budget.BudgetResult) -> S.CheckResult:
-    d = r.as_dict()
-    d.pop("budget", None)
-    note = f"; {r.warnings[0]}" if r.warnings and r.status == "inconclusive" else ""
-    return S.CheckResult(name=name, kind="latency", status=r.status, figure=r.estimate_ms,
-                         limit=r.budget.budget_ms, unit="ms", message=r.message + note,
-                         details={**d, "stage": check.stage, "percentile": r.budget.percentile})
-
-
-def drift_result(session: Session, probes: Probes, name: str, check: S.DriftCheck) -> S.CheckResult:
-    if not Path(check.baseline).exists():
-        return S.CheckResult(name=name, kind="drift", status="error", figure=None, limit=check.max_psi,
-                             unit="PSI", message=f"cannot check drift: baseline {check.baseline} does not exist; "
-                             "record one with `edgeprobe baseline record`")
     psi = float(psi_against_baseline(check.baseline, [session.adapter.describe(c) for c in probes.clean],
-                                         model_sha256=session.backend.sha256))
-    return S.CheckResult(name=name, kind="drift", status=S.decide(psi, check.max_psi, "<="), figure=psi,
-                         limit=check.max_psi, unit="PSI", message=f"PSI {psi:.3f} against {check.baseline}")
+                                     model_sha256=session.backend.sha256))
+    return checks.evaluate(check, checks.Measured(psi, len(probes.clean)))
 
 
 def verdict_body(result: dict[str, Any]) -> dict[str, Any]:
@@ -597,34 +474,3 @@ def _worst_frames(session: Session, probes: Probes, count: int) -> list[dict[str
                               f"-o {fname[:-5]}-{name}.png",
                     "clean": session.probe_images[i], "perturbed": perturbed})
     return out
-
-
-def encode_image(image: np.ndarray, ext: str = ".jpg", width: int | None = None) -> str:
-    """A data URI for the HTML report (JPEG thumbnails; PNG for exact replay originals)."""
-    if width and image.shape[1] > width:
-        h = round(image.shape[0] * width / image.shape[1])
-        image = cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA)
-    # WebP at quality > 100 is lossless: exact pixels for replay at ~60% of PNG's size.
-    params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 80], ".webp": [cv2.IMWRITE_WEBP_QUALITY, 101],
-              ".png": [cv2.IMWRITE_PNG_COMPRESSION, 9]}[ext]
-    ok, buf = cv2.imencode(ext, image, params)
-    if not ok:
-        raise ValueError("image encoding failed")
-    mime = {".jpg": "image/jpeg", ".webp": "image/webp", ".png": "image/png"}[ext]
-    return f"data:{mime};base64,{base64.b64encode(buf.tobytes()).decode('ascii')}"
-
-
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write via a temp file in the same folder and rename: no half-written report left behind."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}; pick a writable path") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -20,11 +20,13 @@ from rich.markup import escape
 
 from . import __version__, commands
 from .harness.errors import EdgeprobeError
+from .harness.verdict import EXIT_CODES, EXIT_INTERNAL
 
 app = typer.Typer(
     name="edgeprobe",
     help="Validate vision models on the boards they run on: latency, robustness, drift.",
     no_args_is_help=True,
+    epilog=EXIT_CODES,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
@@ -59,6 +61,14 @@ def _main(
 
 for _mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
     importlib.import_module(f"{commands.__name__}.{_mod}").register(app)
+# Every command's --help ends with the exit codes all commands share (harness/verdict.py).
+for _cmd in app.registered_commands:
+    _cmd.epilog = _cmd.epilog or EXIT_CODES
+for _group in app.registered_groups:
+    _group.epilog = _group.epilog or EXIT_CODES
+    if _group.typer_instance is not None:
+        for _cmd in _group.typer_instance.registered_commands:
+            _cmd.epilog = _cmd.epilog or EXIT_CODES
 
 
 def main() -> None:
@@ -95,7 +105,7 @@ def main() -> None:
             "(rerun with --debug for the traceback)",
             highlight=False, soft_wrap=True,
         )
-        sys.exit(1)
+        sys.exit(EXIT_INTERNAL)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

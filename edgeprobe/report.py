@@ -148,7 +148,7 @@ def latency_plots(result: dict[str, Any]) -> list[str]:
 
 def render_html(result: dict[str, Any], worst: list[dict[str, Any]] | None = None) -> str:
     """The whole report as one HTML string (``worst`` carries the frames' pixels)."""
-    from .agent.suite_runner import encode_image
+    from .harness.fileio import encode_image
 
     status = result.get("status", "error")
     prov = result.get("provenance", {})
@@ -160,6 +160,8 @@ def render_html(result: dict[str, Any], worst: list[dict[str, Any]] | None = Non
              f"<p>{html.escape(result.get('description', ''))}</p>",
              f'<div id=verdict class=verdict style="background:{_COLORS.get(status, "#555")}">'
              f"{html.escape(result.get('headline', status))}</div>",
+             *(f"<p id=warnings class=warning><b>warning:</b> {html.escape(w)}</p>"
+               for w in result.get("warnings", [])),
              "<h2>Checks</h2><table id=checks><tr><th>check</th><th>verdict</th><th>figure</th><th>limit</th>"
              "<th>what was measured</th></tr>"]
     for c in result.get("checks", []):
@@ -233,7 +235,7 @@ def render_html(result: dict[str, Any], worst: list[dict[str, Any]] | None = Non
 
 
 def write_html(path: Any, result: dict[str, Any], worst: list[dict[str, Any]] | None = None) -> None:
-    from .agent.suite_runner import atomic_write
+    from .harness.fileio import atomic_write
 
     text = render_html(result, worst)
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -108,3 +108,14 @@ def yaml_file(path: Path, what: str, hint: str) -> Path:
             raise ConfigError(f"{what} {path} is not a text YAML file (binary data at byte {exc.start}); "
                               f"{hint}") from None
     return path
+
+
+def require_extra(module: str, extra: str, what: str) -> None:
+    """ConfigError naming the pip extra when an optional dependency is not installed (checked before work)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"{what} needs {module}, which is not installed; install the extra: "
+                          f"pip install 'edgeprobe[{extra}]'") from None

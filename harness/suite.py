@@ -11,27 +11,33 @@ its validation and the verdict arithmetic; the agent runs the checks.
 from __future__ import annotations
 
 import hashlib
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from . import budget, metamorphic, perturbations, yamlconfig
+from . import budget, checks, yamlconfig
+from .checks import (
+    BreakingPointCheck,
+    Check,
+    DriftCheck,
+    GoldenCheck,
+    HealthCheck,
+    LatencyCheck,
+    MetamorphicCheck,
+    NonNegInt,
+    RobustnessCheck,
+    Severity,
+    check_name,
+)
 from .errors import ConfigError, did_you_mean
 from .modelconfig import ModelConfig, PreprocessConfig, TaskConfig
+from .verdict import STATUSES, CheckResult, Status, decide, exit_code, headline, north_star
 
 SCHEMA = "edgeprobe-suite/1"
 
 PosInt = Annotated[int, msgspec.Meta(ge=1)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
-Severity = Annotated[float, msgspec.Meta(ge=0, le=5)]
-Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
-Confidence = Annotated[float, msgspec.Meta(gt=0, lt=1)]
-
-Status = Literal["pass", "fail", "error", "inconclusive"]
-STATUSES: tuple[str, ...] = ("pass", "fail", "error", "inconclusive")
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -76,76 +82,9 @@ class BrokerSpec(_Strict, kw_only=True):
     password: str | None = None
 
 
-# --- checks ----------------------------------------------------------------------
+# --- checks: the catalogue in harness/checks.py holds every kind -------------------
 
-
-class _Check(_Strict, tag_field="kind"):
-    #: shown in tables and JUnit; a default is derived from the check's settings
-    name: str | None = None
-
-
-class LatencyCheck(_Check, tag="latency", kw_only=True):
-    #: e.g. "p99=30ms", "p95 < 12.5 ms"
-    budget: str
-    stage: Literal["decode", "preprocess", "inference", "postprocess", "e2e"] = "e2e"
-    confidence: Confidence = 0.95
-
-
-class RobustnessCheck(_Check, tag="robustness", kw_only=True):
-    perturbation: str
-    severity: Severity = 3.0
-    #: most frames whose prediction may change under the perturbation
-    max_unstable: Unit = 0.2
-    #: decide on the Wilson interval at this confidence (inconclusive when it straddles the limit)
-    confidence: Confidence | None = None
-
-
-class BreakingPointCheck(_Check, tag="breaking_point", kw_only=True):
-    perturbation: str
-    #: the model must hold (unstable fraction surely below ``threshold``) up to at least this severity
-    min_severity: Severity = 2.0
-    threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.2
-    #: each look is decided on its Wilson interval at this confidence (harness/breaking_point.py)
-    confidence: Confidence = 0.95
-    #: bisection stops once both bracket ends are known to within this severity
-    tolerance: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.1
-    #: bisection looks after the grid over (0, 5]
-    max_rounds: NonNegInt = 6
-
-
-class MetamorphicCheck(_Check, tag="metamorphic", kw_only=True):
-    #: rotate90/180/270, hflip, vflip, translate, brightness (harness.metamorphic says what each expects)
-    relation: str
-    max_violation_rate: Unit = 0.1
-    params: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-class GoldenCheck(_Check, tag="golden", kw_only=True):
-    #: written by `edgeprobe golden record` on the reference host
-    file: str
-    #: share of frames whose prediction must match the reference
-    min_agreement: Unit = 1.0
-    #: task disagreement above this makes a frame differ (default: the task's threshold)
-    tolerance: Unit | None = None
-    #: set to the golden file's model hash to compare a different (quantised, converted) model
-    reference_sha256: str | None = None
-
-
-class HealthCheck(_Check, tag="health", kw_only=True):
-    #: means over the frame set (fps is left out: the frame set is read ahead, not paced like a camera)
-    metric: Literal["brightness", "contrast", "sharpness", "clipped", "frozen_frames"]
-    min: float | None = None
-    max: float | None = None
-
-
-class DriftCheck(_Check, tag="drift", kw_only=True):
-    #: written by `edgeprobe baseline record`
-    baseline: str
-    max_psi: Annotated[float, msgspec.Meta(ge=0)] = 0.2
-
-
-Check = LatencyCheck | RobustnessCheck | BreakingPointCheck | MetamorphicCheck | GoldenCheck | HealthCheck | DriftCheck
-CHECK_KINDS: tuple[str, ...] = ("latency", "robustness", "breaking_point", "metamorphic", "golden", "health", "drift")
+CHECK_KINDS: tuple[str, ...] = checks.names()
 
 
 class ReportSpec(_Strict, kw_only=True):
@@ -163,8 +102,8 @@ class Suite(_Strict, kw_only=True):
     task: TaskSpec = msgspec.field(default_factory=TaskSpec)
     latency: LatencySpec = msgspec.field(default_factory=LatencySpec)
     seed: int = 0
-    #: an inconclusive check counts as a failure unless this says "pass"
-    inconclusive: Literal["fail", "pass"] = "fail"
+    #: an undecided check makes the suite inconclusive (exit 3), or counts as a failure or a pass
+    inconclusive: Literal["inconclusive", "fail", "pass"] = "inconclusive"
     #: model: probes perturb each frame shrunk to cover the model's input (ImageNet-C's pixel scale); native: as read
     probe_resolution: Literal["model", "native"] = "model"
     checks: list[Check] = msgspec.field(default_factory=list)
@@ -252,116 +191,17 @@ def _check_kinds(data: dict[str, Any], where: str, lines: dict[str, int]) -> Non
 
 
 def _validate_check(loaded: LoadedSuite, i: int, check: Check, base: Path) -> None:
-    if isinstance(check, LatencyCheck):
-        try:
-            parse_budget_text(check.budget)
-        except ConfigError as exc:
-            raise ConfigError(f"{loaded.line_of(f'checks[{i}].budget')}: {exc}") from None
-    if isinstance(check, (RobustnessCheck, BreakingPointCheck)):
-        try:
-            perturbations.get(check.perturbation)
-        except perturbations.PerturbationError as exc:
-            raise ConfigError(f"{loaded.line_of(f'checks[{i}].perturbation')}: {exc}") from None
-    if isinstance(check, MetamorphicCheck):
-        try:
-            metamorphic.parse({"name": check.relation, **check.params})
-        except ConfigError as exc:
-            raise ConfigError(f"{loaded.line_of(f'checks[{i}].relation')}: {exc}") from None
-    if isinstance(check, HealthCheck) and check.min is None and check.max is None:
-        raise ConfigError(f"{loaded.line_of(f'checks[{i}]')}: health check on {check.metric} needs min: or max:")
-    if isinstance(check, GoldenCheck):
-        check.file = yamlconfig.resolve_path(check.file, base)
-    if isinstance(check, DriftCheck):
-        check.baseline = yamlconfig.resolve_path(check.baseline, base)
+    kind = checks.kind_of(check)
+    try:
+        kind.validate(check)
+    except ConfigError as exc:
+        where = f"checks[{i}].{kind.key}" if kind.key else f"checks[{i}]"
+        raise ConfigError(f"{loaded.line_of(where)}: {exc}") from None
+    for key in kind.paths:
+        setattr(check, key, yamlconfig.resolve_path(getattr(check, key), base))
 
 
-def check_name(check: Check) -> str:
-    """A short, stable name for tables, JUnit and diffs."""
-    if check.name:
-        return check.name
-    if isinstance(check, LatencyCheck):
-        pct, _ = parse_budget_text(check.budget)
-        return f"latency {check.stage} p{pct:g}"
-    if isinstance(check, RobustnessCheck):
-        return f"{check.perturbation} @ severity {check.severity:g}"
-    if isinstance(check, BreakingPointCheck):
-        return f"{check.perturbation} breaking point"
-    if isinstance(check, MetamorphicCheck):
-        return f"metamorphic {check.relation}"
-    if isinstance(check, GoldenCheck):
-        return f"golden {Path(check.file).name}"
-    if isinstance(check, HealthCheck):
-        return f"health {check.metric}"
-    return f"drift {Path(check.baseline).name}"
 
-
-# --- verdicts --------------------------------------------------------------------
-
-
-@dataclass
-class CheckResult:
-    """One check's verdict with the figure behind it."""
-
-    name: str
-    kind: str
-    status: Status
-    #: the measured figure (None when it could not be measured)
-    figure: float | None
-    #: the limit it was held to
-    limit: float | None
-    unit: str = ""
-    #: "<=" (figure must not exceed the limit) or ">="
-    op: str = "<="
-    message: str = ""
-    #: confidence bounds, sample counts, per-frame detail
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def better(self) -> str:
-        return "lower" if self.op == "<=" else "higher"
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["better"] = self.better
-        return d
-
-
-def decide(figure: float, limit: float, op: str, low: float | None = None, high: float | None = None) -> Status:
-    """pass/fail on the figure, or on its interval when one is given (straddling = inconclusive)."""
-    if math.isnan(figure):
-        return "error"
-    if low is None or high is None:
-        ok = figure <= limit if op == "<=" else figure >= limit
-        return "pass" if ok else "fail"
-    if op == "<=":
-        return "pass" if high <= limit else "fail" if low > limit else "inconclusive"
-    return "pass" if low >= limit else "fail" if high < limit else "inconclusive"
-
-
-def north_star(results: list[CheckResult], inconclusive: str = "fail") -> Status:
-    """The suite's one verdict: error beats fail beats inconclusive beats pass."""
-    statuses = {r.status for r in results}
-    if "error" in statuses:
-        return "error"
-    if "fail" in statuses:
-        return "fail"
-    if "inconclusive" in statuses:
-        return "fail" if inconclusive == "fail" else "pass"
-    return "pass"
-
-
-def exit_code(status: str) -> int:
-    return 0 if status == "pass" else 1
-
-
-def headline(results: list[CheckResult], status: str) -> str:
-    """One sentence: the north star and what drove it."""
-    n = len(results)
-    bad = [r for r in results if r.status != "pass"]
-    if not bad:
-        return f"PASS: all {n} checks passed"
-    parts = "; ".join(f"{r.name}: {r.status}" + (f" ({r.figure:.3g} vs limit {r.op} {r.limit:.3g})"
-                                                  if r.figure is not None and r.limit is not None else "")
-                      for r in bad[:3])
-    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-    return f"{status.upper()}: {len(bad)} of {n} checks not passed ({parts}{more})"
+__all__ = ["STATUSES", "BreakingPointCheck", "Check", "CheckResult", "DriftCheck", "GoldenCheck", "HealthCheck",
+           "LatencyCheck", "LoadedSuite", "MetamorphicCheck", "RobustnessCheck", "Status", "Suite", "check_name",
+           "decide", "exit_code", "headline", "load_suite", "north_star", "parse_budget_text", "parse_suite"]

@@ -20,16 +20,20 @@ def check(
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write the self-contained HTML report here.")] = None,
     broker: Annotated[str | None, typer.Option(help="Publish the verdict to this broker (HOST:PORT).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="A frame set shorter than asked is an error, not a "
+                                                          "warning.")] = False,
 ) -> None:
-    """Run the suite's checks; exit 0 when all pass, 1 when any fails, 2 on bad input."""
+    """Run the suite's checks: exit 0 when all pass, 1 when one fails, 3 when the evidence does not decide."""
     from ..console import console, interactive
 
     result, _worst = run_check(suite, junit=junit, html_out=html_out, broker=broker,
-                              show_progress=interactive(json_output))
+                              show_progress=interactive(json_output), strict=strict)
     if json_output:
         print(json.dumps(result, default=str))
     else:
         render_table(result, console)
+        for w in result.get("warnings", []):
+            console.print(f"[bold yellow]warning:[/] {w}")
         for label, path in (("JUnit", junit), ("HTML report", html_out)):
             if path:
                 console.print(f"{label}: {path}")
@@ -37,13 +41,13 @@ def check(
 
 
 def run_check(suite: Path, junit: Path | None = None, html_out: Path | None = None, broker: str | None = None,
-              show_progress: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+              show_progress: bool = False, strict: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Validate, run, write the outputs and publish; shared by `check` and `demo`."""
     from ..agent.suite_runner import run_suite
     from ..assets import cache_dir
     from ..console import progress_bar
     from ..harness.suite import load_suite
-    from ..userinput import output_file, yaml_file
+    from ..userinput import output_file, require_extra, yaml_file
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     yaml_file(suite, "suite file", "pass the path to a suite YAML file")
@@ -52,13 +56,17 @@ def run_check(suite: Path, junit: Path | None = None, html_out: Path | None = No
         output_file(junit, "--junit", "junit.xml")
     if html_out is not None:
         output_file(html_out, "--html", "report.html")
+        # a missing extra is bad input found now, not after minutes of measuring
+        require_extra("matplotlib", "report", "the HTML report (--html)")
     target = _broker_target(loaded, broker)
     with progress_bar("loading", None, show_progress) as bar:
         def progress(phase: str, done: int, total: int | None) -> None:
             if bar is not None:
                 bar.update(bar.task_ids[0], description=phase, completed=done, total=total)
 
-        result, artifacts = run_suite(loaded, progress)
+        result, artifacts = run_suite(loaded, progress, strict=strict)
+    if junit or html_out:
+        result["provenance"]["outputs"] = {k: str(v) for k, v in (("junit", junit), ("html", html_out)) if v}
     if junit:
         from ..junit import write_junit
 

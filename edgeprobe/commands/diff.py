@@ -41,12 +41,25 @@ def load_result(path: Path) -> dict[str, Any]:
     return data
 
 
+def interval(check: dict[str, Any]) -> tuple[float, float] | None:
+    """The figure's interval as the check stated it (a share's Wilson CI, a percentile's CI, a bracket)."""
+    d = check.get("details") or {}
+    for lo, hi in (("ci_low", "ci_high"), ("ci_low_ms", "ci_high_ms")):
+        if isinstance(d.get(lo), (int, float)) and isinstance(d.get(hi), (int, float)):
+            return float(d[lo]), float(d[hi])
+    if check.get("kind") == "breaking_point" and isinstance(d.get("low"), (int, float)):
+        return float(d["low"]), float(d["surely"]) if isinstance(d.get("surely"), (int, float)) else 5.0
+    return None
+
+
 def compare(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> list[dict[str, Any]]:
     """One row per check present in either run; ``regression`` when worse beyond ``tolerance``.
 
     Worse means the verdict dropped (pass -> fail), or the figure moved the
     wrong way by more than ``tolerance`` relative to the old figure (or to the
-    limit when the old figure is 0).
+    limit when the old figure is 0) *and*, where both runs state an interval,
+    the two intervals do not overlap: 1 of 24 frames -> 2 of 24 is "+100%" but
+    well inside the noise of 24 frames, so it is no regression.
     """
     before = {c["name"]: c for c in old["checks"]}
     after = {c["name"]: c for c in new["checks"]}
@@ -69,6 +82,13 @@ def compare(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> list[
             rel = sign * (fb - fa) / scale
             row["change"] = rel
             worse_figure = rel > tolerance
+            ia, ib = interval(a), interval(b)
+            if worse_figure and ia is not None and ib is not None:
+                apart = ib[0] > ia[1] if sign > 0 else ib[1] < ia[0]
+                row["intervals"] = [list(ia), list(ib)]
+                if not apart:
+                    row["note"] = "within the two runs' intervals"
+                worse_figure = apart
         row["regression"] = worse_status or worse_figure
         rows.append(row)
     return rows
@@ -85,7 +105,8 @@ def diff(
                                              min=0)] = 0.10,
     json_output: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
-    """Which checks got worse between two `check --json` results; exit 1 on a regression beyond tolerance."""
+    """Which checks got worse between two `check --json` results: exit 1 on a regression beyond both the tolerance
+    and the two runs' intervals."""
     from rich.table import Table
 
     from ..console import console

@@ -28,7 +28,8 @@ def record(
     """Run the suite's model on its frame set and store the raw outputs with the model hash."""
     import os
 
-    from ..agent.suite_runner import open_session, record_golden
+    from ..agent.golden import record as record_golden
+    from ..agent.suite_runner import open_session
     from ..assets import cache_dir
     from ..console import console
     from ..harness.suite import load_suite

@@ -47,17 +47,21 @@ checks:
   - kind: latency
     stage: inference
     budget: p95=50ms
+    confidence: 0.95
   - kind: robustness
     perturbation: gaussian_noise    # `edgeprobe perturbations` lists them
     severity: 2
     max_unstable: 0.2
+    confidence: 0.95          # judged on the Wilson interval: across the limit = inconclusive (decide: point to not)
   - kind: robustness
     perturbation: gaussian_blur
     severity: 2
     max_unstable: 0.2
+    confidence: 0.95
   - kind: breaking_point
     perturbation: pixel_dropout
-    min_severity: 1.0         # must hold below 20% unstable up to this severity
+    min_severity: 1.0         # must surely hold below 20% unstable up to this severity
+    confidence: 0.95
   - kind: health
     metric: sharpness         # brightness | contrast | sharpness | clipped | frozen_frames
     min: 20
@@ -80,9 +84,9 @@ def init(
     """Write a starter suite for MODEL with commented defaults."""
     from ..agent.backends import load_backend
     from ..agent.config import ModelConfig
-    from ..agent.suite_runner import atomic_write
     from ..console import console
     from ..harness.errors import ConfigError
+    from ..harness.fileio import atomic_write
     from ..harness.suite import load_suite
     from ..userinput import existing_file, output_file
 

@@ -42,6 +42,13 @@ FAILING = [
 ]
 
 
+def assert_valid_junit(path: Path) -> None:
+    """The strict Jenkins JUnit schema (tests/data/jenkins-junit.xsd): what Jenkins and JUnit 5 accept."""
+    import xmlschema
+
+    xmlschema.XMLSchema(str(Path(__file__).resolve().parents[1] / "data" / "jenkins-junit.xsd")).validate(str(path))
+
+
 def write_suite(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -75,6 +82,9 @@ def test_check_all_pass_writes_json_junit_html(passing_run: tuple[Any, Path], or
     xml = JUnitXml.fromfile(str(tmp / "junit.xml"))
     cases = [case for suite in xml for case in suite]
     assert len(cases) == len(PASSING) and all(case.is_passed for case in cases)
+    assert_valid_junit(tmp / "junit.xml")
+    props = {p.name: p.value for suite in xml for p in suite.properties()}
+    assert props["report.html"] == str(tmp / "r.html") and props["status"] == "pass"
     html = (tmp / "r.html").read_text()
     assert html.count("<svg") >= 3 and "<script" not in html
     assert not [f for f in tmp.iterdir() if f.name.endswith(".tmp")]
@@ -85,17 +95,20 @@ def test_check_failure_exit_1_and_junit_carries_figures(tmp_path: Path, orientat
     suite = write_suite(tmp_path / "suite.yaml", small_suite(orientation_model, short_clip, FAILING))
     proc = run_cli("check", str(suite), "--junit", str(tmp_path / "j.xml"), env={"COLUMNS": "160"})
     assert proc.returncode == 1, proc.stderr
+    assert_valid_junit(tmp_path / "j.xml")
     assert re.search(r"too sharp\s.*≤ 1\s.*FAIL", proc.stdout), proc.stdout
     assert "FAIL: 2 of 3 checks not passed" in proc.stdout
     cases = {case.name: case for suite in JUnitXml.fromfile(str(tmp_path / "j.xml")) for case in suite}
     assert cases["pixel_dropout @ severity 1"].is_passed
     failure = cases["too sharp"].result[0]
     assert isinstance(failure, Failure)
-    assert re.search(r"figure \d+\.\d+ sharpness must be <= 1", failure.message or "")
+    # rounded figure with its unit, the limit, and the evidence it rests on
+    assert re.search(r"too sharp: fail: \d+(\.\d+)? \(limit ≤ 1; n=6\)", failure.message or ""), failure.message
+    assert float(cases["latency inference p90"].time) > 0 and float(cases["too sharp"].time) >= 0
     assert isinstance(cases["latency inference p90"].result[0], (Failure, Error))
 
 
-@pytest.mark.parametrize(("policy", "code"), [("fail", 1), ("pass", 0)])
+@pytest.mark.parametrize(("policy", "code"), [("fail", 1), ("pass", 0), ("inconclusive", 3)])
 def test_inconclusive_counts_as_fail_unless_the_suite_says_otherwise(
         tmp_path: Path, orientation_model: Path, short_clip: Path, policy: str, code: int) -> None:
     # 40 runs cannot bound a p99 at 95% confidence: the verdict must be inconclusive, never a lucky pass.
@@ -237,6 +250,7 @@ def test_validate_and_init(tmp_path: Path, orientation_model: Path, short_clip: 
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert "x [None, 3, 224, 224] float32 NCHW" in text and "kind: classification" in text and "# " in text
+    assert text.count("confidence: 0.95") >= 5  # every statistical check states the confidence it is judged at
     v = run_cli("validate", str(out))
     assert v.returncode == 0 and "valid suite" in v.stdout, v.stderr
     assert_clean_error(run_cli("init", str(orientation_model), "-o", str(out)), r"already exists; pass --force")
@@ -282,3 +296,62 @@ def test_check_on_a_detector_writes_junit_and_html(tmp_path: Path, short_clip: P
     assert [c["status"] for c in result["checks"]] == ["pass", "pass"]
     assert len([case for s in JUnitXml.fromfile(str(tmp_path / "j.xml")) for case in s]) == 2
     assert (tmp_path / "r.html").read_text().count("<svg") == 1 + 5
+
+
+def test_a_frame_set_shorter_than_asked_is_a_warning_everywhere_and_an_error_with_strict(
+        tmp_path: Path, orientation_model: Path, short_clip: Path) -> None:
+    data = small_suite(orientation_model, short_clip, [{"kind": "health", "metric": "sharpness", "min": 1}])
+    data["source"]["frames"] = 100  # the 60-frame clip at stride 8 gives 8
+    suite = write_suite(tmp_path / "s.yaml", data)
+    proc = run_cli("check", str(suite), "--junit", str(tmp_path / "j.xml"), "--html", str(tmp_path / "r.html"),
+                   env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    sentence = "gave 8 of the 100 frames asked"
+    assert f"warning: source {short_clip} {sentence}" in proc.stdout.replace("\n", " ")
+    assert sentence in (tmp_path / "r.html").read_text()
+    assert_valid_junit(tmp_path / "j.xml")
+    props = {p.name: p.value for s in JUnitXml.fromfile(str(tmp_path / "j.xml")) for p in s.properties()}
+    assert sentence in props["warning.0"]
+    result = json.loads(run_cli("check", str(suite), "--json").stdout)
+    assert len(result["warnings"]) == 1 and sentence in result["warnings"][0]
+    assert result["checks"][0]["details"]["n"] == 8
+    assert_clean_error(run_cli("check", str(suite), "--strict"), sentence + r".*lower source.frames")
+
+
+def test_a_missing_report_extra_is_found_before_measuring(tmp_path: Path, orientation_model: Path,
+                                                          short_clip: Path) -> None:
+    shadow = tmp_path / "shadow" / "matplotlib"
+    shadow.mkdir(parents=True)  # an importable name that fails to import, as an absent package does
+    (shadow / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    suite = write_suite(tmp_path / "s.yaml", small_suite(orientation_model, short_clip, PASSING))
+    proc = run_cli("check", str(suite), "--html", str(tmp_path / "r.html"), env={"PYTHONPATH": str(shadow.parent)})
+    assert_clean_error(proc, r"the HTML report \(--html\) needs matplotlib.*pip install 'edgeprobe\[report\]'")
+    assert "timing" not in proc.stdout and not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("command", [["check"], ["diff"], ["run"], ["golden", "record"], ["bench"]])
+def test_every_help_lists_the_exit_codes(command: list[str]) -> None:
+    out = " ".join(run_cli(*command, "--help", env={"COLUMNS": "200"}).stdout.split())
+    assert "Exit codes: 0 pass, 1 a check failed, 2 usage or configuration error, 3 inconclusive" in out
+    assert "4 internal error" in out
+
+
+def _share_result(k: int, n: int) -> dict[str, Any]:
+    from edgeprobe.harness.stability import wilson_interval
+
+    lo, hi = wilson_interval(k, n)
+    return {"checks": [{"name": "rob", "kind": "robustness", "status": "pass", "figure": k / n, "limit": 0.6,
+                        "unit": "unstable share", "op": "<=", "details": {"n": n, "ci_low": lo, "ci_high": hi}}]}
+
+
+@pytest.mark.parametrize(("k_new", "regression"), [(2, False), (12, True)])
+def test_diff_flags_only_changes_beyond_both_tolerance_and_intervals(tmp_path: Path, k_new: int,
+                                                                     regression: bool) -> None:
+    # 1 of 24 -> 2 of 24 is "+100%" but inside both Wilson intervals; 1 -> 12 of 24 is beyond them.
+    (tmp_path / "a.json").write_text(json.dumps(_share_result(1, 24)))
+    (tmp_path / "b.json").write_text(json.dumps(_share_result(k_new, 24)))
+    proc = run_cli("diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json")
+    (row,) = json.loads(proc.stdout)["checks"]
+    assert row["change"] > 0.1 and row["regression"] is regression and proc.returncode == int(regression)
+    if not regression:
+        assert row["note"] == "within the two runs' intervals"

@@ -53,7 +53,7 @@ def test_valid_suite_resolves_paths_and_defaults(tmp_path: Path) -> None:
     assert s.source.uri == str(tmp_path / "clip.avi")
     assert [type(c) for c in s.checks] == [LatencyCheck, RobustnessCheck, GoldenCheck]
     assert isinstance(s.checks[2], GoldenCheck) and s.checks[2].file == str(tmp_path / "ref.npz")
-    assert s.inconclusive == "fail" and len(loaded.sha256) == 64
+    assert s.inconclusive == "inconclusive" and len(loaded.sha256) == 64
     assert [check_name(c) for c in s.checks] == ["latency e2e p99", "gaussian_noise @ severity 2", "golden ref.npz"]
 
 
@@ -105,7 +105,7 @@ def _result(status: str) -> CheckResult:
     return CheckResult(name=f"c-{status}", kind="latency", status=status, figure=1.0, limit=2.0)  # type: ignore[arg-type]
 
 
-@given(st.lists(statuses, min_size=1, max_size=12), st.sampled_from(["fail", "pass"]))
+@given(st.lists(statuses, min_size=1, max_size=12), st.sampled_from(["fail", "pass", "inconclusive"]))
 def test_north_star_is_the_worst_verdict(sts: list[str], policy: str) -> None:
     verdict = north_star([_result(s) for s in sts], policy)
     if "error" in sts:
@@ -116,7 +116,8 @@ def test_north_star_is_the_worst_verdict(sts: list[str], policy: str) -> None:
         assert verdict == policy
     else:
         assert verdict == "pass"
-    assert exit_code(verdict) == (0 if verdict == "pass" else 1)
+    # 0 pass, 1 a check failed, 3 inconclusive, 4 a check crashed (2 is bad input, raised before any verdict)
+    assert exit_code(verdict) == {"pass": 0, "fail": 1, "inconclusive": 3, "error": 4}[verdict]
     assert headline([_result(s) for s in sts], verdict).startswith(verdict.upper())
 
 
@@ -129,3 +130,29 @@ def test_decide_with_an_interval_never_contradicts_its_bounds(fig: float, limit:
     lower = decide(fig, limit, ">=", lo, hi)
     assert lower == ("pass" if lo >= limit else "fail" if hi < limit else "inconclusive")
     assert decide(fig, limit, "<=") == ("pass" if fig <= limit else "fail")
+
+
+def test_every_check_kind_is_one_catalogue_record() -> None:
+    """The schema's union, the kind names and the catalogue agree: a kind is registered once, in one place."""
+    import typing
+
+    from edgeprobe.harness import checks
+
+    union = set(typing.get_args(checks.Check))
+    assert {checks.KINDS.get(n).config for n in checks.names()} == union
+    assert all(c.__struct_config__.tag in checks.names() for c in union)
+
+
+@pytest.mark.parametrize(("k", "n", "decide", "status"), [
+    (1, 7, "interval", "inconclusive"),  # 14% of 7 frames: the 95% interval 3-51% straddles a 20% limit
+    (1, 7, "point", "pass"),             # ... unless the suite asks for the point estimate
+    (0, 40, "interval", "pass"),          # 0-9%: surely below 20%
+    (20, 40, "interval", "fail"),         # 35-65%: surely above
+])
+def test_a_share_straddling_its_limit_is_inconclusive(k: int, n: int, decide: str, status: str) -> None:
+    from edgeprobe.harness import checks
+
+    check = checks.RobustnessCheck(perturbation="gaussian_noise", max_unstable=0.2, decide=decide)  # type: ignore[arg-type]
+    r = checks.evaluate(check, checks.Counts(k, n))
+    assert r.status == status and r.details["n"] == n and r.details["ci_low"] <= r.figure <= r.details["ci_high"]
+    assert f"{k} of {n} frames" in r.message and "CI" in r.message
