@@ -222,6 +222,11 @@ class GuardMonitor:
         return rep
 
 
+def load_flags(report: GuardReport) -> list[str]:
+    """The flags that say a latency figure was taken under load or throttling (not merely an unknown governor)."""
+    return [f for f in report.flags if f.startswith(("throttled", "other processes", "the hypervisor"))]
+
+
 def summarize(snaps: list[GuardSnapshot]) -> GuardReport:
     first, last = snaps[0], snaps[-1]
     rep = GuardReport(snapshots=len(snaps), power_mode=last.power_mode, load_1m=first.load_1m)

@@ -35,6 +35,7 @@ from ..harness.stability import wilson_interval
 from ..harness.tasks import ADAPTERS
 from . import golden
 from .backends import Backend
+from .guards import GuardMonitor, Guards, load_flags
 from .pipeline import STAGES, Pipeline, WarmUp, open_pipeline
 from .sources import Frame, open_source
 
@@ -158,7 +159,7 @@ def decode_times(spec: S.SourceSpec) -> Generator[int, None, None]:
         source.close()
 
 
-def measure_latency(session: Session, progress: Progress | None = None
+def measure_latency(session: Session, progress: Progress | None = None, monitor: GuardMonitor | None = None
                     ) -> tuple[dict[str, list[int]], dict[int, budget.BudgetResult]]:
     """Stage timings in ns over the frame set, cycled, until every budget is decided.
 
@@ -187,7 +188,11 @@ def measure_latency(session: Session, progress: Progress | None = None
             if decoder is not None:
                 next(decoder)
             n += 1
+        if monitor is not None:
+            monitor.start()
         for i in range(spec.samples):
+            if monitor is not None:
+                monitor.poll()
             frame = frames[i % len(frames)]
             # frames were read beforehand, so e2e starts at preprocess (agent/pipeline.py defines it)
             run = pipeline.timed(frame.image).stages
@@ -271,11 +276,13 @@ def frame_set_warnings(loaded: S.LoadedSuite, frames: int) -> list[str]:
             f", source.frames): every robustness, golden and health figure rests on {frames} frames"]
 
 
-def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None,
-              strict: bool = False) -> tuple[dict[str, Any], Artifacts]:
+def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None, strict: bool = False,
+              guards: Guards | None = None) -> tuple[dict[str, Any], Artifacts]:
     """Run every check; returns the JSON-able result and pictures for the report.
 
-    ``strict``: a frame set shorter than asked is an error (before anything is measured), not a warning.
+    ``strict``: a frame set shorter than asked is an error (before anything is measured), not a warning, and a
+    latency verdict taken under load or throttling is inconclusive. ``guards`` reads the board's state (default:
+    the real sysfs/procfs).
     """
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc)
@@ -294,8 +301,12 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None,
     results: list[S.CheckResult] = []
     n_latency = sum(isinstance(c, S.LatencyCheck) for c in suite.checks)
     t_latency = time.perf_counter()
-    latency, budgets = measure_latency(session, progress) if n_latency else ({}, {})
+    # the same guards as `bench`, over the timing loop: a sign-off taken under load must say so
+    monitor = GuardMonitor(guards or Guards())
+    latency, budgets = measure_latency(session, progress, monitor) if n_latency else ({}, {})
     latency_s = time.perf_counter() - t_latency
+    guard_report = monitor.report()
+    under_load = load_flags(guard_report) if n_latency else []
     clean = [session.predict(image) for image in session.probe_images]
     probes = Probes(clean=clean, threshold=float(session.adapter.threshold))
     health = HealthWindow()
@@ -329,6 +340,7 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None,
         except Exception as exc:  # a check that crashed is an error verdict, not a lost run
             r = S.CheckResult(name=S.check_name(check), kind=str(check.__struct_config__.tag or "?"), status="error",
                               figure=None, limit=None, message=f"{type(exc).__name__}: {exc}")
+        r = checks.mark_under_load(r, under_load, strict)
         # latency checks also carry their share of the timing loop, which ran for all of them at once
         r.seconds = round(time.perf_counter() - t_check + latency_s / max(1, n_latency) * (r.kind == "latency"), 3)
         results.append(r)
@@ -356,6 +368,7 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None,
             "seeds": {"suite": suite.seed, "derivation": "harness.perturbations.derive_seed(seed, frame, name, sev)"},
             "source": {"uri": suite.source.uri, "frames": [f.index for f in session.frames]},
             "started": started.isoformat(timespec="seconds"), "duration_s": round(time.perf_counter() - t_start, 2),
+            "guards": guard_report.as_dict() if n_latency else None,
         },
         "data": {
             "curves": curves, "breaking_points": breaking, "metamorphic": metamorphic_rows,

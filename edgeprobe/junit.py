@@ -63,7 +63,9 @@ def to_junit(result: dict[str, Any]) -> bytes:
     for key, path in sorted(prov.get("outputs", {}).items()):
         prop(f"report.{key}", path)
     for key, value in sorted((prov.get("guards") or {}).items()):
-        if not isinstance(value, (dict, list)):
+        if isinstance(value, list):
+            value = "; ".join(map(str, value))
+        if not isinstance(value, dict):
             prop(f"guards.{key}", value)
     for i, w in enumerate(result.get("warnings", [])):
         prop(f"warning.{i}", w)

@@ -295,6 +295,23 @@ for _kind in (
     KINDS.register(_kind.name, _kind)
 
 
+def mark_under_load(result: CheckResult, flags: list[str], strict: bool = False) -> CheckResult:
+    """A latency verdict taken while the guards saw load or throttling says so; under --strict it decides nothing.
+
+    The figure is about those conditions, not only about the model (agent/guards.py): a pass may not hold on a
+    quiet board and a fail may be the neighbour's fault.
+    """
+    if result.kind != "latency" or not flags:
+        return result
+    result.details["under_load"] = list(flags)
+    result.message += f"; taken under load ({'; '.join(flags)})"
+    if strict and result.status in ("pass", "fail"):
+        result.details["status_without_load"] = result.status
+        result.status = "inconclusive"
+        result.message += ": inconclusive under --strict"
+    return result
+
+
 def evaluate(check: Any, evidence: Any) -> CheckResult:
     """The verdict of one check on what was measured for it."""
     kind = kind_of(check)

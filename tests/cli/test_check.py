@@ -355,3 +355,33 @@ def test_diff_flags_only_changes_beyond_both_tolerance_and_intervals(tmp_path: P
     assert row["change"] > 0.1 and row["regression"] is regression and proc.returncode == int(regression)
     if not regression:
         assert row["note"] == "within the two runs' intervals"
+
+
+def test_a_latency_sign_off_under_load_says_so_and_decides_nothing_with_strict(
+        tmp_path: Path, orientation_model: Path, short_clip: Path) -> None:
+    import subprocess
+    import sys
+
+    # p99 needs 368+ timed runs: long enough for the guards to see the busy loop's core
+    data = small_suite(orientation_model, short_clip, [{"kind": "latency", "stage": "e2e", "budget": "p99=10s"}])
+    data["latency"]["samples"] = 600
+    suite = write_suite(tmp_path / "s.yaml", data)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        proc = run_cli("check", str(suite), "--json", "--junit", str(tmp_path / "j.xml"))
+        strict = run_cli("check", str(suite), "--json", "--strict")
+    finally:
+        hog.kill()
+        hog.wait()
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    guards = result["provenance"]["guards"]
+    assert guards["other_cpu_cores"] > 0.25 and any("other processes used" in f for f in guards["flags"])
+    (check,) = result["checks"]
+    assert check["status"] == "pass" and "taken under load (other processes used" in check["message"]
+    props = {p.name: p.value for s in JUnitXml.fromfile(str(tmp_path / "j.xml")) for p in s.properties()}
+    assert float(props["guards.other_cpu_cores"]) > 0.25 and "other processes used" in props["guards.flags"]
+    assert_valid_junit(tmp_path / "j.xml")
+    assert strict.returncode == 3, strict.stderr
+    (check,) = json.loads(strict.stdout)["checks"]
+    assert check["status"] == "inconclusive" and check["details"]["status_without_load"] == "pass"

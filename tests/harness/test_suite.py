@@ -156,3 +156,17 @@ def test_a_share_straddling_its_limit_is_inconclusive(k: int, n: int, decide: st
     r = checks.evaluate(check, checks.Counts(k, n))
     assert r.status == status and r.details["n"] == n and r.details["ci_low"] <= r.figure <= r.details["ci_high"]
     assert f"{k} of {n} frames" in r.message and "CI" in r.message
+
+
+def test_only_latency_verdicts_under_load_are_marked_and_strict_makes_them_inconclusive() -> None:
+    from edgeprobe.harness.checks import mark_under_load
+
+    flags = ["other processes used 1.50 CPU cores during the run"]
+    quiet = mark_under_load(_result("pass"), [], strict=True)
+    assert quiet.status == "pass" and "under_load" not in quiet.details
+    loaded = mark_under_load(_result("fail"), flags)
+    assert loaded.status == "fail" and loaded.details["under_load"] == flags and "taken under load" in loaded.message
+    strict = mark_under_load(_result("pass"), flags, strict=True)
+    assert strict.status == "inconclusive" and strict.details["status_without_load"] == "pass"
+    other = CheckResult(name="r", kind="robustness", status="pass", figure=0.1, limit=0.2)
+    assert mark_under_load(other, flags, strict=True).status == "pass"
