@@ -63,6 +63,11 @@ def test_database_and_reports_are_where_the_summary_says(demo: tuple[str, Path])
     assert 1 <= kinds["robustness"] <= len(frames) and quarantined == 0
     suite = JUnitXml.fromfile(str(out / "junit.xml"))
     failed = {case.name for group in suite for case in group if not case.is_passed}
-    assert suite.tests == 8 and any("jpeg_compression" in name for name in failed), failed
-    assert all("jpeg_compression" in name or name.startswith("latency") for name in failed), failed
+    # Deterministic (seeded probes on a fixed frame set): JPEG at the model's scale flips 20 of 24 frames, and
+    # dropout breaks the model below severity 1. The other shares are judged on their intervals, so on 24 frames a
+    # few flips against a 20% limit may stay inconclusive; latency judges this machine's pace.
+    assert suite.tests == 8 and {"jpeg_compression @ severity 5", "pixel_dropout breaking point"} <= failed, failed
+    verdicts = {case.name: case.system_out or "" for group in suite for case in group}
+    assert all(name.startswith("latency") or "jpeg" in name or "breaking point" in name
+               or ": inconclusive:" in verdicts[name] for name in failed), verdicts
     assert "<svg" in (out / "report.html").read_text()
