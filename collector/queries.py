@@ -13,6 +13,7 @@ sqlite3 connection, or the PostgreSQL store's reader), with ``?`` placeholders.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any, Protocol
 
 from ..harness.latency import summary_of_packed
@@ -31,6 +32,12 @@ def _iso(epoch: float | None) -> str | None:
 
 
 def _flags(text: str | None) -> list[str]:
+    """A stored JSON list of flags (rows written before flags were JSON: comma-separated)."""
+    if text and text.startswith("["):
+        try:
+            return sorted({str(f) for f in json.loads(text) if f})
+        except ValueError:
+            pass
     return sorted(set(filter(None, (text or "").split(","))))
 
 

@@ -21,6 +21,7 @@ PostgreSQL backend rewrites the placeholders.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -173,8 +174,8 @@ def fold(rows: Iterable[tuple[Any, schema.Envelope, msgspec.Struct]]) -> _Fold:
             _newer(f.health, dev, (dev, ts, round(span, 3), w.frames, _round(body.fps, 2), _round(body.brightness, 2),
                                    _round(body.contrast, 2), _round(body.sharpness, 2), _round(body.noise, 2),
                                    _round(body.occlusion), _round(body.clipped), body.frozen_frames,
-                                   body.spool_queued, body.spool_dropped, ",".join(sorted(set(body.flags))),
-                                   ",".join(sorted(set(body.alerts)))), 1)
+                                   body.spool_queued, body.spool_dropped, _json_list(body.flags),
+                                   _json_list(body.alerts)), 1)
             h = f.health_hour.setdefault((dev, hour), [0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0])
             frames = w.frames
             h[0] += 1
@@ -352,3 +353,8 @@ def _merge_hours(conn: Conn, f: _Fold, lock_rows: Callable[[str], str]) -> None:
             windows, count, total_ms, packed = windows + old[0], count + old[1], total_ms + old[2], old[3]
         out.append((*k, windows, count, total_ms, merge_into_packed(packed, hdrs)))
     conn.executemany(SQL["hdr_insert"], out)
+
+
+def _json_list(values: list[str]) -> str:
+    """Flags and alerts stored as a sorted JSON list: joined with "," a flag containing a comma came back split."""
+    return json.dumps(sorted(set(values)))

@@ -240,7 +240,7 @@ class Store:
             if isinstance(body, schema.HealthBody):
                 health.append((msg_id, device_id, ts, body.window.frames, body.fps, body.brightness, body.contrast,
                                body.sharpness, body.clipped, body.frozen_frames, body.spool_queued,
-                               body.spool_dropped, ",".join(body.flags)))
+                               body.spool_dropped, _json(body.flags)))  # a JSON list: a flag may contain ","
             elif isinstance(body, schema.LatencyBody):
                 for stage, s in body.stages.items():
                     latency.append((msg_id, device_id, ts, stage, s.count, s.p50, s.p90, s.p95, s.p99, s.max,

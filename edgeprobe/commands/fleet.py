@@ -55,17 +55,21 @@ def _fmt(v: Any, unit: str = "") -> str:
 
 def _table(rows: list[dict[str, Any]], title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title)
     for col in ("device", "online", "last seen", "e2e p99", "worst perturbation", "camera", "dropped", "seq gaps"):
         table.add_column(col)
-    for r in rows:
-        w = r["worst_perturbation"]
-        worst = "-" if w is None else f"{w['perturbation']}@{w['severity']:g} {w['fraction']:.0%}"
-        table.add_row(r["device_id"], "yes" if r["online"] else "NO", _fmt(r["last_seen"]),
-                      _fmt(r["e2e_p99_ms"], " ms"), worst, ", ".join(r["camera_flags"]) or "ok",
-                      _fmt(r["spool_dropped"]), _fmt(r["seq_missing"]))
+    for r in rows:  # every string here came from a device: escaped, or a flag named "[/]" is rich markup
+        w = r.get("worst_perturbation")
+        worst = "-"
+        if w and isinstance(w.get("severity"), (int, float)) and isinstance(w.get("fraction"), (int, float)):
+            worst = f"{escape(str(w.get('perturbation')))}@{w['severity']:g} {w['fraction']:.0%}"
+        table.add_row(escape(str(r.get("device_id"))), "yes" if r.get("online") else "NO",
+                      escape(_fmt(r.get("last_seen"))), _fmt(r.get("e2e_p99_ms"), " ms"), worst,
+                      ", ".join(escape(str(f)) for f in r.get("camera_flags") or []) or "ok",
+                      _fmt(r.get("spool_dropped")), _fmt(r.get("seq_missing")))
     import sys
 
     # piped output (grep, logs) gets full cell contents instead of an 80-column squeeze

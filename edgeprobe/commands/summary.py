@@ -69,20 +69,34 @@ def read_summary(db_path: Path, device: str | None = None, tr: Any = None) -> di
 
 
 def render_summary(data: dict[str, Any], console: Console) -> None:
+    """Print the summary; every string that came from a device is escaped, every optional figure may be missing.
+
+    Device ids, stages, perturbations and flags are whatever the devices sent: printed raw, one
+    named ``[/]`` was rich markup and crashed the command (MarkupError).
+    """
+    from rich.markup import escape
     from rich.table import Table  # here, not at module level: every command's import (`run` too) loads this module
 
-    kinds = ", ".join(f"{k} {n}" for k, n in sorted(data["kinds"].items()))
-    console.print(f"[bold]Database[/] {data['database']}: {kinds}; {data['quarantined']} quarantined")
+    def e(v: Any) -> str:
+        return "-" if v is None else escape(str(v))
+
+    def num(v: Any, spec: str) -> str:
+        return "-" if not isinstance(v, (int, float)) else format(v, spec)
+
+    kinds = ", ".join(f"{e(k)} {n}" for k, n in sorted(data["kinds"].items()))
+    console.print(f"[bold]Database[/] {e(data['database'])}: {kinds}; {data['quarantined']} quarantined")
     for d in data["devices"]:
-        state = "online" if d["online"] else "offline"
-        console.print(f"  device [bold]{d['device_id']}[/] ({d['fleet']}, {state}), last seen {d['last_seen']}, "
-                      f"{d['messages']} messages, {d['seq_missing']} missing by seq")
+        state = "online" if d.get("online") else "offline"
+        console.print(f"  device [bold]{e(d.get('device_id'))}[/] ({e(d.get('fleet'))}, {state}), last seen "
+                      f"{e(d.get('last_seen'))}, {e(d.get('messages'))} messages, {e(d.get('seq_missing'))} "
+                      "missing by seq")
 
     t = Table(title="Latency per stage (ms, merged over windows)", title_justify="left")
     for col in ("device", "stage", "n", "p50", "p95", "p99", "max"):
         t.add_column(col, justify="right" if col not in ("device", "stage") else "left")
     for r in data["latency"]:
-        t.add_row(r["device_id"], r["stage"], str(r["count"]), *(f"{r[k]:.2f}" for k in ("p50", "p95", "p99", "max")))
+        t.add_row(e(r.get("device_id")), e(r.get("stage")), e(r.get("count")),
+                  *(num(r.get(k), ".2f") for k in ("p50", "p95", "p99", "max")))
     console.print(t)
 
     t = Table(title="Unstable fraction per perturbation and severity", title_justify="left")
@@ -90,15 +104,19 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
         t.add_column(col, justify="left" if col in ("device", "perturbation", "zone") else "right")
     colours = {"ok": "green", "at_risk": "yellow", "broken": "red"}
     for r in data["robustness"]:
-        t.add_row(r["device_id"], r["perturbation"], f"{r['severity']:g}", str(r["n"]), f"{r['fraction']:.0%}",
-                  f"{r['ci_low']:.0%}-{r['ci_high']:.0%}", f"[{colours[r['zone']]}]{r['zone']}[/]")
+        zone = r.get("zone")
+        ci = (f"{num(r.get('ci_low'), '.0%')}-{num(r.get('ci_high'), '.0%')}"
+              if r.get("ci_low") is not None else "-")
+        t.add_row(e(r.get("device_id")), e(r.get("perturbation")), num(r.get("severity"), "g"), e(r.get("n")),
+                  num(r.get("fraction"), ".0%"), ci,
+                  f"[{colours[zone]}]{zone}[/]" if zone in colours else e(zone))
     console.print(t)
 
     t = Table(title="Camera health", title_justify="left")
     for col in ("device", "frames", "fps", "brightness", "contrast", "sharpness", "frozen", "spool dropped", "flags"):
         t.add_column(col, justify="left" if col in ("device", "flags") else "right")
     for r in data["health"]:
-        t.add_row(r["device_id"], str(r["frames"]), f"{r['fps']:.1f}", f"{r['brightness']:.0f}",
-                  f"{r['contrast']:.0f}", f"{r['sharpness']:.0f}", str(r["frozen_frames"]),
-                  str(r["spool_dropped"]), ", ".join(r["flags"]) or "-")
+        t.add_row(e(r.get("device_id")), e(r.get("frames")), num(r.get("fps"), ".1f"), num(r.get("brightness"), ".0f"),
+                  num(r.get("contrast"), ".0f"), num(r.get("sharpness"), ".0f"), e(r.get("frozen_frames")),
+                  e(r.get("spool_dropped")), ", ".join(e(f) for f in r.get("flags") or []) or "-")
     console.print(t)
