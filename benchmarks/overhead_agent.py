@@ -7,7 +7,7 @@ overrides exactly as `edgeprobe run` does, and times the measured frames after
 
     python benchmarks/overhead_agent.py CONFIG --frames 300 --skip 20 --set probe.enabled=false ...
 
-Prints one JSON line: ms per frame, minor page faults per frame, peak RSS (VmHWM).
+Prints one JSON line: wall and CPU ms per frame, minor page faults per frame, peak RSS (VmHWM).
 """
 
 from __future__ import annotations
@@ -38,17 +38,19 @@ def main() -> None:
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in a.set)}
     agent = Agent(load_config(a.config, overrides))
-    marks: dict[str, tuple[float, int]] = {}
+    marks: dict[str, tuple[float, resource.struct_rusage]] = {}
 
     def on_frame(n: int) -> None:
         if n == a.skip and "start" not in marks:
-            marks["start"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+            marks["start"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF))
         elif n == a.skip + a.frames:
-            marks["end"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+            marks["end"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF))
 
     stats = agent.run(max_frames=a.skip + a.frames, on_frame=on_frame)
-    (t0, f0), (t1, f1) = marks["start"], marks["end"]
-    print(json.dumps({"ms_per_frame": (t1 - t0) * 1000 / a.frames, "minflt_per_frame": (f1 - f0) / a.frames,
+    (t0, u0), (t1, u1) = marks["start"], marks["end"]
+    cpu = u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime
+    print(json.dumps({"ms_per_frame": (t1 - t0) * 1000 / a.frames, "cpu_ms_per_frame": cpu * 1000 / a.frames,
+                      "minflt_per_frame": (u1.ru_minflt - u0.ru_minflt) / a.frames,
                       "peak_rss_mb": peak_rss_mb(), "probed_frames": stats.probed_frames,
                       "modules": len(sys.modules)}))
 
