@@ -48,7 +48,9 @@ print(json.dumps({{"median_ms": float(np.median(t)) / 1e6}}))
 
 
 def bench_vs_bare(model: Path, video: Path, samples: int, rounds: int) -> dict[str, Any]:
-    bench_ms, loop_ms, bare_ms = [], [], []
+    bench_ms: list[float] = []
+    loop_ms: list[float] = []
+    bare_ms: list[float] = []
     for r in range(rounds):
         for which in (("bench", "bare") if r % 2 == 0 else ("bare", "bench")):
             if which == "bench":
