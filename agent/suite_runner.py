@@ -445,10 +445,19 @@ def _cdf(samples_ns: list[int], points: int = 200) -> dict[str, Any]:
             "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "max": float(ms[-1])}
 
 
+#: frames per brightness fifth below which a slice's share says nothing (5 frames gave a "most fragile" headline)
+MIN_SLICE_FRAMES = 10
+
+
 def _slices(probes: Probes, brightness: list[float]) -> list[dict[str, Any]]:
-    """Unstable share by brightness fifth: where in the input space the model breaks."""
+    """Unstable share by brightness fifth: where in the input space the model breaks.
+
+    Only when every fifth has MIN_SLICE_FRAMES frames. Each row carries its frames, probes and the Wilson
+    interval of its unstable probes (probes of one frame are not independent, so it is a lower bound on the
+    real uncertainty).
+    """
     n = len(brightness)
-    if n < 5 or not probes.cells:
+    if n < 5 * MIN_SLICE_FRAMES or not probes.cells:
         return []
     per_frame = np.mean([[x > probes.threshold for x in d] for d in probes.cells.values()], axis=0)
     order = np.argsort(brightness)
@@ -458,8 +467,11 @@ def _slices(probes: Probes, brightness: list[float]) -> list[dict[str, Any]]:
     for i, chunk in enumerate(np.array_split(order, 5)):
         b = [brightness[j] for j in chunk]
         share = float(per_frame[chunk].mean())
-        rows.append({"slice": names[i], "frames": len(chunk), "brightness_min": min(b), "brightness_max": max(b),
-                     "unstable_share": share, "overall": overall, "ratio": share / overall if overall else None})
+        m = len(chunk) * len(probes.cells)
+        lo, hi = wilson_interval(round(share * m), m)
+        rows.append({"slice": names[i], "frames": len(chunk), "probes": m, "brightness_min": min(b),
+                     "brightness_max": max(b), "unstable_share": share, "ci_low": lo, "ci_high": hi,
+                     "overall": overall, "ratio": share / overall if overall else None})
     return rows
 
 

@@ -49,6 +49,18 @@ def format_figure(value: float | None, unit: str) -> str:
     return f"{value:.4g}"
 
 
+def caption(description: dict[str, Any]) -> str:
+    """What a prediction was, for a worst-frame caption: a label, a box count and top score, a mask's share."""
+    if description.get("label") is not None:
+        return str(description["label"])
+    if "count" in description:
+        n = int(description["count"])
+        return f"{n} box{'es' if n != 1 else ''}" + (f", top score {float(description['score']):.2f}" if n else "")
+    if "foreground" in description:
+        return f"{float(description['foreground']):.0%} foreground, {description.get('classes', '?')} classes"
+    return ", ".join(f"{k} {v}" for k, v in description.items()) or "?"
+
+
 def _badge(status: str) -> str:
     return f'<span class="badge" style="background:{_COLORS.get(status, "#555")}">{html.escape(status.upper())}</span>'
 
@@ -119,6 +131,24 @@ def degradation_plots(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def cdf_axis(ms: list[float], budgets_ms: list[float]) -> tuple[float, float, list[bool]]:
+    """(left, right, drawn inline per budget) of a latency CDF's x axis.
+
+    Scaled to the data so the curve's shape stays readable; a budget close to the data widens the axis to
+    show it, one far beyond (a 5 s budget on a 3 ms stage) is marked at the edge with its value instead of
+    squeezing the curve into a vertical line.
+    """
+    lo_ms, hi_ms = (min(ms), max(ms)) if ms else (0.0, 1.0)
+    span = max(hi_ms - lo_ms, 1e-3)
+    left, right = max(0.0, lo_ms - 0.08 * span), hi_ms + 0.08 * span
+    inline = [b <= hi_ms + 0.6 * span for b in budgets_ms]
+    for b, drawn in zip(budgets_ms, inline, strict=True):
+        if drawn:
+            right = max(right, b + 0.04 * span)
+            left = min(left, max(0.0, b - 0.04 * span))
+    return left, right, inline
+
+
 def latency_plots(result: dict[str, Any]) -> list[str]:
     """Empirical CDF per stage with each budget drawn where it applies."""
     plt = _plt()
@@ -128,14 +158,17 @@ def latency_plots(result: dict[str, Any]) -> list[str]:
     for stage, cdf in data.get("latency", {}).items():
         fig, ax = plt.subplots(figsize=(4.6, 2.6))
         ax.plot(cdf["ms"], [q * 100 for q in cdf["quantiles"]], color="#0969da", lw=1.6)
-        top = max(cdf["ms"]) if cdf["ms"] else 1.0
-        for b in budgets:
-            if b["stage"] == stage:
-                ax.axvline(b["budget_ms"], color="#cf222e", ls="--", lw=1.2,
-                           label=f"budget p{b['percentile']:g} ≤ {b['budget_ms']:g} ms")
-                ax.axhline(b["percentile"], color="#cf222e", ls=":", lw=0.8)
-                top = max(top, b["budget_ms"])
-        ax.set_xlim(0, top * 1.08)
+        mine = [b for b in budgets if b["stage"] == stage]
+        left, right, inline = cdf_axis(cdf["ms"], [b["budget_ms"] for b in mine])
+        for b, drawn in zip(mine, inline, strict=True):
+            label = f"budget p{b['percentile']:g} ≤ {b['budget_ms']:g} ms"
+            ax.axhline(b["percentile"], color="#cf222e", ls=":", lw=0.8)
+            if drawn:
+                ax.axvline(b["budget_ms"], color="#cf222e", ls="--", lw=1.2, label=label)
+            else:
+                ax.annotate(f"{label} →", xy=(1.0, b["percentile"] / 101), xycoords="axes fraction",
+                            ha="right", va="bottom", fontsize=7, color="#cf222e")
+        ax.set_xlim(left, right)
         ax.set_ylim(0, 101)
         ax.set_xlabel("ms")
         ax.set_ylabel("percentile")
@@ -197,16 +230,19 @@ def render_html(result: dict[str, Any], worst: list[dict[str, Any]] | None = Non
     if slices:
         worst_slice = max(slices, key=lambda s: s["unstable_share"])
         parts.append("<h2>Slices</h2>")
-        if worst_slice["unstable_share"] > 0:
+        # a headline only when the slice is surely worse than the rest: its interval above the overall share
+        if worst_slice["unstable_share"] > 0 and worst_slice.get("ci_low", 0.0) > worst_slice["overall"]:
             parts.append(f"<p>Most fragile in the <b>{html.escape(worst_slice['slice'])}</b> of frames by brightness "
-                         f"({worst_slice['unstable_share']:.0%} of probes unstable vs "
-                         f"{worst_slice['overall']:.0%} overall).</p>")
+                         f"({worst_slice['unstable_share']:.0%} of {worst_slice.get('probes', '?')} probes on "
+                         f"{worst_slice['frames']} frames unstable, CI {worst_slice.get('ci_low', 0):.0%}-"
+                         f"{worst_slice.get('ci_high', 1):.0%}, vs {worst_slice['overall']:.0%} overall).</p>")
         parts.append("<table id=slices><tr><th>brightness slice</th><th>frames</th><th>mean brightness</th>"
-                     "<th>unstable share of probes</th></tr>")
+                     "<th>unstable share of probes</th><th>95% CI</th></tr>")
         for s in slices:
             parts.append(f"<tr><td>{html.escape(s['slice'])}</td><td class=num>{s['frames']}</td>"
                          f"<td class=num>{s['brightness_min']:.0f}–{s['brightness_max']:.0f}</td>"
-                         f"<td class=num>{s['unstable_share']:.0%}</td></tr>")
+                         f"<td class=num>{s['unstable_share']:.0%}</td>"
+                         f"<td class=num>{s.get('ci_low', 0):.0%}–{s.get('ci_high', 1):.0%}</td></tr>")
         parts.append("</table>")
     if worst:
         parts.append("<h2>Worst frames</h2><p class=muted>Frames that change prediction at the lowest severity. "
@@ -217,7 +253,7 @@ def render_html(result: dict[str, Any], worst: list[dict[str, Any]] | None = Non
                 f"<div class=frame><img alt='frame {w['frame']}' src='{encode_image(w['clean'], width=240)}'>"
                 f"<img alt='perturbed' src='{encode_image(w['perturbed'], width=240)}'>"
                 f"<div>frame {w['frame']}: <b>{html.escape(w['perturbation'])}</b> severity {w['severity']:g} "
-                f"· {html.escape(str(w['before'].get('label')))} → {html.escape(str(w['after'].get('label')))}</div>"
+                f"· {html.escape(caption(w['before']))} → {html.escape(caption(w['after']))}</div>"
                 f"<div><a download='{html.escape(w['file'])}' href='{encode_image(w['clean'], '.webp')}'>"
                 f"{html.escape(w['file'])}</a></div><code>{html.escape(w['replay'])}</code></div>")
         parts.append("</div>")

@@ -123,3 +123,24 @@ def test_worst_frames_replay_to_the_same_pixels(report: tuple[Path, Any, Any]) -
         again = perturbations.apply(m.group(1), w["clean"], float(m.group(2)), int(m.group(3)))
         assert (again == w["perturbed"]).all()
         assert w["before"]["label"] != w["after"]["label"]  # it was chosen because its top-1 flipped
+
+
+def test_worst_frame_captions_say_what_each_task_predicted() -> None:
+    from edgeprobe.report import caption
+
+    assert caption({"label": "90"}) == "90"
+    assert caption({"count": 3, "classes": {"text": 3}, "score": 0.875}) == "3 boxes, top score 0.88"
+    assert caption({"count": 0, "classes": {}, "score": 0.0}) == "0 boxes"  # not "None"
+    assert caption({"foreground": 0.25, "classes": 2}) == "25% foreground, 2 classes"
+
+
+def test_latency_cdfs_are_scaled_to_the_data_with_the_budget_marked() -> None:
+    from edgeprobe.report import cdf_axis
+
+    ms = [2.8, 3.0, 3.1, 3.4, 4.0]
+    left, right, inline = cdf_axis(ms, [5000.0])
+    assert left < 2.8 and 4.0 < right < 5.0 and inline == [False]  # marked at the edge, curve not squeezed
+    left, right, inline = cdf_axis(ms, [4.5])
+    assert right > 4.5 and inline == [True]
+    left, right, inline = cdf_axis(ms, [1.0])
+    assert left <= 1.0 and inline == [True]  # a budget below the data is drawn too: everything fails it
