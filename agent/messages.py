@@ -43,6 +43,8 @@ class Messenger:
         return schema.topic_for(self.fleet, self.device_id, kind)
 
     def send(self, kind: str, body: dict[str, Any], retain: bool = False) -> dict[str, Any]:
+        """Check ``body`` against the schema's body type for ``kind`` (harness/schema.py), then spool it."""
+        schema.check_body(kind, body)
         message: dict[str, Any] = {}
 
         def make(seq: int) -> bytes:

@@ -114,7 +114,7 @@ class StageStats(msgspec.Struct, forbid_unknown_fields=True):
     warnings: list[Text] = []
 
 
-class ColdStart(msgspec.Struct, forbid_unknown_fields=False):
+class ColdStart(msgspec.Struct, forbid_unknown_fields=True):
     """What the first frame costs, kept apart from the steady-state percentiles."""
 
     session_ms: NonNegFloat
@@ -125,7 +125,7 @@ class ColdStart(msgspec.Struct, forbid_unknown_fields=False):
     peak_rss_mb: NonNegFloat | None = None
 
 
-class Guards(msgspec.Struct, forbid_unknown_fields=False):
+class Guards(msgspec.Struct, forbid_unknown_fields=True):
     """Measurement-validity conditions of the board while a window was measured."""
 
     governors: list[Name] = []
@@ -141,7 +141,7 @@ class Guards(msgspec.Struct, forbid_unknown_fields=False):
     flags: list[Name] = []
 
 
-class LatencyBody(msgspec.Struct, forbid_unknown_fields=False):
+class LatencyBody(msgspec.Struct, forbid_unknown_fields=True):
     window: Window
     warmup_runs: NonNegInt
     stages: dict[Name, StageStats]
@@ -154,7 +154,7 @@ class LatencyBody(msgspec.Struct, forbid_unknown_fields=False):
     peak_rss_mb: NonNegFloat | None = None
 
 
-class StabilityCell(msgspec.Struct, forbid_unknown_fields=False):
+class StabilityCell(msgspec.Struct, forbid_unknown_fields=True):
     """Unstable fraction for one perturbation at one severity."""
 
     perturbation: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -165,9 +165,11 @@ class StabilityCell(msgspec.Struct, forbid_unknown_fields=False):
     ci_low: Fraction
     ci_high: Fraction
     mean_disagreement: Fraction
+    #: ok | at_risk | broken, by the window's risk thresholds
+    zone: Name | None = None
 
 
-class Exemplar(msgspec.Struct, forbid_unknown_fields=False):
+class Exemplar(msgspec.Struct, forbid_unknown_fields=True):
     """One worst frame: clean | perturbed side by side as a small JPEG, with what replays the perturbation."""
 
     frame_index: NonNegInt
@@ -180,7 +182,7 @@ class Exemplar(msgspec.Struct, forbid_unknown_fields=False):
     height: NonNegInt = 0
 
 
-class RobustnessBody(msgspec.Struct, forbid_unknown_fields=False):
+class RobustnessBody(msgspec.Struct, forbid_unknown_fields=True):
     window: Window
     frames_probed: NonNegInt
     seed: Int64
@@ -198,9 +200,11 @@ class RobustnessBody(msgspec.Struct, forbid_unknown_fields=False):
     duty: dict[str, Any] | None = None
     #: worst probed frames that entered the run's top list in this window (harness/exemplars.py)
     exemplars: Annotated[list[Exemplar], msgspec.Meta(max_length=16)] | None = None
+    #: the pixels the probes perturbed: resolution mode (model | native) and size, so a replay perturbs the same
+    probe_view: dict[Name, Name | NonNegInt] | None = None
 
 
-class HealthBody(msgspec.Struct, forbid_unknown_fields=False):
+class HealthBody(msgspec.Struct, forbid_unknown_fields=True):
     window: Window
     fps: NonNegFloat
     brightness: NonNegFloat
@@ -223,9 +227,19 @@ class HealthBody(msgspec.Struct, forbid_unknown_fields=False):
     rolling: dict[Name, float] | None = None
     #: health alerts open at the end of the window (blurry, dark, frozen, replayed, ...)
     alerts: list[Text] = []
+    #: the agent's peak resident memory (MB)
+    rss_mb: NonNegFloat | None = None
+    #: a live source's own counters (agent/sources/live.py): frames it dropped, received, outages, offline now
+    source_dropped: NonNegInt | None = None
+    source_frames: NonNegInt | None = None
+    source_outages: NonNegInt | None = None
+    source_offline: bool | None = None
+    source_offline_s: NonNegFloat | None = None
+    #: the SDK: frames the application handed over that its queue had no room for
+    frames_dropped: NonNegInt | None = None
 
 
-class TemporalStats(msgspec.Struct, forbid_unknown_fields=False):
+class TemporalStats(msgspec.Struct, forbid_unknown_fields=True):
     """Flips of the answer between consecutive live frames whose pictures barely differ (ImageNet-P style)."""
 
     pairs: NonNegInt
@@ -239,7 +253,7 @@ class TemporalStats(msgspec.Struct, forbid_unknown_fields=False):
     max_frame_diff: NonNegFloat | None = None
 
 
-class DriftBody(msgspec.Struct, forbid_unknown_fields=False):
+class DriftBody(msgspec.Struct, forbid_unknown_fields=True):
     """Output and input drift against a reference, temporal flips and slices (every field optional)."""
 
     window: Window | None = None
@@ -373,6 +387,17 @@ def decode_message(payload: bytes, topic: str | None = None,
         if topic != expected:
             raise SchemaViolation(f"topic {topic!r} does not match payload (expected {expected!r})")
     return env, body
+
+
+def check_body(kind: str, body: dict[str, Any]) -> None:
+    """Check a body about to be sent against its type, as the collector will (every field the agent sends is
+    declared, so a misspelt one is refused here rather than dropped silently there); SchemaViolation if not."""
+    try:
+        msgspec.convert(body, BODY_TYPES[kind])
+    except KeyError:
+        raise SchemaViolation(f"unknown message kind {kind!r}") from None
+    except msgspec.ValidationError as exc:
+        raise SchemaViolation(f"{kind} body: {exc}") from None
 
 
 def check_bounds(body: dict[str, Any]) -> None:
