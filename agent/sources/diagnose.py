@@ -6,7 +6,7 @@ import base64
 import socket
 from urllib.parse import unquote, urlsplit
 
-from .redact import redact
+from .redact import redact, split_credentials
 
 _DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1935}
 
@@ -14,7 +14,8 @@ _DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1
 def diagnose_url(uri: str, timeout_s: float) -> str:
     """Probe the host behind ``uri`` (DNS, TCP, for HTTP the status) and say what is wrong."""
     safe = redact(uri)
-    parts = urlsplit(uri)
+    bare, user, password = split_credentials(uri)  # the host comes from the URL without its credentials
+    parts = urlsplit(bare)
     host = parts.hostname or ""
     try:
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 80)
@@ -27,8 +28,7 @@ def diagnose_url(uri: str, timeout_s: float) -> str:
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as sock:
             if parts.scheme.lower() == "http":
-                return _http_status(sock, parts.path or "/", parts.query, host, parts.username, parts.password, safe,
-                                    timeout_s)
+                return _http_status(sock, parts.path or "/", parts.query, host, user, password, safe, timeout_s)
     except ConnectionRefusedError:
         return f"{host}:{port} refused the connection for source.uri {safe}; is the camera or stream server running?"
     except OSError as exc:
