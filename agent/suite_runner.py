@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..harness import budget, checks, perturbations
+from ..harness import budget, checks, perturbations, suite_report
 from ..harness import suite as S
 from ..harness.breaking_point import DEFAULT_GRID, BreakingPoint, find_breaking_point
 from ..harness.drift import psi_against_baseline
@@ -31,7 +31,6 @@ from ..harness.errors import ConfigError, EdgeprobeError
 from ..harness.health import HealthWindow, frame_stats, thumbnail
 from ..harness.metamorphic import RelationResult, evaluate_relations
 from ..harness.probe_view import probe_view
-from ..harness.stability import wilson_interval
 from ..harness.tasks import ADAPTERS
 from . import golden
 from .backends import Backend
@@ -346,7 +345,7 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None, strict: b
         results.append(r)
 
     status = S.north_star(results, suite.inconclusive)
-    curves = _curves(probes)
+    curves = suite_report.curves(probes.cells, probes.threshold)
     artifacts = Artifacts(worst=_worst_frames(session, probes, suite.report.worst_frames))
     result: dict[str, Any] = {
         "schema": S.SCHEMA,
@@ -372,12 +371,12 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None, strict: b
         },
         "data": {
             "curves": curves, "breaking_points": breaking, "metamorphic": metamorphic_rows,
-            "latency": {s: _cdf(v) for s, v in latency.items() if v},
+            "latency": {s: suite_report.cdf(v) for s, v in latency.items() if v},
             "latency_budgets": [{"stage": c.stage, **dict(zip(("percentile", "budget_ms"),
                                                              S.parse_budget_text(c.budget), strict=True))}
                                 for c in suite.checks if isinstance(c, S.LatencyCheck)],
             "health": health_summary,
-            "slices": _slices(probes, brightness),
+            "slices": suite_report.slices(probes.cells, probes.threshold, brightness),
             "worst_frames": [{k: v for k, v in w.items() if k not in ("clean", "perturbed")}
                              for w in artifacts.worst],
         },
@@ -425,54 +424,6 @@ def verdict_body(result: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- report data ----------------------------------------------------------------------
-
-
-def _curves(probes: Probes) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for (name, sev), d in sorted(probes.cells.items()):
-        k, n = sum(x > probes.threshold for x in d), len(d)
-        lo, hi = wilson_interval(k, n)
-        out.setdefault(name, []).append({"severity": sev, "fraction": k / n, "ci_low": lo, "ci_high": hi, "n": n})
-    return out
-
-
-def _cdf(samples_ns: list[int], points: int = 200) -> dict[str, Any]:
-    """A compact CDF (quantiles) instead of every sample, so the JSON stays small."""
-    ms = np.sort(np.asarray(samples_ns, dtype=np.float64) / 1e6)
-    qs = np.linspace(0, 1, min(points, ms.size))
-    return {"n": int(ms.size), "quantiles": qs.round(4).tolist(),
-            "ms": np.quantile(ms, qs).round(4).tolist(),
-            "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "max": float(ms[-1])}
-
-
-#: frames per brightness fifth below which a slice's share says nothing (5 frames gave a "most fragile" headline)
-MIN_SLICE_FRAMES = 10
-
-
-def _slices(probes: Probes, brightness: list[float]) -> list[dict[str, Any]]:
-    """Unstable share by brightness fifth: where in the input space the model breaks.
-
-    Only when every fifth has MIN_SLICE_FRAMES frames. Each row carries its frames, probes and the Wilson
-    interval of its unstable probes (probes of one frame are not independent, so it is a lower bound on the
-    real uncertainty).
-    """
-    n = len(brightness)
-    if n < 5 * MIN_SLICE_FRAMES or not probes.cells:
-        return []
-    per_frame = np.mean([[x > probes.threshold for x in d] for d in probes.cells.values()], axis=0)
-    order = np.argsort(brightness)
-    names = ["darkest fifth", "second fifth", "middle fifth", "fourth fifth", "brightest fifth"]
-    overall = float(per_frame.mean())
-    rows = []
-    for i, chunk in enumerate(np.array_split(order, 5)):
-        b = [brightness[j] for j in chunk]
-        share = float(per_frame[chunk].mean())
-        m = len(chunk) * len(probes.cells)
-        lo, hi = wilson_interval(round(share * m), m)
-        rows.append({"slice": names[i], "frames": len(chunk), "probes": m, "brightness_min": min(b),
-                     "brightness_max": max(b), "unstable_share": share, "ci_low": lo, "ci_high": hi,
-                     "overall": overall, "ratio": share / overall if overall else None})
-    return rows
 
 
 def _worst_frames(session: Session, probes: Probes, count: int) -> list[dict[str, Any]]:

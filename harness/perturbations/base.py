@@ -73,7 +73,12 @@ class Perturbation:
         return tuple(float(x + (y - x) * frac) for x, y in zip(a, b, strict=True))
 
     def apply(self, image: np.ndarray, severity: float, seed: int) -> np.ndarray:
-        """Perturb ``image`` at ``severity`` with randomness drawn from ``seed``."""
+        """Perturb ``image`` at ``severity`` with randomness drawn from ``seed``.
+
+        ``image`` is a uint8 frame as OpenCV and every edgeprobe source deliver it: HxW greyscale or HxWx3
+        **BGR** (the colour perturbations, e.g. saturate, white balance, spatter's turquoise water and brown
+        mud, read channel 0 as blue); pass RGB frames through ``cv2.cvtColor`` first.
+        """
         check_image(image)
         check_severity(severity)
         if self.temporal:
@@ -135,6 +140,7 @@ def get(name: str) -> Perturbation:
 
 
 def apply(name: str, image: np.ndarray, severity: float, seed: int) -> np.ndarray:
+    """Perturb a uint8 greyscale or **BGR** frame (see :meth:`Perturbation.apply`)."""
     return get(name).apply(image, severity, seed)
 
 
