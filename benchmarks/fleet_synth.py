@@ -96,9 +96,9 @@ class Device:
 
 
 def stream(devices: int, start: dt.datetime, hours: float, every_s: float = 10.0,
-           seed: int = 0) -> Iterator[list[Incoming]]:
+           seed: int = 0, prefix: str = "cam-") -> Iterator[list[Incoming]]:
     """Each reporting tick's messages from every device, oldest tick first (births first)."""
-    fleet = [Device(f"cam-{i:04d}", seed=seed * 100_003 + i) for i in range(devices)]
+    fleet = [Device(f"{prefix}{i:04d}", seed=seed * 100_003 + i) for i in range(devices)]
     yield [d.birth(start) for d in fleet]
     ticks = int(hours * 3600 / every_s)
     for t in range(1, ticks + 1):
