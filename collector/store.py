@@ -23,7 +23,7 @@ import msgspec
 import sqlite_utils
 
 from ..harness import schema
-from . import rollups
+from . import rollups, tables
 
 log = logging.getLogger("edgeprobe.collector")
 
@@ -88,8 +88,16 @@ class Store:
         db.table("health").create({
             "msg_id": str, "device_id": str, "ts": str, "frames": int, "fps": float, "brightness": float,
             "contrast": float, "sharpness": float, "clipped": float, "frozen_frames": int,
-            "spool_queued": int, "spool_dropped": int, "flags": str,
+            "spool_queued": int, "spool_dropped": int, "flags": str, **_HEALTH_EXTRA,
         }, pk=("device_id", "msg_id"), if_not_exists=True)
+        health_cols = db.table("health").columns_dict
+        for column, kind in _HEALTH_EXTRA.items():  # a database from before these columns
+            if column not in health_cols:
+                try:
+                    db.table("health").add_column(column, kind)
+                except sqlite3.OperationalError as exc:  # another collector of the group added it first
+                    if "duplicate column" not in str(exc):
+                        raise
         db.table("devices").create({
             "device_id": str, "fleet": str, "online": int, "last_seen": str, "session_id": str,
             "last_seq": int, "model_sha256": str, "agent_version": str, "birth_ts": str,
@@ -117,6 +125,7 @@ class Store:
                    MAX(seq) - MIN(seq) + 1 - COUNT(DISTINCT seq) AS missing
             FROM messages GROUP BY device_id""", replace=True)
         rollups.create(db.conn)
+        tables.create(db.conn)
 
     # --- ingest ------------------------------------------------------------
 
@@ -238,9 +247,13 @@ class Store:
                              _json(env.body)))
             devices.append((env, ts))
             if isinstance(body, schema.HealthBody):
-                health.append((msg_id, device_id, ts, body.window.frames, body.fps, body.brightness, body.contrast,
-                               body.sharpness, body.clipped, body.frozen_frames, body.spool_queued,
-                               body.spool_dropped, _json(body.flags)))  # a JSON list: a flag may contain ","
+                w = body.window
+                health.append((msg_id, device_id, ts, w.frames, _r(body.fps, 2), _r(body.brightness, 2),
+                               _r(body.contrast, 2), _r(body.sharpness, 2), _r(body.clipped, 4), body.frozen_frames,
+                               body.spool_queued, body.spool_dropped, _json(body.flags), w.start_ts.isoformat(),
+                               round((w.end_ts - w.start_ts).total_seconds(), 3), _r(body.noise, 2),
+                               _r(body.occlusion, 4), body.replaying_frames, body.replay_lag, body.band_source,
+                               _json(body.alerts)))  # JSON lists: a flag may contain ","
             elif isinstance(body, schema.LatencyBody):
                 for stage, s in body.stages.items():
                     latency.append((msg_id, device_id, ts, stage, s.count, s.p50, s.p90, s.p95, s.p99, s.max,
@@ -257,6 +270,7 @@ class Store:
             if data:
                 conn.executemany(_INSERT[table], data)
         rollups.write(conn, rollups.fold(rows))
+        tables.write(conn, rows)
 
     def _track_devices(self, envs: list[tuple[schema.Envelope, str]]) -> None:
         """Fold a batch into one upsert per device, without reading the table first.
@@ -306,8 +320,17 @@ _COLUMNS = {
     "robustness": ("msg_id", "device_id", "ts", "perturbation", "severity", "n", "unstable", "fraction", "ci_low",
                    "ci_high", "mean_disagreement"),
     "health": ("msg_id", "device_id", "ts", "frames", "fps", "brightness", "contrast", "sharpness", "clipped",
-               "frozen_frames", "spool_queued", "spool_dropped", "flags"),
+               "frozen_frames", "spool_queued", "spool_dropped", "flags", "window_start", "window_s", "noise",
+               "occlusion", "replaying_frames", "replay_lag", "band_source", "alerts"),
 }
+#: health columns added after the first release (window span, every statistic and the open alerts)
+_HEALTH_EXTRA: dict[str, type] = {"window_start": str, "window_s": float, "noise": float, "occlusion": float,
+                                  "replaying_frames": int, "replay_lag": int, "band_source": str, "alerts": str}
+
+
+def _r(x: float | None, digits: int) -> float | None:
+    """A figure rounded where its precision ends (17-digit floats only make the tables hard to read)."""
+    return None if x is None else round(x, digits)
 # One prepared statement per table over a whole batch (executemany): sqlite-utils'
 # insert_all inspects and converts every value of every row, which was 70 % of the
 # collector's time (profiled with benchmarks/ingest.py). ``messages`` is a plain
