@@ -78,8 +78,9 @@ def rows(fresh: Iterable[tuple[Any, schema.Envelope, msgspec.Struct]]) -> dict[s
                 None if body.temporal is None else _r(body.temporal.flip_rate), body.message))
         elif env.kind == "verdict":
             b = env.body
-            checks = b.get("checks") if isinstance(b.get("checks"), list) else []
-            failed = [c.get("name") for c in checks if isinstance(c, dict) and c.get("status") == "fail"
+            raw = b.get("checks")
+            checks: list[Any] = raw if isinstance(raw, list) else []
+            failed = [str(c["name"]) for c in checks if isinstance(c, dict) and c.get("status") == "fail"
                       and isinstance(c.get("name"), str)]
             code = b.get("exit_code")
             out["verdicts"].append((*key, _s(b.get("suite")), _s(b.get("status")),
