@@ -220,6 +220,13 @@ class Probes:
     threshold: float
     #: (perturbation, severity) -> disagreement per frame
     cells: dict[tuple[str, float], list[float]] = field(default_factory=dict)
+    #: frames whose clean prediction is empty (no box, no foreground): they have nothing to lose
+    empty: list[bool] = field(default_factory=list)
+
+
+def nothing_to_lose(description: dict[str, Any]) -> bool:
+    """A detection with no box or a mask with no foreground: "stable" on such a frame means nothing."""
+    return description.get("count") == 0 or description.get("foreground") == 0.0
 
 
 def probe(session: Session, probes: Probes, name: str, severity: float) -> list[float]:
@@ -307,7 +314,8 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None, strict: b
     guard_report = monitor.report()
     under_load = load_flags(guard_report) if n_latency else []
     clean = [session.predict(image) for image in session.probe_images]
-    probes = Probes(clean=clean, threshold=float(session.adapter.threshold))
+    probes = Probes(clean=clean, threshold=float(session.adapter.threshold),
+                    empty=[nothing_to_lose(session.adapter.describe(c)) for c in clean])
     health = HealthWindow()
     brightness = []
     for f in session.frames:
@@ -394,8 +402,19 @@ def _run_check(session: Session, probes: Probes, idx: int, check: S.Check, budge
         d = probe(session, probes, check.perturbation, check.severity)
         seed = perturbations.derive_seed(session.loaded.suite.seed, session.frames[0].index, check.perturbation,
                                          float(check.severity))
-        return checks.evaluate(check, checks.Counts(sum(x > probes.threshold for x in d), len(d),
-                                                    {"first_seed": seed}))
+        # frames with nothing to lose are counted apart: "22% unstable" must not mean "every frame that had a
+        # box lost it"; a prediction appearing on one of them (a hallucinated box) is reported beside the verdict
+        kept = [x for x, e in zip(d, probes.empty, strict=True) if not e]
+        gained = sum(x > probes.threshold for x, e in zip(d, probes.empty, strict=True) if e)
+        r = checks.evaluate(check, checks.Counts(sum(x > probes.threshold for x in kept), len(kept),
+                                                 {"first_seed": seed, "nothing_to_lose": len(d) - len(kept),
+                                                  "gained_a_prediction": gained}))
+        if len(kept) < len(d):
+            r.message += (f"; {len(d) - len(kept)} frames had nothing to lose (no clean prediction), {gained} of "
+                          "them gained one under the perturbation")
+            if not kept:
+                r.status = "inconclusive"
+        return r
     if isinstance(check, S.BreakingPointCheck):
         bp = breaking_point(session, probes, check)
         breaking[check.perturbation] = bp.as_dict()

@@ -170,3 +170,12 @@ def test_only_latency_verdicts_under_load_are_marked_and_strict_makes_them_incon
     assert strict.status == "inconclusive" and strict.details["status_without_load"] == "pass"
     other = CheckResult(name="r", kind="robustness", status="pass", figure=0.1, limit=0.2)
     assert mark_under_load(other, flags, strict=True).status == "pass"
+
+
+def test_empty_detections_and_masks_have_nothing_to_lose() -> None:
+    from edgeprobe.agent.suite_runner import nothing_to_lose
+
+    assert nothing_to_lose({"count": 0, "classes": {}, "score": 0.0})
+    assert nothing_to_lose({"foreground": 0.0, "classes": 1})
+    assert not nothing_to_lose({"count": 2, "classes": {"text": 2}, "score": 0.9})
+    assert not nothing_to_lose({"label": "90"}) and not nothing_to_lose({"foreground": 0.3, "classes": 2})
