@@ -420,9 +420,9 @@ def _run_check(session: Session, probes: Probes, idx: int, check: S.Check, budge
         breaking[check.perturbation] = bp.as_dict()
         return checks.evaluate(check, bp)
     if isinstance(check, S.MetamorphicCheck):
-        r = metamorphic(session, probes, check)
-        metamorphic_rows.append({**r.as_dict(), "limit": check.max_violation_rate})
-        return checks.evaluate(check, r)
+        rel = metamorphic(session, probes, check)
+        metamorphic_rows.append({**rel.as_dict(), "limit": check.max_violation_rate})
+        return checks.evaluate(check, rel)
     if isinstance(check, S.GoldenCheck):
         return checks.evaluate(check, golden.compare(session, check))
     if isinstance(check, S.HealthCheck):
