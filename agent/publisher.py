@@ -26,6 +26,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ..harness.broker_errors import connack_sentence, probe
 from .spool import Spool
 
 log = logging.getLogger("edgeprobe.agent.publisher")
@@ -68,6 +69,7 @@ class Publisher:
             self.client.username_pw_set(username, password)
         if ca_file:
             self.client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file)
+        self.username, self.ca_file = username, ca_file  # for the sentence that says why a connection failed
         if will_topic and will_payload is not None:
             self.client.will_set(will_topic, will_payload, qos=1, retain=False)
         self.client.max_inflight_messages_set(100)
@@ -129,7 +131,7 @@ class Publisher:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            self._report_unreachable(f"broker {self.host}:{self.port} refused the connection ({reason})")
+            self._report_unreachable(connack_sentence(reason, self.host, self.port, self.username, "agent"))
             return
         if self._unreachable_reported:
             log.warning("connected to broker %s:%s; sending what was spooled", self.host, self.port)
@@ -155,7 +157,9 @@ class Publisher:
         self._connected.clear()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self._report_unreachable(f"broker {self.host}:{self.port} is not reachable")
+        if not self._unreachable_reported:  # probe once per outage: certificate not trusted, or not reachable
+            self._report_unreachable(probe(self.host, self.port, self.ca_file, timeout_s=1.0)
+                                     or f"broker {self.host}:{self.port} is not reachable")
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         with self._lock:

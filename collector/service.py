@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..harness.broker_errors import connack_sentence, suback_sentence
 from ..harness.schema import TOPIC_ROOT
 from .selfmetrics import kind_of_topic, new_commit_histogram
 from .store import Incoming, Store
@@ -77,6 +78,7 @@ class Collector:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         # capped at RECONNECT_MAX_S: at 30 s the collector slept up to half a minute after the broker was back
         self.client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         # network thread -> writer: deque.append/popleft are atomic, so the hand-off takes
@@ -86,6 +88,9 @@ class Collector:
         self._stop = threading.Event()
         self.subscribed = threading.Event()
         self._was_connected = False
+        self.username, self.ca_file = username, ca_file
+        #: the sentence for the broker's last refusal (None once connected)
+        self.refused: str | None = None
         self.stats = CollectorStats()
         self._writer = threading.Thread(target=self._write_loop, name="edgeprobe-collector-writer", daemon=True)
 
@@ -109,13 +114,26 @@ class Collector:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            log.warning("broker %s:%s refused the collector: %s", self.host, self.port, reason)
+            sentence = connack_sentence(reason, self.host, self.port, self.username, "collector")
+            if sentence != self.refused:  # once per cause, not once per retry
+                log.warning("%s", sentence)
+            self.refused = sentence
             return
-        client.subscribe(self.topic, qos=1)
+        client.subscribe(self.topic, qos=1)  # subscribed once the SUBACK grants it (_on_subscribe)
         if self._was_connected:  # said once per outage, so an operator can line losses up with them
             log.warning("collector reconnected to %s:%s (session present: %s)", self.host, self.port,
                         getattr(flags, "session_present", "?"))
         self._was_connected = True
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if refused:  # connected, but the broker will not let these credentials read the fleet
+            sentence = suback_sentence(refused[0], self.host, self.port, self.username, self.topic)
+            if sentence != self.refused:
+                log.warning("%s", sentence)
+            self.refused = sentence
+            return
+        self.refused = None
         self.subscribed.set()
         log.info("collector subscribed to %s on %s:%s", self.topic, self.host, self.port)
 

@@ -94,12 +94,12 @@ def collect(
     collector.start()
     # Silence while the broker is down would look like "no messages yet": say so once, keep retrying.
     if not _wait_subscribed(collector, stop, 5.0) and not stop.is_set():
-        log.warning("broker %s not reachable yet; still trying (is mosquitto running there?)", broker)
+        _say_why(collector, host, port, _s(ca_file))
     if ready_file is not None:
         if _wait_subscribed(collector, stop, 25.0):
             ready_file.write_text("subscribed\n")
         elif not stop.is_set():
-            log.warning("not subscribed after 30 s; is the broker at %s running?", broker)
+            _say_why(collector, host, port, _s(ca_file))
     pruner = threading.Thread(target=Pruner(sqlite_connect(str(db)), retention).run, args=(stop,),
                               name="edgeprobe-retention", daemon=True)
     pruner.start()
@@ -118,6 +118,18 @@ def _wait_subscribed(collector: Any, stop: threading.Event, timeout: float) -> b
         if collector.subscribed.wait(timeout=0.1):
             return True
     return collector.subscribed.is_set()
+
+
+def _say_why(collector: Any, host: str, port: int, ca_file: str | None) -> None:
+    """One of four sentences: authentication refused, not authorised (both from the CONNACK, already
+    logged by the collector), certificate not trusted, not reachable."""
+    from ..harness.broker_errors import probe
+
+    if collector.refused:
+        return
+    why = probe(host, port, ca_file) or f"broker {host}:{port} accepts connections but has not let the " \
+                                         "collector subscribe yet"
+    log.warning("%s; still trying", why)
 
 
 def _s(path: Path | None) -> str | None:

@@ -298,3 +298,46 @@ def test_collector_is_back_within_seconds_of_the_broker(secure: SecureBroker,
     print(f"\nbroker back -> first stored message: {took:.2f} s")
     assert took < 6, f"the collector took {took:.1f} s to come back"  # uncapped (30 s): about 7 s here
     cam_a.close()
+
+
+# --- errors that say what happened -----------------------------------------------------------------
+
+
+def _collector_says(secure: SecureBroker, tmp_path: Path, name: str, *args: str, port: int | None = None) -> str:
+    """Run `edgeprobe collect` until it has said why it cannot subscribe; return that warning."""
+    import sys
+
+    from tests.conftest import REPO
+
+    log = tmp_path / f"{name}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "edgeprobe", "collect", "--db", str(tmp_path / f"{name}.db"),
+                                 "--broker", f"127.0.0.1:{port or secure.port}", *args],
+                                cwd=REPO, stdout=out, stderr=out)
+    try:
+        assert wait_for(lambda: "WARNING" in log.read_text(), timeout=30), log.read_text()
+    finally:
+        stop(proc)
+    return next(line for line in log.read_text().splitlines() if "WARNING" in line)
+
+
+def test_four_connection_failures_are_four_sentences(secure: SecureBroker, tmp_path: Path) -> None:
+    subprocess.run(["sh", str(Path(__file__).parents[2] / "deploy/mosquitto/make-certs.sh"), str(tmp_path / "other")],
+                   check=True, capture_output=True)
+    from edgeprobe.localbroker import free_port
+
+    said = {
+        "authentication refused": _collector_says(secure, tmp_path, "badpw", "--ca-file", secure.ca_file,
+                                                  "--username", "collector", "--password", "guess"),
+        # a device's credential: it connects, but may not subscribe to the fleet
+        "not authorised": _collector_says(secure, tmp_path, "device", "--ca-file", secure.ca_file,
+                                          "--username", "cam-a", "--password", PASSWORDS["cam-a"]),
+        "not trusted": _collector_says(secure, tmp_path, "badca", "--ca-file", str(tmp_path / "other/ca.crt"),
+                                       "--username", "collector", "--password", PASSWORDS["collector"]),
+        "not reachable": _collector_says(secure, tmp_path, "closed", "--ca-file", secure.ca_file,
+                                         "--username", "collector", "--password", PASSWORDS["collector"],
+                                         port=free_port()),
+    }
+    for words, line in said.items():
+        assert words in line, (words, line)
+        assert [w for w in said if w in line] == [words], line  # each names its own cause only
