@@ -170,12 +170,12 @@ def _generated_frames(backend: Backend, fill: str, count: int) -> tuple[list[Fra
 
 
 def _open(cfg: BenchConfig) -> Pipeline:
-    """The deployed pipeline; ``--task auto`` decodes as classification when the outputs fit, else latency only."""
+    """The deployed pipeline; ``--task auto`` decodes with the first registered layout that fits the outputs
+    (so a detector's decode + NMS is measured as postprocess), the raw-tensor adapter when none does."""
     warm = WarmUp(cfg.warmup, cfg.warmup_stable, cfg.warmup_max)
     if cfg.task == "none":
         return open_pipeline(cfg.model, None, warmup=warm)
-    kind = "classification" if cfg.task == "auto" else cfg.task
-    return open_pipeline(cfg.model, TaskConfig(kind=kind), warmup=warm, optional_task=cfg.task == "auto")
+    return open_pipeline(cfg.model, TaskConfig(kind=cfg.task), warmup=warm, optional_task=cfg.task == "auto")
 
 
 def run_bench(cfg: BenchConfig, on_progress: Callable[[int], None] | None = None) -> BenchResult:

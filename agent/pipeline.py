@@ -27,14 +27,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from ..harness.errors import ConfigError, ModelError
-from ..harness.tasks import make_adapter
-from .backends import Backend, load_backend
+from .backends import Backend, load_backend, open_adapter
 from .config import ModelConfig
 
 #: the deployed path's stages, in order; e2e spans preprocess..postprocess (plus queueing on a live source)
@@ -43,22 +42,6 @@ STAGES: tuple[str, ...] = ("decode", "preprocess", "inference", "postprocess", "
 #: warm-up is "stable" when two consecutive blocks of this many runs have medians within STABLE_REL
 STABLE_BLOCK = 10
 STABLE_REL = 0.05
-
-
-class TaskLike(Protocol):
-    """What a task section offers: the agent's ``task:`` and a suite's ``task:`` both fit."""
-
-    kind: str
-    labels: list[str] | None
-    output: int
-    threshold: float
-
-
-def adapter_options(task: Any) -> dict[str, Any]:
-    """The keyword options a task section gives its adapter (the agent's typed keys or a suite's ``options``)."""
-    if hasattr(task, "adapter_options"):
-        return dict(task.adapter_options())
-    return {"output": task.output, "threshold": task.threshold, **getattr(task, "options", {})}
 
 
 class WarmUp:
@@ -186,18 +169,12 @@ def open_pipeline(model_cfg: Any, task_cfg: Any | None, *, warmup: WarmUp | None
     backend = load_backend(model_cfg)
     if task_cfg is None:
         return Pipeline(backend, None, warmup, model_cfg)
-    options = adapter_options(task_cfg)
-    options["input_size"] = (backend.input_spec.height, backend.input_spec.width)
-    labels = task_cfg.labels or backend.labels_from_metadata()
-    if labels:
-        options["labels"] = labels
     try:
-        adapter = make_adapter(task_cfg.kind, backend.output_specs, **options)
-    except (ConfigError, ModelError):
+        adapter = open_adapter(backend, task_cfg)
+    except (ConfigError, ModelError) as exc:
         if not optional_task:
+            if isinstance(exc, ConfigError) and task_key != "task":
+                raise ConfigError(f"{task_key}: {exc}") from None
             raise
         adapter = None
-    except TypeError as exc:
-        raise ConfigError(f"{task_key}: task {task_cfg.kind!r} does not take these options ({exc}); check "
-                          "its options") from None
     return Pipeline(backend, adapter, warmup, model_cfg)

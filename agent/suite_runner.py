@@ -15,7 +15,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ from ..harness.errors import ConfigError, EdgeprobeError
 from ..harness.health import HealthWindow, frame_stats, thumbnail
 from ..harness.metamorphic import RelationResult, evaluate_relations
 from ..harness.probe_view import probe_view
-from ..harness.tasks import ADAPTERS
 from . import golden
 from .backends import Backend
 from .guards import GuardMonitor, Guards, load_flags
@@ -82,44 +81,9 @@ def open_session(loaded: S.LoadedSuite, progress: Progress | None = None) -> Ses
     """Load the model and read the fixed frame set (ConfigError/ModelError/SourceError on bad input)."""
     suite = loaded.suite
     warmup = WarmUp(suite.latency.warmup)
-    if suite.task.kind in ("detection", "tensor") and suite.task.kind not in ADAPTERS:
-        # task.threshold is meant for the real adapter's disagreement; raw tensors get their own.
-        threshold = suite.task.threshold if suite.task.kind == "tensor" else TensorFallback.DEFAULT_THRESHOLD
-        log.warning("no %r task adapter is installed; comparing raw output tensors instead (cosine distance "
-                    "above %g counts as unstable)", suite.task.kind, threshold)
-        pipeline = open_pipeline(suite.model, None, warmup=warmup)
-        return Session(loaded, pipeline, TensorFallback(suite.task.output, threshold),
-                       read_frames(suite.source, progress))
-    pipeline = open_pipeline(suite.model, suite.task, warmup=warmup, task_key=loaded.line_of("task.options"))
+    pipeline = open_pipeline(suite.model, suite.task, warmup=warmup, task_key=loaded.line_of("task"))
     frames = read_frames(suite.source, progress)
     return Session(loaded, pipeline, pipeline.adapter, frames)
-
-
-class TensorFallback:
-    """Compares raw outputs by cosine distance, for models whose task adapter is not installed yet.
-
-    Task-blind on purpose: a detector's boxes are not matched, only its raw
-    tensor compared, so verdicts are coarser than a real detection adapter's.
-    """
-
-    name = "tensor"
-    DEFAULT_THRESHOLD = 0.05
-
-    def __init__(self, output: int = 0, threshold: float = 0.05):
-        self.output = output
-        self.threshold = threshold
-
-    def decode(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
-        return np.asarray(outputs[self.output], dtype=np.float64).ravel()
-
-    def disagreement(self, a: np.ndarray, b: np.ndarray) -> float:
-        na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-        if na == 0 or nb == 0:
-            return 0.0 if na == nb else 1.0
-        return float(min(1.0, max(0.0, 1.0 - float(a @ b) / (na * nb))))
-
-    def describe(self, prediction: np.ndarray) -> dict[str, Any]:
-        return {"label": f"|y|={float(np.linalg.norm(prediction)):.3g}", "mean": float(prediction.mean())}
 
 
 def read_frames(spec: S.SourceSpec, progress: Progress | None = None) -> list[Frame]:

@@ -119,3 +119,15 @@ def require_extra(module: str, extra: str, what: str) -> None:
     except ImportError:
         raise ConfigError(f"{what} needs {module}, which is not installed; install the extra: "
                           f"pip install 'edgeprobe[{extra}]'") from None
+
+
+def parse_input_size(text: str) -> list[int]:
+    """``640x480`` (height x width) -> ``[640, 480]``; one sentence otherwise."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        h, w = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--input-size {text!r} is not HxW; write it like 640x640 (height x width)") from None
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"--input-size {text!r} needs a positive height and width, e.g. 640x640")
+    return [h, w]

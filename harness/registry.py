@@ -127,6 +127,11 @@ class Registry(Generic[T]):
             raise KeyError(name)
         return self._entries[name].value
 
+    def entries_in_order(self) -> list[Entry[T]]:
+        """Entries in registration order (built-ins first, in the order their module lists them)."""
+        self.load_plugins()
+        return list(self._entries.values())
+
     def values(self) -> list[T]:
         return [e.value for e in self.entries()]
 

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ...harness.errors import ConfigError, ModelError
+from ...harness.modelconfig import TaskConfig
 from ...harness.registry import Registry
+from ...harness.tasks import TaskAdapter, fitting_layouts, make_adapter
 from ..config import ModelConfig
 from .base import Backend, InputSpec, sha256_file
 from .preprocess import Preprocessor
 
-__all__ = ["BACKENDS", "Backend", "InputSpec", "Preprocessor", "load_backend", "sha256_file", "sniff_format"]
+__all__ = ["BACKENDS", "Backend", "InputSpec", "Preprocessor", "load_backend", "open_adapter", "sha256_file",
+           "sniff_format"]
 
 
 def _onnx(cfg: ModelConfig) -> Backend:
@@ -85,3 +89,26 @@ def load_backend(cfg: ModelConfig) -> Backend:
             f"set model.backend: {content} (or auto)"
         )
     return BACKENDS.get(kind)(cfg)
+
+
+def open_adapter(backend: Backend, task: TaskConfig) -> TaskAdapter:
+    """The task adapter for ``backend``'s outputs, fit-checked on one real inference.
+
+    ``task.kind: auto`` takes the first registered layout that fits (as
+    ``edgeprobe init`` does), else the raw-tensor comparison. Labels from the
+    model's metadata go to classification only: a detector's or segmenter's
+    metadata names rarely match its output channels one to one.
+    """
+    options: dict[str, Any] = task.adapter_options()
+    options["input_size"] = (backend.input_spec.height, backend.input_spec.width)
+    kind = task.kind
+    sample = backend.sample_outputs()
+    if kind == "auto":
+        fits = fitting_layouts(backend.output_specs, sample, options["input_size"])
+        kind, layout = fits[0] if fits else ("tensor", None)
+        if layout is not None and "layout" not in options:
+            options["layout"] = layout
+    labels = task.labels or (backend.labels_from_metadata() if kind == "classification" else None)
+    if labels:
+        options["labels"] = labels
+    return make_adapter(kind, backend.output_specs, sample=sample, **options)

@@ -58,6 +58,7 @@ class Backend(ABC):
     #: wall time to create the session / interpreter (cold start), ns
     load_ns: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
+    _sample: list[np.ndarray] | None = field(default=None, init=False, repr=False)
 
     @property
     @abstractmethod
@@ -74,6 +75,19 @@ class Backend(ABC):
     @abstractmethod
     def infer(self, tensor: np.ndarray) -> Sequence[np.ndarray]:
         """Run the model on one preprocessed batch."""
+
+    def sample_outputs(self) -> list[np.ndarray]:
+        """The outputs of one real inference on a mid-grey frame, for the adapters' fit checks.
+
+        Real shapes where the model declares dynamic ones, and real values
+        (a layout that reads regressors as scores is caught on them). Run once
+        per backend and cached.
+        """
+        if self._sample is None:
+            p = self.preprocessor
+            frame = np.full((p.height, p.width, 3), 114, np.uint8)
+            self._sample = [np.asarray(o) for o in self.infer(self.preprocess(frame))]
+        return self._sample
 
     def labels_from_metadata(self) -> list[str] | None:
         """Class names some exporters store in metadata (PaddleClas: 'character')."""

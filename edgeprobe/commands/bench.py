@@ -45,6 +45,8 @@ def bench(
     max_samples: Annotated[int, typer.Option(help="Stop after this many measured frames.")] = 1_000_000,
     frames: Annotated[int, typer.Option(help="Distinct source frames decoded up front and cycled through.")] = 32,
     task: Annotated[str, typer.Option(help="Task adapter for postprocess (auto, none, classification, ...).")] = "auto",
+    input_size: Annotated[str | None, typer.Option(
+        "--input-size", help="HxW fed to a model whose input height/width are dynamic, e.g. 640x640.")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Agent YAML to take model preprocessing, providers and threads from.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -59,7 +61,7 @@ def bench(
     from ..harness.budget import Budget, parse_budget
     from ..harness.errors import ConfigError
     from ..harness.modelconfig import ProviderConfig
-    from ..userinput import existing_file, yaml_file
+    from ..userinput import existing_file, parse_input_size, yaml_file
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     existing_file(model, "model file", "give the path of a .onnx or .tflite model")
@@ -75,17 +77,20 @@ def bench(
         raise ConfigError(f"--generate {generate!r} is not a kind of generated input; use noise or constant")
     preprocess = PreprocessConfig()
     providers: list[str | ProviderConfig] = ["CPUExecutionProvider"]
+    size = parse_input_size(input_size) if input_size else None
     if config is not None:
         yaml_file(config, "config file", "pass the path to an agent YAML file")
         overrides = {"model.path": str(model.resolve())} | ({"source.uri": source} if source else {})
         base = load_config(config, overrides).config.model
         preprocess, providers, threads = base.preprocess, base.providers, threads or base.threads
+        size = size or base.input_size
     if provider:
         providers = list(provider)
     if threads < 0:
         raise ConfigError("--threads must be 0 (runtime default) or more")
     cfg = BenchConfig(
-        model=ModelConfig(path=str(model), providers=providers, threads=threads, preprocess=preprocess),
+        model=ModelConfig(path=str(model), providers=providers, threads=threads, preprocess=preprocess,
+                          input_size=size),
         source=source, generate=generate or "noise",  # type: ignore[arg-type]
         task=task, mode=mode, fps=fps, batch=batch,  # type: ignore[arg-type]
         concurrency=concurrency, warmup=warmup, warmup_stable=warmup_stable, max_seconds=max_seconds,

@@ -1,15 +1,27 @@
-"""`edgeprobe init MODEL`: a starter suite written from the model's own input spec."""
+"""`edgeprobe init MODEL`: a starter suite that runs, written from what the model says about itself.
+
+init loads the model, runs it once and picks the task kind and layout by the
+same fit checks `check` applies (every registered layout is tried on that real
+inference); it writes the preprocessing it can read (MediaPipe detectors'
+[-1, 1] or [0, 1] with letterbox, ImageNet mean/std when the metadata names
+them), paths relative to the suite, and a comment on how sure it is.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ..harness.yamlconfig import looks_like_url_or_device
+
 TEMPLATE = """\
 # Acceptance suite for {model_name}, written by `edgeprobe init`.
 # Input: {input_desc}. Outputs: {output_desc}.
+# Task: {confidence}
+# Preprocessing: {pre_note}
 # Check it with `edgeprobe validate {out}` and run it with
 #   edgeprobe check {out} --junit junit.xml --html report.html
 name: {name}
@@ -19,25 +31,25 @@ inconclusive: fail            # an undecided check fails the suite ("pass" to to
 
 model:
   path: {model_path}
-  threads: 0                  # 0 = the runtime's default
+  threads: 0                  # 0 = the runtime's default{input_size_line}
   preprocess:
     resize: {resize}          # stretch | center_crop | letterbox
-    color: rgb                # channel order the model was trained on (frames arrive BGR)
-    scale: 0.00392156862745098  # 1/255
-    mean: [0.0, 0.0, 0.0]     # e.g. ImageNet: [0.485, 0.456, 0.406]
-    std: [1.0, 1.0, 1.0]      # e.g. ImageNet: [0.229, 0.224, 0.225]
+    color: {color}                # channel order the model was trained on (frames arrive BGR)
+    scale: {scale}
+    mean: {mean}
+    std: {std}
 
 task:
-  kind: {task}{task_note}
+  kind: {task}{layout_line}
 
 source:
   uri: {source}               # video file, image folder, camera index or stream URL
-  frames: 32                  # the fixed frame set every robustness check uses
-  stride: 10                  # keep every 10th frame, for variety
+  frames: {frames}                  # the fixed frame set every robustness check uses
+  stride: {stride}                  # keep every Nth frame, for variety
 
 latency:
-  samples: 2000               # at most; stops once every budget is decided
-  max_seconds: 60
+  samples: {samples}               # at most; stops once every budget is decided
+  max_seconds: {max_seconds}
 
 checks:
   - kind: latency
@@ -79,62 +91,109 @@ def init(
     model: Annotated[Path, typer.Argument(help="ONNX or TFLite model file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Suite file to write.")] = Path("suite.yaml"),
     source: Annotated[str, typer.Option(help="Frames to test on (video, image folder, camera).")] = "video.mp4",
+    input_size: Annotated[str | None, typer.Option(
+        "--input-size", help="HxW for a model with a dynamic input size (default 640x640 there).")] = None,
+    frames: Annotated[int, typer.Option(help="Frames in the suite's fixed frame set.")] = 32,
+    stride: Annotated[int, typer.Option(help="Keep every Nth source frame.")] = 10,
+    latency_samples: Annotated[int, typer.Option(help="Most timed runs of the latency checks.")] = 2000,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing suite file.")] = False,
 ) -> None:
-    """Write a starter suite for MODEL with commented defaults."""
+    """Write a starter suite for MODEL that `edgeprobe check` runs as written."""
     from ..agent.backends import load_backend
     from ..agent.config import ModelConfig
     from ..console import console
-    from ..harness.errors import ConfigError
+    from ..harness.errors import ConfigError, ModelError
     from ..harness.fileio import atomic_write
     from ..harness.suite import load_suite
-    from ..userinput import existing_file, output_file
+    from ..userinput import existing_file, output_file, parse_input_size
 
     existing_file(model, "model file", "give the path of a .onnx or .tflite model")
     output_file(out, "--out", "suite.yaml")
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; pass --force to overwrite it or -o to pick another file")
-    backend = load_backend(ModelConfig(path=str(model)))
-    text = TEMPLATE.format(**_fields(backend, model, out, source))
+    for name, value in (("--frames", frames), ("--stride", stride), ("--latency-samples", latency_samples)):
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    size = parse_input_size(input_size) if input_size else None
+    try:
+        backend = load_backend(ModelConfig(path=str(model), input_size=size))
+    except ModelError as exc:
+        if size is not None or "dynamic height/width" not in str(exc):
+            raise
+        size = [640, 640]  # a dynamic model: pick a common detector size, said in the suite
+        backend = load_backend(ModelConfig(path=str(model), input_size=size))
+    fields = _fields(backend, model, out, source, size)
+    fields.update(frames=str(frames), stride=str(stride), samples=str(latency_samples),
+                  max_seconds="60" if latency_samples > 300 else "20")
+    text = TEMPLATE.format(**fields)
     atomic_write(out, lambda f: f.write(text.encode("utf-8")))
     try:
         load_suite(out)
     except ConfigError:
         out.unlink(missing_ok=True)
         raise
-    console.print(f"{out}: starter suite for {model.name} ({backend.input_spec.width}x{backend.input_spec.height} "
-                  f"{backend.input_spec.layout}); set source.uri and the preprocessing, then `edgeprobe check {out}`")
+    console.print(f"{out}: starter suite for {model.name}: {fields['confidence']}; run `edgeprobe check {out}`")
 
 
-def _known_anchor_ssd(outputs: Any) -> bool:
-    from ..harness.errors import EdgeprobeError
-    from ..harness.tasks import make_adapter
-
+def _relative(path: str, out: Path) -> str:
+    """``path`` relative to the suite's folder (suites move with their models), absolute across drives."""
     try:
-        make_adapter("ssd_anchors", list(outputs))
-    except (EdgeprobeError, KeyError):
-        return False
-    return True
+        return os.path.relpath(Path(path).resolve(), out.resolve().parent)
+    except ValueError:
+        return str(Path(path).resolve())
 
 
-def _fields(backend: Any, model: Path, out: Path, source: str) -> dict[str, str]:
-    from ..harness.tasks import ADAPTERS
+_IMAGENET = ("[0.485, 0.456, 0.406]", "[0.229, 0.224, 0.225]")
+
+
+def _preprocess(backend: Any, kind: str, layout: str | None) -> tuple[dict[str, str], str]:
+    """Preprocessing read from the model (MediaPipe presets, metadata), and a note on where it came from."""
+    meta = {k.lower(): str(v) for k, v in backend.metadata.items()}
+    unit = {"resize": "letterbox" if kind in ("detection", "ssd_anchors") else "stretch", "color": "rgb",
+            "scale": "0.00392156862745098", "mean": "[0.0, 0.0, 0.0]", "std": "[1.0, 1.0, 1.0]"}
+    if kind == "ssd_anchors" and layout and not layout.startswith("palm"):
+        # MediaPipe's face and pose detector graphs feed [-1, 1] (ImageToTensorCalculator range -1..1), letterboxed.
+        return ({**unit, "scale": "0.00784313725490196", "mean": "[1.0, 1.0, 1.0]"},
+                f"MediaPipe {layout} detector: RGB in [-1, 1], letterboxed, as its graph feeds it")
+    if kind == "ssd_anchors":
+        return unit, f"MediaPipe {layout} detector: RGB in [0, 1], letterboxed, as its graph feeds it"
+    if "mean" in meta and "std" in meta:
+        mean, std = (f"[{meta[k].strip('[]() ')}]" for k in ("mean", "std"))
+        return {**unit, "mean": mean, "std": std}, "mean and std from the model's metadata"
+    if any("imagenet" in v.lower() for v in meta.values()) or any("imagenet" in k for k in meta):
+        return ({**unit, "mean": _IMAGENET[0], "std": _IMAGENET[1]},
+                "the metadata names ImageNet: ImageNet mean/std")
+    if "stride" in meta and "names" in meta:
+        return unit, "Ultralytics metadata (names, stride): RGB in [0, 1], letterboxed"
+    return unit, ("CHECK: the model says nothing about its preprocessing; RGB in [0, 1] is a guess "
+                  "(ImageNet models want mean [0.485, 0.456, 0.406] std [0.229, 0.224, 0.225])")
+
+
+def _fields(backend: Any, model: Path, out: Path, source: str, size: list[int] | None) -> dict[str, str]:
+    from ..harness.tasks import fitting_layouts, layout_name
 
     spec = backend.input_spec
     outs = backend.output_specs
-    dims = [d for d in (outs[0].shape if outs else ()) if d not in (1, None)]
-    if len(dims) <= 1:
-        task, note = "classification", "    # one score vector per frame"
-    elif _known_anchor_ssd(outs):
-        task, note = "ssd_anchors", "       # raw regressors + logits against a known SSD anchor set (MediaPipe)"
-    elif "detection" in ADAPTERS:
-        task, note = "detection", "         # boxes decoded by the detection adapter"
+    fits = fitting_layouts(outs, backend.sample_outputs(), (spec.height, spec.width))
+    if fits:
+        kind, layout = fits[0]
+        others = [layout_name(k, lay) for k, lay in fits[1:]]
+        confidence = (f"{layout_name(kind, layout)} is the only registered layout that fits the outputs of a real "
+                      "inference" if not others else
+                      f"{layout_name(kind, layout)} picked; these fit too: {', '.join(others)} (check which is meant)")
     else:
-        task, note = "classification", f"    # CHECK: output shape {list(outs[0].shape)} looks like more than scores"
+        kind, layout = "tensor", None
+        confidence = "CHECK: no registered layout fits, so raw outputs are compared (cosine distance)"
+    pre, pre_note = _preprocess(backend, kind, layout)
+    dynamic = any(d is None for d in spec.shape[1:]) or size is not None
+    size_line = (f"\n  input_size: [{spec.height}, {spec.width}]   # the model's input is dynamic; "
+                 "frames are fed at this size" if dynamic else "")
+    uri = source if looks_like_url_or_device(source) or not Path(source).exists() else _relative(source, out)
     return {
         "model_name": model.name, "name": model.stem.replace("_", "-") + "-acceptance",
-        "model_path": str(model.resolve()), "out": str(out), "source": source, "task": task, "task_note": note,
-        "resize": {"detection": "letterbox", "ssd_anchors": "stretch"}.get(task, "center_crop"),
+        "model_path": _relative(str(model), out), "out": str(out), "source": uri, "task": kind,
+        "layout_line": f"\n  layout: {layout}" if layout else "", "input_size_line": size_line,
+        "confidence": confidence, "pre_note": pre_note, **pre,
         "input_desc": f"{spec.name} {list(spec.shape)} {spec.dtype} {spec.layout}",
         "output_desc": ", ".join(f"{o.name} {list(o.shape)}" for o in outs),
     }

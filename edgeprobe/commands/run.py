@@ -37,17 +37,21 @@ def run(
     from ..agent.runner import Agent
     from ..assets import cache_dir
     from ..console import console, interactive, progress_bar
+    from ..harness.yamlconfig import looks_like_url_or_device, resolve_path
     from ..userinput import host_port, yaml_file
 
+    # Paths typed on the command line are the user's, relative to where they type them (the working
+    # directory); the config file's own paths stay relative to the config file.
+    cwd = Path.cwd()
     overrides: dict[str, Any] = {}
     if source:
-        overrides["source.uri"] = source
+        overrides["source.uri"] = source if looks_like_url_or_device(source) else resolve_path(source, cwd)
     if model:
-        overrides["model.path"] = model
+        overrides["model.path"] = resolve_path(model, cwd)
     if device_id:
         overrides["device_id"] = device_id
     if spool:
-        overrides["spool.path"] = spool
+        overrides["spool.path"] = resolve_path(spool, cwd)
     if no_broker:
         overrides["broker.enabled"] = False
     if broker:

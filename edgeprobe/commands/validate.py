@@ -13,7 +13,11 @@ def register(app: typer.Typer) -> None:
 
 
 def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")]) -> None:
-    """Validate keys, budgets, perturbation names and that the model and golden files exist."""
+    """Validate keys, budgets, perturbation names, the golden files, and that the model loads and fits the task.
+
+    The model is loaded and run once, and the task adapter's fit check runs on
+    its real outputs, so "valid" means `edgeprobe check` will start.
+    """
     import os
 
     from ..assets import cache_dir
@@ -33,5 +37,14 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")]) ->
         if isinstance(c, GoldenCheck) and not Path(c.file).is_file():
             raise ConfigError(f"{loaded.line_of(f'checks[{i}].file')}: golden file {c.file} does not exist; "
                               f"record it with `edgeprobe golden record {suite} -o {c.file}`")
-    console.print(f"{suite}: valid suite {s.name!r} with {len(s.checks)} check(s): "
+    from ..agent.backends import load_backend, open_adapter
+
+    backend = load_backend(s.model)
+    try:
+        adapter = open_adapter(backend, s.task)
+    except ConfigError as exc:
+        raise ConfigError(f"{loaded.line_of('task')}: {exc}") from None
+    layout = getattr(adapter, "layout", None) or getattr(adapter, "preset_name", None)
+    task = f"{s.task.kind}/{layout}" if layout else s.task.kind
+    console.print(f"{suite}: valid suite {s.name!r}, model fits {task}, with {len(s.checks)} check(s): "
                   + ", ".join(check_name(c) for c in s.checks))

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..errors import ModelError
+
 
 @dataclass(frozen=True)
 class OutputSpec:
@@ -16,6 +18,34 @@ class OutputSpec:
     name: str
     shape: tuple[int | None, ...]
     dtype: str
+
+
+def shape_text(shape: Sequence[int | None]) -> str:
+    """``(1, 84, 8400)``, with ``?`` for dynamic dimensions."""
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+class LayoutMisfit(ModelError):
+    """The model's outputs do not have the shape or values a layout reads; ``make_adapter`` adds what fits."""
+
+
+def misfit(spec: OutputSpec, layout: str, expects: str) -> LayoutMisfit:
+    """One sentence: which output, its shape, and what the layout expects."""
+    return LayoutMisfit(f"output {spec.name!r} has shape {shape_text(spec.shape)} but {layout} expects {expects}")
+
+
+def value_range(values: np.ndarray, layout: str, what: str, lo: float, hi: float, name: int | str = 0) -> None:
+    """Refuse a layout whose score columns of a real inference are not in [lo, hi]."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return
+    vmin, vmax = float(np.nanmin(v)), float(np.nanmax(v))
+    slack = 1e-3 * max(1.0, hi - lo)
+    if vmin < lo - slack or vmax > hi + slack or not np.isfinite(v).all():
+        raise LayoutMisfit(
+            f"output #{name} gives {what} from {vmin:.4g} to {vmax:.4g} on a real inference, not in [{lo:g}, {hi:g}], "
+            f"so {layout} would read other numbers as scores"
+        )
 
 
 class Prediction(Protocol):

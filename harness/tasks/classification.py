@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from .base import OutputSpec
+from .base import OutputSpec, misfit
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class ClassificationAdapter:
     """Reads one (1, C) or (C,) score tensor."""
 
     name = "classification"
+    layouts = (None,)
+    accepts: ClassVar[dict[str | None, str]] = {None: "one (1, C) or (C,) score vector, C >= 2"}
 
     def __init__(self, output: int = 0, labels: Sequence[str] | None = None, threshold: float = 0.5,
                  metric: str | None = None, top_k: int | None = None, layout: str | None = None):
@@ -80,12 +82,9 @@ class ClassificationAdapter:
                 f"classification reads output #{self.output} but the model has {len(outputs)} output(s)"
             )
         spec = outputs[self.output]
-        dims = [d for d in spec.shape if d not in (1, None)]
-        if len(dims) > 1:
-            raise ModelError(
-                f"classification needs a (batch, classes) output, but {spec.name!r} has shape "
-                f"{list(spec.shape)}; pick another task (detection, segmentation, embedding)"
-            )
+        dims = [d for d in spec.shape if d != 1]
+        if len(dims) != 1 or not isinstance(dims[0], int) or dims[0] < 2 or len(spec.shape) > 2:
+            raise misfit(spec, "classification", self.accepts[None])
         n_classes = spec.shape[-1] if spec.shape else None
         if self.labels and isinstance(n_classes, int) and n_classes != len(self.labels):
             raise ModelError(

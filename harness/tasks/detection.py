@@ -1,14 +1,27 @@
 """Detection: boxes + scores + classes; two predictions disagree by 1 - IoU-matched F1.
 
-Two output layouts are read:
+Output layouts read (each checked strictly against the model's real outputs at load):
 
 - ``ssd``: a boxes tensor ``(1, N, 4)`` plus either a scores tensor ``(1, N)``
   with a classes tensor ``(1, N)`` (TF Object Detection API post-processed
   export) or a class-score matrix ``(1, N, C)``. Box order ``yxyx`` (TF) or
   ``xyxy``, normalised to [0, 1].
-- ``yolo``: one tensor ``(1, N, 5 + C)`` of rows ``cx, cy, w, h, objectness,
-  class scores`` in input pixels. YOLOX-style exports leave the grid decode to
-  the caller; ``strides`` (e.g. ``[8, 16, 32]``) turns it on.
+- ``yolov5``: one tensor ``(1, N, 5 + C)`` of rows ``cx, cy, w, h, objectness,
+  class scores`` in input pixels, N = 3 anchors x the grid cells of strides
+  8/16/32 (YOLOv5/YOLOv7 exports).
+- ``yolox``: the same rows with one prediction per grid cell, grid offsets and
+  log sizes left to the caller (``strides`` default ``[8, 16, 32]``).
+- ``yolo``: the ``(1, N, 5 + C)`` rows with no grid count enforced (grid
+  decode only when ``strides`` is given): kept for existing configs.
+- ``yolov8``: one tensor ``(1, 4 + C, N)`` (YOLOv8 and YOLO11): rows ``cx, cy,
+  w, h`` in input pixels then C class scores with no objectness, one column per
+  grid cell of strides 8/16/32.
+- ``yolov8_e2e``: NMS-free end-to-end exports ``(1, N, 6)`` of ``x1, y1, x2,
+  y2, score, class`` in input pixels.
+
+Scores must be probabilities in [0, 1] in the model's real output (one
+inference at load): a layout that reads box regressors as scores is refused
+rather than yielding "score 32795".
 
 :func:`nms` and :func:`match_f1` are plain functions so other detectors'
 decoders (anchor-based TFLite models) reuse them.
@@ -17,14 +30,16 @@ decoders (anchor-based TFLite models) reuse them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from .base import Detections, OutputSpec
+from .base import Detections, LayoutMisfit, OutputSpec, misfit, value_range
 
-LAYOUTS = ("ssd", "yolo")
+LAYOUTS = ("yolov8", "yolov8_e2e", "yolov5", "yolox", "yolo", "ssd")
+#: strides of the YOLO families' three heads
+YOLO_STRIDES = (8, 16, 32)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -119,10 +134,26 @@ def select(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, score_thr
                       classes[keep].astype(np.int64))
 
 
+def grid_cells(input_size: tuple[int, int], strides: Sequence[int]) -> int:
+    """Predictions a one-per-cell YOLO head gives at ``input_size`` (h, w)."""
+    h, w = input_size
+    return sum((h // s) * (w // s) for s in strides)
+
+
 class DetectionAdapter:
-    """Reads SSD or YOLO layouts into :class:`Detections`."""
+    """Reads the SSD and YOLO-family layouts into :class:`Detections`."""
 
     name = "detection"
+    #: what `edgeprobe tasks` lists and `init` tries; ``yolo`` stays accepted for existing configs
+    layouts = tuple(x for x in LAYOUTS if x != "yolo")
+    accepts: ClassVar[dict[str, str]] = {
+        "yolov8": "one (1, 4+C, N) output, N = grid cells of strides 8/16/32, class scores in [0, 1]",
+        "yolov8_e2e": "one (1, N, 6) output of x1, y1, x2, y2, score in [0, 1], class index",
+        "yolov5": "one (1, N, 5+C) output, N = 3 x grid cells of strides 8/16/32, objectness in [0, 1]",
+        "yolox": "one (1, N, 5+C) output, N = grid cells of strides 8/16/32, objectness in [0, 1]",
+        "yolo": "one (1, N, 5+C) output with objectness and class scores in [0, 1]",
+        "ssd": "boxes (1, N, 4) then scores (1, N) + classes (1, N), or scores (1, N, C), in [0, 1]",
+    }
 
     def __init__(self, layout: str | None = None, output: int = 0, threshold: float = 0.5, iou: float = 0.5,
                  score_threshold: float = 0.25, nms_iou: float = 0.45, box_order: str = "yxyx",
@@ -143,68 +174,100 @@ class DetectionAdapter:
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
         self.box_order = box_order
+        if strides is None and layout in ("yolox", "yolov5", "yolov8"):
+            strides = YOLO_STRIDES
         self.strides = list(strides) if strides else None
         self.input_size = input_size
         self.labels = list(labels) if labels else None
         self.max_detections = max_detections
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
 
+    @property
+    def full_name(self) -> str:
+        return f"detection/{self.layout}"
+
     # --- load-time check ---------------------------------------------------
 
     def check_outputs(self, outputs: Sequence[OutputSpec]) -> None:
-        if self.layout == "yolo":
-            self._check_yolo(outputs)
-        else:
+        if self.layout == "ssd":
             self._check_ssd(outputs)
-
-    def _check_yolo(self, outputs: Sequence[OutputSpec]) -> None:
+            return
         if self.output >= len(outputs):
-            raise ModelError(f"yolo layout reads output #{self.output} but the model has {len(outputs)} output(s)")
+            raise ModelError(f"{self.full_name} reads output #{self.output} but the model has "
+                             f"{len(outputs)} output(s); set task.output")
+        if self.input_size is None:
+            raise ModelError(f"{self.full_name} needs the model's input size to normalise boxes; the backend gave none")
         spec = outputs[self.output]
         shape = spec.shape
-        if len(shape) != 3 or (isinstance(shape[2], int) and shape[2] < 6):
-            raise ModelError(
-                f"yolo layout needs an output of shape (1, boxes, 5 + classes), but {spec.name!r} has "
-                f"{list(shape)}; check task.layout (ssd?) or task.output"
-            )
-        if self.input_size is None:
-            raise ModelError("yolo layout needs the model's input size to normalise boxes; the backend gave none")
-        if self.strides and isinstance(shape[1], int):
-            h, w = self.input_size
-            cells = sum((h // s) * (w // s) for s in self.strides)
-            if cells != shape[1]:
-                raise ModelError(
-                    f"task.strides {self.strides} give {cells} grid cells at input {h}x{w}, but output "
-                    f"{spec.name!r} has {shape[1]} rows; fix task.strides"
-                )
+        expects = self.accepts[self.layout]
+        if len(shape) != 3 or shape[0] not in (1, None):
+            raise misfit(spec, self.full_name, expects)
+        if any(d is None for d in shape[1:]):
+            return  # dynamic: checked again on the shapes of a real inference (make_adapter's sample)
+        rows, width = (shape[2], shape[1]) if self.layout == "yolov8" else (shape[1], shape[2])
+        assert isinstance(rows, int) and isinstance(width, int)
+        if self.layout == "yolov8_e2e":
+            if width != 6:
+                raise misfit(spec, self.full_name, expects)
+            return
+        min_width = 5 if self.layout == "yolov8" else 6
+        if width < min_width or rows <= width:
+            raise misfit(spec, self.full_name, expects)
+        if self.strides:
+            cells = grid_cells(self.input_size, self.strides)
+            per_cell = 3 if self.layout == "yolov5" else 1
+            if rows != per_cell * cells:
+                h, w = self.input_size
+                raise misfit(spec, self.full_name, f"{expects}: {per_cell * cells} predictions at input {h}x{w} "
+                             f"with strides {self.strides}, not {rows}")
 
     def _check_ssd(self, outputs: Sequence[OutputSpec]) -> None:
+        expects = self.accepts["ssd"]
         if len(outputs) < 2:
-            raise ModelError(
-                f"ssd layout needs a boxes output and a scores output, but the model has {len(outputs)} output(s); "
-                "check task.layout (yolo?)"
-            )
-        boxes = outputs[0]
+            raise misfit(outputs[0], "detection/ssd", f"{expects} (the model has {len(outputs)} output)")
+        boxes, scores = outputs[0], outputs[1]
         if len(boxes.shape) != 3 or boxes.shape[2] != 4:
-            raise ModelError(
-                f"ssd layout needs boxes of shape (1, N, 4) as output #0, but {boxes.name!r} has "
-                f"{list(boxes.shape)}; check task.layout"
-            )
-        scores = outputs[1]
-        if len(scores.shape) not in (2, 3):
-            raise ModelError(
-                f"ssd layout needs scores of shape (1, N) or (1, N, classes) as output #1, but {scores.name!r} "
-                f"has {list(scores.shape)}"
-            )
-        if len(scores.shape) == 2 and len(outputs) < 3:
-            raise ModelError("ssd layout with (1, N) scores needs a classes output #2; the model has none")
+            raise misfit(boxes, "detection/ssd", expects)
+        if len(scores.shape) not in (2, 3) or scores.shape[1] != boxes.shape[1] or (
+                len(scores.shape) == 3 and scores.shape[2] in (1, None)):
+            raise misfit(scores, "detection/ssd", expects)
+        if len(scores.shape) == 2 and (len(outputs) < 3 or tuple(outputs[2].shape[:2]) != tuple(scores.shape)):
+            raise misfit(scores, "detection/ssd", f"{expects}: (1, N) scores need a (1, N) classes output #2")
+
+    def check_values(self, outputs: Sequence[np.ndarray]) -> None:
+        """Scores read from one real inference must be probabilities, or the layout reads the wrong columns."""
+        if self.layout == "ssd":
+            value_range(outputs[1], "detection/ssd", "scores", 0.0, 1.0, name=1)
+            return
+        raw = np.asarray(outputs[self.output])
+        if self.layout == "yolov8":
+            value_range(raw[0, 4:, :], self.full_name, "class scores (rows 4+)", 0.0, 1.0, name=self.output)
+        elif self.layout == "yolov8_e2e":
+            value_range(raw[0, :, 4], self.full_name, "scores (column 4)", 0.0, 1.0, name=self.output)
+            cls = raw[0, :, 5]
+            if cls.size and (np.any(cls < 0) or not np.allclose(cls, np.round(cls))):
+                raise LayoutMisfit(f"output #{self.output} gives column 5 from {cls.min():.4g} to {cls.max():.4g} on a "
+                                   f"real inference, not class indices, so {self.full_name} does not fit")
+        else:
+            value_range(raw[0, :, 4:], self.full_name, "objectness and class scores (columns 4+)", 0.0, 1.0,
+                        name=self.output)
 
     # --- decoding ------------------------------------------------------------
 
     def decode(self, outputs: Sequence[np.ndarray]) -> Detections:
-        if self.layout == "yolo":
-            return self._decode_yolo(np.asarray(outputs[self.output]))
-        return self._decode_ssd(outputs)
+        if self.layout == "ssd":
+            return self._decode_ssd(outputs)
+        raw = np.asarray(outputs[self.output])
+        if self.layout == "yolov8":
+            return self._decode_yolov8(raw)
+        if self.layout == "yolov8_e2e":
+            return self._decode_e2e(raw)
+        return self._decode_yolo(raw)
+
+    def _scale(self) -> np.ndarray:
+        assert self.input_size is not None
+        h, w = self.input_size
+        return np.array([w, h], np.float32)
 
     def _grids(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
         if self._grid is None or self._grid[0].shape[0] != rows:
@@ -221,19 +284,35 @@ class DetectionAdapter:
     def _decode_yolo(self, raw: np.ndarray) -> Detections:
         rows = raw.reshape(-1, raw.shape[-1]).astype(np.float32)
         xy, wh = rows[:, 0:2], rows[:, 2:4]
-        if self.strides:
+        if self.strides and self.layout in ("yolo", "yolox"):  # YOLOX leaves the grid decode to the caller
             grid, stride = self._grids(rows.shape[0])
             xy = (xy + grid) * stride
             wh = np.exp(np.minimum(wh, 20.0)) * stride
-        assert self.input_size is not None
-        h, w = self.input_size
-        scale = np.array([w, h], np.float32)
+        scale = self._scale()
         xy, wh = xy / scale, wh / scale
         boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
         class_scores = rows[:, 4:5] * rows[:, 5:]
         classes = np.argmax(class_scores, axis=1)
         scores = class_scores[np.arange(len(classes)), classes]
         return select(boxes, scores, classes, self.score_threshold, self.nms_iou, self.max_detections)
+
+    def _decode_yolov8(self, raw: np.ndarray) -> Detections:
+        rows = raw[0].T.astype(np.float32)  # (N, 4 + C)
+        scale = self._scale()
+        xy, wh = rows[:, 0:2] / scale, rows[:, 2:4] / scale
+        boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
+        class_scores = rows[:, 4:]
+        classes = np.argmax(class_scores, axis=1)
+        scores = class_scores[np.arange(len(classes)), classes]
+        return select(boxes, scores, classes, self.score_threshold, self.nms_iou, self.max_detections)
+
+    def _decode_e2e(self, raw: np.ndarray) -> Detections:
+        rows = raw[0].astype(np.float32)
+        scale = np.tile(self._scale(), 2)
+        ok = rows[:, 4] >= self.score_threshold
+        rows = rows[ok][: self.max_detections]
+        return Detections(np.clip(rows[:, :4] / scale, 0.0, 1.0).astype(np.float32), rows[:, 4].astype(np.float32),
+                          rows[:, 5].astype(np.int64))
 
     def _decode_ssd(self, outputs: Sequence[np.ndarray]) -> Detections:
         boxes = np.asarray(outputs[0], np.float32).reshape(-1, 4)

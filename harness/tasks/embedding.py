@@ -7,12 +7,12 @@ disagreement is a share, and vectors at right angles already share nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from .base import OutputSpec
+from .base import OutputSpec, misfit
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -26,7 +26,11 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class EmbeddingAdapter:
+    """A feature vector: one (1, D) or (D,) output."""
+
     name = "embedding"
+    layouts = (None,)
+    accepts: ClassVar[dict[str | None, str]] = {None: "one (1, D) or (D,) feature vector"}
 
     def __init__(self, output: int = 0, threshold: float = 0.1, labels: Sequence[str] | None = None,
                  layout: str | None = None):
@@ -38,6 +42,9 @@ class EmbeddingAdapter:
     def check_outputs(self, outputs: Sequence[OutputSpec]) -> None:
         if self.output >= len(outputs):
             raise ModelError(f"embedding reads output #{self.output} but the model has {len(outputs)} output(s)")
+        spec = outputs[self.output]
+        if len(spec.shape) > 2 or len([d for d in spec.shape if d != 1]) != 1:
+            raise misfit(spec, "embedding", self.accepts[None])
 
     def decode(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
         return np.asarray(outputs[self.output], np.float32).ravel().copy()
@@ -47,3 +54,23 @@ class EmbeddingAdapter:
 
     def describe(self, prediction: np.ndarray) -> dict[str, Any]:
         return {"norm": float(np.linalg.norm(prediction)), "dim": int(prediction.size)}
+
+
+class TensorAdapter(EmbeddingAdapter):
+    """Any output compared raw by cosine distance: the fallback for a model no task adapter reads.
+
+    Task-blind on purpose: a detector's boxes are not matched, only its raw
+    tensor compared, so verdicts are coarser than a real adapter's. It fits
+    every output, so it is never offered by `init` while a real layout fits.
+    """
+
+    name = "tensor"
+    accepts: ClassVar[dict[str | None, str]] = {None: "any output"}
+
+    def __init__(self, output: int = 0, threshold: float = 0.05, labels: Sequence[str] | None = None,
+                 layout: str | None = None):
+        super().__init__(output=output, threshold=threshold, labels=labels, layout=layout)
+
+    def check_outputs(self, outputs: Sequence[OutputSpec]) -> None:
+        if self.output >= len(outputs):
+            raise ModelError(f"tensor reads output #{self.output} but the model has {len(outputs)} output(s)")

@@ -4,9 +4,15 @@ These TFLite models end before box decoding: they give regressors ``(1, N, 4 +
 2K)`` (box offsets then K keypoints) and classificator logits ``(1, N, 1)``
 against N anchors the model never stores. The anchors follow MediaPipe's
 ``SsdAnchorsCalculator`` and the decoding its ``TensorsToDetectionsCalculator``;
-the option values below are those of the published graphs
-(mediapipe/modules/face_detection/face_detection_short_range.pbtxt and
-mediapipe/modules/palm_detection/palm_detection_cpu.pbtxt).
+the option values below are those of the published graphs in
+mediapipe==0.10.21 (mediapipe/modules/face_detection/face_detection_short_range.pbtxt,
+face_detection_full_range.pbtxt, palm_detection/palm_detection_cpu.pbtxt,
+pose_detection/pose_detection_cpu.pbtxt).
+
+Any other SSD is described by its anchor options in config, the same fields
+MediaPipe's calculator takes (``task.anchors: {input_size: [H, W], strides,
+min_scale, max_scale, aspect_ratios, ...}``): the anchor count they generate
+must equal the model's rows, or the model is refused at load.
 
 Comparison (IoU-matched F1) and plain NMS come from :mod:`.detection`.
 """
@@ -16,12 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError
-from .base import Detections, OutputSpec
+from ..errors import ConfigError
+from .base import Detections, OutputSpec, misfit
 from .detection import box_iou, empty_detections, match_f1, nms
 
 
@@ -51,12 +57,46 @@ class Preset:
     nms_iou: float
 
 
+_FACE_SHORT = AnchorOptions(128, 128, 4, (8, 16, 16, 16), 0.1484375, 0.75)
+_PALM = AnchorOptions(192, 192, 4, (8, 16, 16, 16), 0.1484375, 0.75)
 PRESETS: dict[str, Preset] = {
-    "face_short_range": Preset(AnchorOptions(128, 128, 4, (8, 16, 16, 16), 0.1484375, 0.75),
-                               scale=128.0, num_coords=16, score_threshold=0.5, nms_iou=0.3),
-    "palm_lite": Preset(AnchorOptions(192, 192, 4, (8, 16, 16, 16), 0.1484375, 0.75),
-                        scale=192.0, num_coords=18, score_threshold=0.5, nms_iou=0.3),
+    "face_short_range": Preset(_FACE_SHORT, scale=128.0, num_coords=16, score_threshold=0.5, nms_iou=0.3),
+    "face_full_range": Preset(AnchorOptions(192, 192, 1, (4,), 0.1484375, 0.75, interpolated_scale_aspect_ratio=0.0),
+                              scale=192.0, num_coords=16, score_threshold=0.6, nms_iou=0.3),
+    "palm_lite": Preset(_PALM, scale=192.0, num_coords=18, score_threshold=0.5, nms_iou=0.3),
+    "palm_full": Preset(_PALM, scale=192.0, num_coords=18, score_threshold=0.5, nms_iou=0.3),
+    "pose": Preset(AnchorOptions(224, 224, 5, (8, 16, 32, 32, 32), 0.1484375, 0.75),
+                   scale=224.0, num_coords=12, score_threshold=0.5, nms_iou=0.3),
 }
+
+_ANCHOR_KEYS = ("input_size", "strides", "min_scale", "max_scale", "aspect_ratios", "anchor_offset",
+                "interpolated_scale_aspect_ratio", "fixed_anchor_size", "num_layers", "scale", "num_coords")
+
+
+def preset_from_options(options: dict[str, Any]) -> Preset:
+    """``task.anchors`` (MediaPipe SsdAnchorsCalculatorOptions fields) -> a Preset; ConfigError on bad keys."""
+    unknown = sorted(set(options) - set(_ANCHOR_KEYS))
+    if unknown:
+        raise ConfigError(f"task.anchors.{unknown[0]} is not an anchor option; use {', '.join(_ANCHOR_KEYS)}")
+    for key in ("input_size", "strides", "min_scale", "max_scale"):
+        if key not in options:
+            raise ConfigError(f"task.anchors needs {key} (MediaPipe's SsdAnchorsCalculator option)")
+    try:
+        h, w = (int(v) for v in options["input_size"])
+        strides = tuple(int(v) for v in options["strides"])
+        opts = AnchorOptions(
+            h, w, int(options.get("num_layers", len(strides))), strides, float(options["min_scale"]),
+            float(options["max_scale"]), tuple(float(r) for r in options.get("aspect_ratios", (1.0,))),
+            float(options.get("anchor_offset", 0.5)), float(options.get("interpolated_scale_aspect_ratio", 1.0)),
+            bool(options.get("fixed_anchor_size", True)))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"task.anchors does not parse ({exc}); input_size is [H, W], strides a list of ints"
+                          ) from None
+    if h <= 0 or w <= 0 or any(s <= 0 for s in strides):
+        raise ConfigError("task.anchors input_size and strides must be positive")
+    num_coords = options.get("num_coords")
+    return Preset(opts, scale=float(options.get("scale", w)), num_coords=int(num_coords) if num_coords else 0,
+                  score_threshold=0.5, nms_iou=0.3)
 
 
 def _layer_scale(opts: AnchorOptions, index: int) -> float:
@@ -158,19 +198,28 @@ def decode(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, scal
 
 
 class SsdAnchorsAdapter:
-    """Detection for raw-output anchor SSDs; the preset is recognised from the anchor count."""
+    """Detection for raw-output anchor SSDs: a preset (layout), anchor options, or the preset the shapes fit."""
 
     # Predictions are Detections, so relations and reports treat this as a detector.
     name = "detection"
+    layouts = tuple(PRESETS)
+    accepts: ClassVar[dict[str, str]] = {
+        k: f"regressors (1, {len(generate_anchors(p.anchors))}, {p.num_coords}) and classificators "
+           f"(1, {len(generate_anchors(p.anchors))}, 1) as outputs #0 and #1"
+        for k, p in PRESETS.items()
+    }
 
     def __init__(self, layout: str | None = None, threshold: float = 0.5, iou: float = 0.5,
                  score_threshold: float | None = None, nms_iou: float | None = None,
                  input_size: tuple[int, int] | None = None, labels: Sequence[str] | None = None,
-                 max_detections: int = 100, output: int = 0):
+                 max_detections: int = 100, output: int = 0, anchors: dict[str, Any] | None = None):
         # ``output`` is accepted because every task config carries it; regressors and logits are always #0 and #1.
         if layout is not None and layout not in PRESETS:
-            raise ConfigError(f"task.layout for ssd_anchors must be one of {', '.join(PRESETS)}, got {layout!r}")
-        self.preset_name = layout
+            raise ConfigError(f"task.layout for ssd_anchors must be one of {', '.join(PRESETS)}, got {layout!r}"
+                              " (or give task.anchors)")
+        if layout is not None and anchors is not None:
+            raise ConfigError("task.layout (a preset) and task.anchors both describe the anchors; keep one")
+        self.preset_name = layout or ("anchors" if anchors is not None else None)
         self.threshold = threshold
         self.iou = iou
         self._score_threshold = score_threshold
@@ -178,7 +227,8 @@ class SsdAnchorsAdapter:
         self.input_size = input_size
         self.labels = list(labels) if labels else None
         self.max_detections = max_detections
-        self.preset: Preset | None = PRESETS[layout] if layout else None
+        self.preset: Preset | None = PRESETS[layout] if layout else (
+            preset_from_options(anchors) if anchors is not None else None)
         self.anchors: np.ndarray | None = generate_anchors(self.preset.anchors) if self.preset else None
 
     @property
@@ -194,31 +244,39 @@ class SsdAnchorsAdapter:
         return self.preset.nms_iou if self.preset else 0.3
 
     def check_outputs(self, outputs: Sequence[OutputSpec]) -> None:
-        if len(outputs) < 2 or len(outputs[0].shape) != 3 or len(outputs[1].shape) != 3:
-            raise ModelError(
-                "ssd_anchors needs raw regressors (1, N, coords) and classificators (1, N, 1) as outputs #0 and #1, "
-                f"but the model gives {[list(o.shape) for o in outputs]}; use task.kind detection for decoded boxes"
-            )
-        rows, coords = outputs[0].shape[1], outputs[0].shape[2]
+        full = f"ssd_anchors/{self.preset_name}" if self.preset_name else "ssd_anchors"
+        expects = self.accepts.get(self.preset_name or "",
+                                   "raw regressors (1, N, coords) and classificators (1, N, 1) as outputs #0 and #1")
+        if len(outputs) < 2:
+            raise misfit(outputs[0], full, f"{expects} (the model has {len(outputs)} output)")
+        regs, logits = outputs[0], outputs[1]
+        if len(regs.shape) != 3 or not isinstance(regs.shape[1], int) or not isinstance(regs.shape[2], int) or (
+                regs.shape[2] < 4):
+            raise misfit(regs, full, expects)
+        if len(logits.shape) != 3 or logits.shape[1] != regs.shape[1] or logits.shape[2] != 1:
+            raise misfit(logits, full, expects)
+        rows, coords = regs.shape[1], regs.shape[2]
         if self.preset is None:
             for name, preset in PRESETS.items():
-                n = len(generate_anchors(preset.anchors))
-                if n == rows and preset.num_coords == coords:
+                if len(generate_anchors(preset.anchors)) == rows and preset.num_coords == coords:
                     self.preset_name, self.preset = name, preset
                     self.anchors = generate_anchors(preset.anchors)
                     break
             else:
-                raise ModelError(
-                    f"no known anchor set gives {rows} anchors with {coords} coordinates; known: "
-                    + ", ".join(f"{k} ({len(generate_anchors(p.anchors))} x {p.num_coords})"
-                                for k, p in PRESETS.items())
-                )
+                raise misfit(regs, "ssd_anchors", "the rows and coordinates of a preset ("
+                             + ", ".join(f"{k} {len(generate_anchors(p.anchors))} x {p.num_coords}"
+                                         for k, p in PRESETS.items())
+                             + "), or give task.anchors with the model's anchor options")
         assert self.anchors is not None
-        if rows != len(self.anchors) or outputs[1].shape[1] != rows:
-            raise ModelError(
-                f"task.layout {self.preset_name} has {len(self.anchors)} anchors but the model's outputs have "
-                f"{rows} and {outputs[1].shape[1]} rows; pick the preset that matches the model"
-            )
+        if rows != len(self.anchors) or (self.preset.num_coords and coords != self.preset.num_coords):
+            what = (f"{len(self.anchors)} anchors with {self.preset.num_coords} coordinates" if self.preset.num_coords
+                    else f"{len(self.anchors)} anchors (generated from task.anchors)")
+            raise misfit(regs, full, f"{what}, as outputs #0 and #1")
+        if self.input_size is not None and tuple(self.input_size) != (self.preset.anchors.input_height,
+                                                                      self.preset.anchors.input_width):
+            a = self.preset.anchors
+            raise misfit(regs, full, f"an input of {a.input_height}x{a.input_width} but the model's input is "
+                         f"{self.input_size[0]}x{self.input_size[1]}")
 
     def decode(self, outputs: Sequence[np.ndarray]) -> Detections:
         assert self.preset is not None and self.anchors is not None, "check_outputs() first"

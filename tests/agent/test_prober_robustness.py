@@ -88,8 +88,10 @@ def test_prober_reports_the_share_it_used() -> None:
 
 @pytest.mark.parametrize(("probe", "task", "pattern"), [
     ({"perturbations": [{"name": "gausian_noise"}]}, {}, r"unknown perturbation 'gausian_noise'"),
-    ({}, {"kind": "detection", "layout": "yolo"}, r"yolo layout needs an output of shape"),
-    ({}, {"kind": "detection"}, r"task.layout must be one of ssd, yolo"),
+    ({}, {"kind": "detection", "layout": "yolo"},
+     r"output 'fetch_name_0' has shape \(1, 4\) but detection/yolo expects .*; layouts that fit: classification"),
+    ({}, {"kind": "detection"}, r"none of detection's layouts \(yolov8, yolov8_e2e, yolov5, yolox, ssd\) fits"),
+    ({}, {"kind": "detection", "layout": "yolo9"}, r"task.layout must be one of yolov8, .*ssd for detection"),
     ({}, {"threshold": 1.5}, r"task.threshold"),
     ({"breaking_point": {"enabled": True, "threshold": -0.2}}, {}, r"probe.breaking_point.threshold"),
     ({"relations": [{"name": "rotat90"}]}, {}, r"unknown metamorphic relation 'rotat90'.*rotate90"),

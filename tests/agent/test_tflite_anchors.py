@@ -107,11 +107,14 @@ def test_adapter_recognises_the_preset_and_refuses_unknown_layouts() -> None:
     specs = [OutputSpec("regressors", (1, 2016, 18), "float32"), OutputSpec("classificators", (1, 2016, 1), "float32")]
     adapter = make_adapter("ssd_anchors", specs)
     assert adapter.preset_name == "palm_lite"  # type: ignore[attr-defined]
-    with pytest.raises(ModelError, match="no known anchor set gives 100 anchors"):
+    with pytest.raises(ModelError, match=r"ssd_anchors expects the rows and coordinates of a preset \(face_short_range"
+                       r" 896 x 16.*pose 2254 x 12\), or give task.anchors"):
         make_adapter("ssd_anchors", [OutputSpec("r", (1, 100, 16), "float32"), OutputSpec("c", (1, 100, 1), "float32")])
-    with pytest.raises(ModelError, match="has 896 anchors but the model's outputs have 2016"):
+    with pytest.raises(ModelError, match=r"has shape \(1, 2016, 18\) but ssd_anchors/face_short_range expects "
+                       r"896 anchors with 16 coordinates.*layouts that fit: ssd_anchors/palm_lite, "
+                       r"ssd_anchors/palm_full"):
         make_adapter("ssd_anchors", specs, layout="face_short_range")
     with pytest.raises(ConfigError, match=r"task\.layout for ssd_anchors must be one of"):
         make_adapter("ssd_anchors", specs, layout="yolo")
-    with pytest.raises(ModelError, match="ssd_anchors needs raw regressors"):
+    with pytest.raises(ModelError, match="ssd_anchors expects raw regressors"):
         make_adapter("ssd_anchors", [OutputSpec("probs", (1, 4), "float32")])

@@ -93,7 +93,13 @@ def test_yolo_layout_on_ddddocr_detector_finds_rendered_characters_and_mirrors()
 def test_layout_that_does_not_fit_the_model_is_one_sentence() -> None:
     session = ort.InferenceSession(str(asset("ddddocr_det.onnx")))
     specs = [OutputSpec(o.name, tuple(o.shape), o.type) for o in session.get_outputs()]
-    with pytest.raises(EdgeprobeError, match="ssd layout needs a boxes output"):
-        make_adapter("detection", specs, layout="ssd")
+    # One real inference: its values rule out yolov8_e2e, whose (1, N, 6) shape the detector also has.
+    sample = session.run(None, {"images": np.full((1, 3, 416, 416), 114, np.float32)})
+    with pytest.raises(EdgeprobeError, match=r"output 'output' has shape \(1, 3549, 6\) but detection/ssd expects "
+                       r"boxes \(1, N, 4\).*layouts that fit: detection/yolox$"):
+        make_adapter("detection", specs, layout="ssd", input_size=(416, 416), sample=sample)
+    with pytest.raises(EdgeprobeError, match=r"10647 predictions at input 416x416 with strides \[8, 16, 32\], "
+                       r"not 3549"):
+        make_adapter("detection", specs, layout="yolov5", input_size=(416, 416), sample=sample)
     with pytest.raises(EdgeprobeError, match="strides"):
         make_adapter("detection", specs, layout="yolo", strides=[16, 32], input_size=(416, 416))

@@ -32,8 +32,10 @@ def test_mask_iou_matches_a_per_pixel_count(a: np.ndarray, b: np.ndarray) -> Non
 
 def test_ppocr_text_detector_mask_is_stable_on_text_and_moves_under_heavy_blur() -> None:
     session = ort.InferenceSession(str(asset("ppocr_det.onnx")))
-    specs = [OutputSpec(o.name, tuple(o.shape), o.type) for o in session.get_outputs()]
-    adapter = make_adapter("segmentation", specs, layout="nchw", mask_threshold=0.3, threshold=0.3)
+    specs = [OutputSpec(o.name, tuple(d if isinstance(d, int) else None for d in o.shape), o.type)
+             for o in session.get_outputs()]
+    adapter = make_adapter("segmentation", specs, layout="nchw", mask_threshold=0.3, threshold=0.3,
+                           input_size=(320, 320))
     mean = np.array([0.485, 0.456, 0.406], np.float32)
     std = np.array([0.229, 0.224, 0.225], np.float32)
 
