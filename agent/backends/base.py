@@ -86,7 +86,11 @@ class Backend(ABC):
         if self._sample is None:
             p = self.preprocessor
             frame = np.full((p.height, p.width, 3), 114, np.uint8)
-            self._sample = [np.asarray(o) for o in self.infer(self.preprocess(frame))]
+            x = self.preprocess(frame)
+            batch = self.input_spec.shape[0]
+            if isinstance(batch, int) and batch > 1:  # a fixed batch is fed whole
+                x = np.repeat(x, batch, axis=0)
+            self._sample = [np.asarray(o) for o in self.infer(x)]
         return self._sample
 
     def labels_from_metadata(self) -> list[str] | None:
