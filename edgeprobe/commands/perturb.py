@@ -30,12 +30,18 @@ def catalogue() -> dict[str, Any]:
 
     families = ("noise", "blur", "weather", "digital", "camera", "temporal", "geometric")
     imagenet = {n: i for i, n in enumerate(P.IMAGENET_C)}
-    order = sorted(P.names(), key=lambda n: (n not in imagenet, families.index(P.get(n).family), imagenet.get(n, 0), n))
+
+    def family_rank(name: str) -> int:  # a plugin's own family sorts after the built-in ones
+        family = P.get(name).family
+        return families.index(family) if family in families else len(families)
+
+    order = sorted(P.names(), key=lambda n: (n not in imagenet, family_rank(n), imagenet.get(n, 0), n))
     rows = []
     for name in order:
         p = P.get(name)
         rows.append({
             "name": p.name, "family": p.family, "temporal": p.temporal, "source": p.source,
+            "origin": P.REGISTRY.entry(name).origin,
             "description": p.description, "params": list(p.param_names),
             "identity": list(p.identity), "severities": {str(i + 1): list(r) for i, r in enumerate(p.table)},
             "monotone": p.monotone, "notes": p.notes,
@@ -63,6 +69,8 @@ def perturbations(
         table.add_column(col, overflow="fold")
     for r in data["perturbations"]:
         family = r["family"] + (" (ImageNet-C)" if r["source"].startswith("ImageNet-C") else "")
+        if r["origin"] != "builtin":
+            family += f" ({r['origin']})"
         table.add_row(r["name"], family, ", ".join(r["params"]),
                       " | ".join(_fmt(tuple(r["severities"][str(i)])) for i in range(1, 6)))
     console.print(table)
