@@ -13,6 +13,7 @@ import onnxruntime as ort
 
 from ...harness.errors import ConfigError, ModelError
 from ...harness.tasks import OutputSpec
+from ...harness.tasks.base import shape_text
 from ..config import ModelConfig
 from .base import Backend, InputSpec, sha256_file
 from .preprocess import Preprocessor
@@ -64,7 +65,7 @@ def input_spec_from_shape(name: str, shape: tuple[int | None, ...], dtype: str,
         h, w = ih, iw
     if h is None or w is None:
         raise ModelError(
-            f"input {name!r} has a dynamic height/width {['?' if d is None else d for d in shape]}; set "
+            f"input {name!r} has a dynamic height/width {shape_text(shape)}; set "
             "model.input_size: [H, W] (or `edgeprobe bench --input-size HxW`); a dynamic batch is always 1"
         )
     # The batch stays as declared (None = dynamic): the deployed path feeds 1, `bench --batch` more.
