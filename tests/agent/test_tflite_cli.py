@@ -46,10 +46,14 @@ def test_tflite_suite_example_runs(tmp_path: Path) -> None:
     junit = tmp_path / "junit.xml"
     proc = run_cli("check", str(REPO / "examples" / "tflite-suite.yaml"), "--junit", str(junit), "--json", env=ENV,
                    timeout=240)
-    assert proc.returncode in (0, 1), proc.stderr  # a verdict either way, never an error
+    assert proc.returncode in (0, 1, 3), proc.stderr  # a verdict either way (3: inconclusive), never an error
     result = json.loads(proc.stdout)
     verdicts = {c["status"] for c in result["checks"]}
-    assert verdicts <= {"pass", "fail"}, result["checks"]
+    assert verdicts <= {"pass", "fail", "inconclusive"}, result["checks"]
+    # a share check is inconclusive only when its interval straddles the limit (12 frames decide little)
+    for c in result["checks"]:
+        if c["status"] == "inconclusive" and c["kind"] == "robustness":
+            assert c["details"]["ci_low"] <= c["limit"] <= c["details"]["ci_high"], c
     assert junit.read_text().count("<testcase") == len(result["checks"]) == 5
 
 
