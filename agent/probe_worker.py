@@ -33,6 +33,26 @@ log = logging.getLogger("edgeprobe.probe")
 Result = ProbeResult | BreakingResult
 
 
+#: niceness added to the worker's thread: probing is best effort and gets the CPU the deployed path leaves
+NICE = 19
+
+
+def lower_priority() -> None:
+    """Lower this thread's scheduling priority (Linux: a thread is a task with its own nice value).
+
+    With ``probe.threads: 1`` ONNX Runtime runs the worker's inferences on this very thread, so the whole probe
+    (perturbation, inference, breaking-point search) yields to the application's and the agent's own threads.
+    Where the platform has no per-thread priority this is a no-op.
+    """
+    import os
+
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + NICE))
+    except (AttributeError, OSError):
+        pass
+
+
 class ProbeWorker:
     """One thread running a Prober's work; ``offer`` never raises and blocks only in ``wait`` mode."""
 
@@ -47,6 +67,7 @@ class ProbeWorker:
         self._thread.start()
 
     def _loop(self) -> None:
+        lower_priority()
         while True:
             job = self._jobs.get()
             try:

@@ -241,8 +241,9 @@ class Prober:
         self.w.spent_ns += spent
 
     def body(self, window: dict[str, Any]) -> dict[str, Any] | None:
-        """The window's ``robustness`` body (None when nothing was probed in it)."""
-        if not self.window.cells:
+        """The window's ``robustness`` body (None when nothing was probed or dropped in it: a window whose due
+        frames were all dropped still says so)."""
+        if not self.window.cells and not self.dropped:
             return None
         zones = self.cfg.risk_zones
         cells = self.window.summary(zones.at_risk, zones.broken)

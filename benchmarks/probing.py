@@ -139,7 +139,7 @@ def _run(cmd: list[str]) -> dict[str, Any]:
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if p.returncode != 0:
         raise SystemExit(f"benchmark child failed ({' '.join(cmd[1:4])} ...):\n{p.stderr[-2000:]}")
-    return dict(json.loads(p.stdout.strip().splitlines()[-1]))
+    return dict(json.loads(p.stdout))
 
 
 def _spread(values: list[float]) -> dict[str, float]:
