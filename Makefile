@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := dev,tflite,report,collector
 
-.PHONY: demo test install broker browser systemd prometheus assets lint typecheck check bench clean arm64-wheels stream-deps ref-venv gst-venv
+.PHONY: demo test install broker browser systemd prometheus assets lint typecheck check bench clean arm64-wheels arm64-tools arm64-smoke stream-deps ref-venv gst-venv
 
 demo: install broker assets
 	$(BIN)/edgeprobe demo
@@ -101,6 +101,23 @@ $(GST_VENV)/.installed-stamp: pyproject.toml deploy/board-venv.sh
 # ~/.cache/edgeprobe/arm64-wheels/<arch>-cp<ver>/ for `make arm64-smoke`.
 arm64-wheels: install
 	PYTHON=$(BIN)/python sh deploy/resolve-arm64.sh
+
+# Debian's qemu-user-static and debootstrap for the emulated aarch64 runs; only when missing and only as
+# root. Nothing is registered with binfmt_misc: deploy/arm64/smoke.sh calls qemu-aarch64-static directly.
+arm64-tools:
+	@if command -v qemu-aarch64-static >/dev/null 2>&1 && { command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ]; }; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing qemu-user-static and debootstrap (Debian packages, for the aarch64 emulation)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    qemu-user-static debootstrap >/dev/null; \
+	else echo "qemu-user-static/debootstrap are missing: the aarch64 emulation is skipped (apt-get install qemu-user-static debootstrap)"; fi
+
+# edgeprobe on emulated aarch64 (Debian bookworm root + qemu-aarch64-static, cached in ~/.cache/edgeprobe/arm64):
+# --version, `edgeprobe run` on the demo config, and the deploy/arm64 suites whose golden checks compare
+# aarch64's outputs with x86_64's (deploy/arm64/smoke.sh says how). A few minutes: not part of `make test`.
+# The log is build/arm64-smoke/smoke.log.
+arm64-smoke: install assets arm64-tools
+	PYTHON=$(BIN)/python bash deploy/arm64/smoke.sh
 
 # The reference ImageNet-C implementation (imagecorruptions 1.1.2) for the perturbation fidelity test and
 # benchmark, in its own venv: it needs numpy<2-era APIs. Installed --no-deps so it does not pull the GUI

@@ -1,0 +1,108 @@
+"""Verdicts of `make arm64-smoke`: the emulated aarch64 run's figures and the x86_64 vs aarch64 golden deltas.
+
+Reads what deploy/arm64/smoke.sh left in its results folder (``edgeprobe run --json`` of the aarch64 run,
+``edgeprobe check --json`` of each suite on both architectures) and prints one line per model: whether
+aarch64's outputs match the outputs recorded on x86_64 (the golden check, its agreement over n frames),
+the largest absolute output difference and that difference relative to the largest reference output,
+frames the two architectures' OpenCV decoded differently, and each robustness figure on both sides.
+Exits 1 when the aarch64 run or any golden check failed, 2 when a result is missing or unreadable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        err = path.with_suffix(".err")
+        tail = err.read_text().strip().splitlines()[-3:] if err.exists() else []
+        raise SystemExit(f"arm64-smoke: {path} is missing or not JSON ({exc}); {' / '.join(tail)}") from None
+    return data
+
+
+def _golden(result: dict[str, Any]) -> dict[str, Any]:
+    for check in result["checks"]:
+        if check["kind"] == "golden":
+            return dict(check)
+    raise SystemExit(f"arm64-smoke: suite {result.get('suite')} has no golden check")
+
+
+def _reference_scale(golden_file: Path) -> float:
+    """The largest |output| the x86_64 reference holds, so a delta can be read relative to it."""
+    with np.load(golden_file, allow_pickle=False) as z:
+        return max((float(np.max(np.abs(z[k]))) for k in z.files if k != "meta" and z[k].size), default=0.0)
+
+
+def suite_row(name: str, results: Path, golden_dir: Path) -> tuple[dict[str, Any], bool]:
+    x86 = _load(results / f"{name}-x86_64.json")
+    arm = _load(results / f"{name}-aarch64.json")
+    machine = arm["provenance"]["device"]["machine"]
+    if machine != "aarch64":
+        raise SystemExit(f"arm64-smoke: suite {name} ran on {machine}, not aarch64")
+    g = _golden(arm)
+    details = g["details"]
+    scale = _reference_scale(golden_dir / Path(g["name"].split()[-1]).name)
+    robustness = {
+        c["name"]: (x["figure"], c["figure"])
+        for c, x in zip(arm["checks"], x86["checks"], strict=True) if c["kind"] == "robustness"
+    }
+    row = {
+        "suite": name, "model": Path(arm["provenance"]["model_path"]).name,
+        "runtime_x86_64": x86["provenance"]["runtime"], "runtime_aarch64": arm["provenance"]["runtime"],
+        "golden": g["status"], "agreement": g["figure"], "frames": details["frames"],
+        "tolerance": details["tolerance"], "max_abs_diff": details["max_abs_output_diff"],
+        "rel_diff": details["max_abs_output_diff"] / scale if scale else 0.0,
+        "decoded_differently": details["frames_decoded_differently"], "robustness": robustness,
+    }
+    return row, g["status"] == "pass" and _golden(x86)["status"] == "pass"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, required=True, help="edgeprobe run --json of the aarch64 run")
+    ap.add_argument("--frames", type=int, required=True, help="frames the run was asked for")
+    ap.add_argument("--results", type=Path, help="folder of <suite>-<arch>.json check results")
+    ap.add_argument("--markdown", type=Path, help="write the deltas table here too")
+    ap.add_argument("suites", nargs="*")
+    args = ap.parse_args(argv)
+
+    ok = True
+    run = _load(args.run)
+    run_ok = run.get("frames") == args.frames and run.get("messages", {}).get("latency", 0) >= 1
+    ok &= run_ok
+    print(f"aarch64 edgeprobe run: {run.get('frames')} of {args.frames} frames, {run.get('probed_frames')} probed, "
+          f"messages {run.get('messages')}: {'ok' if run_ok else 'FAILED'}")
+    rows = []
+    for name in args.suites:
+        if args.results is None:
+            ap.error("--results is needed with suites")
+        row, passed = suite_row(name, args.results, args.results.parent / "golden")
+        ok &= passed
+        rows.append(row)
+        rob = "; ".join(f"{k}: x86_64 {a:.2f} / aarch64 {b:.2f}" for k, (a, b) in row["robustness"].items())
+        print(f"{row['model']} ({row['runtime_aarch64']} on aarch64, {row['runtime_x86_64']} on x86_64): golden "
+              f"{row['golden'].upper()}, {row['agreement']:.0%} of {row['frames']} frames agree (tolerance "
+              f"{row['tolerance']}), max |output diff| {row['max_abs_diff']:.3g} ({row['rel_diff']:.2g} of the "
+              f"largest output), frames decoded differently {row['decoded_differently']}" + (f"; {rob}" if rob else ""))
+    if args.markdown and rows:
+        lines = ["| model | runtime (aarch64 / x86_64) | golden agreement | max abs output diff (relative) "
+                 "| frames decoded differently |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['model']} | {r['runtime_aarch64']} / {r['runtime_x86_64']} | {r['agreement']:.0%} of "
+                  f"{r['frames']} ({r['golden']}) | {r['max_abs_diff']:.3g} ({r['rel_diff']:.2g}) | "
+                  f"{r['decoded_differently']} |" for r in rows]
+        args.markdown.write_text("\n".join(lines) + "\n")
+    print("arm64-smoke: " + ("PASS" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
