@@ -149,6 +149,7 @@ sed -e 's/^  seconds: 10$/  seconds: 86400   # arm64-smoke: windows by frame cou
 grep -q 'seconds: 86400' "$out/demo-agent.yaml" && grep -q 'enabled: false   # arm64-smoke' "$out/demo-agent.yaml" \
   || { echo "arm64-smoke: examples/demo-agent.yaml no longer has the windows/breaking_point lines this edits" >&2; exit 2; }
 if [ "${ARM64_REDUCED:-0}" = 1 ]; then
+  sed -i 's/^  warmup: 10$/  warmup: 2   # arm64-smoke reduced form/' "$out/demo-agent.yaml"  # ~1 s an emulated warm-up
   say "aarch64: edgeprobe run, demo config, $frames frames, no broker (reduced smoke)"
   run_arm64 -m edgeprobe run -c "$out/demo-agent.yaml" --no-broker --max-frames "$frames" \
     --spool "$out/spool-arm64" --json >"$out/results/run-aarch64.json"
