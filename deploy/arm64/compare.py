@@ -19,13 +19,20 @@ from typing import Any
 import numpy as np
 
 
+class NoResult(Exception):
+    """A run left no readable result (it crashed, or was never run)."""
+
+
 def _load(path: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        err = path.with_suffix(".err")
-        tail = err.read_text().strip().splitlines()[-3:] if err.exists() else []
-        raise SystemExit(f"arm64-smoke: {path} is missing or not JSON ({exc}); {' / '.join(tail)}") from None
+        rc_file, err = path.with_suffix(".rc"), path.with_suffix(".err")
+        rc = rc_file.read_text().strip() if rc_file.exists() else "?"
+        how = f"exit {rc}" + (" (SIGSEGV)" if rc == "139" else "")
+        tail = [ln for ln in (err.read_text().splitlines() if err.exists() else []) if ln.strip()][-2:]
+        raise NoResult(f"{path} is missing or not JSON ({exc.__class__.__name__}); {how}; "
+                       + " / ".join(t.strip()[:160] for t in tail)) from None
     return data
 
 
@@ -76,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     ok = True
-    run = _load(args.run)
+    try:
+        run = _load(args.run)
+    except NoResult as exc:
+        raise SystemExit(f"arm64-smoke: {exc}") from None
     run_ok = run.get("frames") == args.frames and run.get("messages", {}).get("latency", 0) >= 1
     ok &= run_ok
     print(f"aarch64 edgeprobe run: {run.get('frames')} of {args.frames} frames, {run.get('probed_frames')} probed, "
@@ -85,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.suites:
         if args.results is None:
             ap.error("--results is needed with suites")
-        row, passed = suite_row(name, args.results, args.results.parent / "golden")
+        try:
+            row, passed = suite_row(name, args.results, args.results.parent / "golden")
+        except NoResult as exc:
+            print(f"suite {name}: FAILED, no result: {exc}")
+            ok = False
+            continue
         ok &= passed
         rows.append(row)
         rob = "; ".join(f"{k}: x86_64 {a:.2f} / aarch64 {b:.2f}" for k, (a, b) in row["robustness"].items())

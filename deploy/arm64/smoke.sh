@@ -15,7 +15,8 @@
 #
 # ONNX Runtime: the newest onnxruntime aarch64 wheel (1.28.0 .. 1.32.0 when this was written) segfaults at
 # import under Debian 12's qemu 7.2; this script tries the resolved one first, and if it dies installs
-# ORT_EMULATED (1.27.0, the newest that ran when bisected) into the emulated environment only.
+# ORT_EMULATED (1.27.0, the newest that ran when bisected) into the emulated environment only. LiteRT the
+# same: ai-edge-litert 2.3.0 dies in an XNNPACK inference under qemu 7.2, LITERT_EMULATED (1.4.0) runs.
 #
 # Environment: ARM64_SMOKE_FRAMES (demo-config frames, default 12), ARM64_OUT (logs and results, default
 # build/arm64-smoke), ARM64_REDUCED=1 (imports plus a handful of frames only, for `make test`),
@@ -29,6 +30,7 @@ root=$cache/arm64/root
 out=${ARM64_OUT:-$here/build/arm64-smoke}
 frames=${ARM64_SMOKE_FRAMES:-12}
 ort_pin=${ORT_EMULATED:-1.27.0}
+litert_pin=${LITERT_EMULATED:-1.4.0}
 wheels=$cache/arm64-wheels/aarch64-cp311
 platforms=(--platform manylinux2014_aarch64)
 for m in $(seq 17 35); do platforms+=(--platform "manylinux_2_${m}_aarch64"); done
@@ -126,6 +128,37 @@ else
   ort_used=$ort_pin
 fi
 
+# --- LiteRT under the emulator: the same, for an XNNPACK inference (ai-edge-litert 2.3.0 segfaults in it
+# under qemu 7.2 when this was written; 1.4.0 runs)
+litert_resolved=$(ls "$site" | sed -n 's/^ai_edge_litert-\(.*\)\.dist-info$/\1/p')
+litert_probe="
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+it = Interpreter('$EDGEPROBE_ASSETS/selfie_segmentation.tflite', num_threads=1)
+it.allocate_tensors()
+d = it.get_input_details()[0]
+it.set_tensor(d['index'], np.zeros(d['shape'], np.float32))
+it.invoke()
+"
+if [ "${ARM64_REDUCED:-0}" = 1 ]; then
+  litert_used=$litert_resolved  # the reduced form only imports LiteRT
+elif run_arm64 -c "$litert_probe" >"$out/litert-probe.log" 2>&1; then
+  echo "ai-edge-litert $litert_resolved (the resolved aarch64 wheel) runs an XNNPACK inference under qemu"
+  litert_used=$litert_resolved
+else
+  rc=$?
+  litert_site=$cache/arm64/ai-edge-litert-$litert_pin
+  if [ ! -f "$litert_site/.edgeprobe-ready" ]; then
+    rm -rf "$litert_site"
+    pip_target "$litert_site" --no-deps "ai-edge-litert==$litert_pin"
+    touch "$litert_site/.edgeprobe-ready"
+  fi
+  arm_path=$litert_site:$arm_path
+  echo "ai-edge-litert $litert_resolved's aarch64 wheel dies in an XNNPACK inference under qemu (exit $rc);" \
+    "the emulated run uses ai-edge-litert $litert_pin, the newest that ran when tried"
+  litert_used=$litert_pin
+fi
+
 # --- 3. the aarch64 runs --------------------------------------------------------------------------------
 say "aarch64: interpreter, imports and edgeprobe --version"
 run_arm64 -c "
@@ -168,7 +201,9 @@ done
 say "aarch64 (emulated): the same suites, golden checks against the x86_64 outputs"
 for s in "${suites[@]}"; do
   echo "suite $s ..."
-  run_arm64 -m edgeprobe check "$here/deploy/arm64/suite-$s.yaml" --json >"$out/results/$s-aarch64.json" 2>"$out/results/$s-aarch64.err" || true
+  rc=0
+  run_arm64 -m edgeprobe check "$here/deploy/arm64/suite-$s.yaml" --json >"$out/results/$s-aarch64.json" 2>"$out/results/$s-aarch64.err" || rc=$?
+  echo "$rc" >"$out/results/$s-aarch64.rc"
 done
 
 say "aarch64: edgeprobe run, demo config, $frames frames, no broker"
@@ -176,6 +211,6 @@ run_arm64 -m edgeprobe run -c "$out/demo-agent.yaml" --no-broker --max-frames "$
   --spool "$out/spool-arm64" --json >"$out/results/run-aarch64.json"
 
 # --- 4. verdicts ----------------------------------------------------------------------------------------
-say "verdicts (x86_64 vs emulated aarch64; onnxruntime $ort_used under emulation)"
+say "verdicts (x86_64 vs emulated aarch64; onnxruntime $ort_used and ai-edge-litert $litert_used under emulation)"
 "$py" deploy/arm64/compare.py --run "$out/results/run-aarch64.json" --frames "$frames" \
   --results "$out/results" --markdown "$out/deltas.md" "${suites[@]}"
