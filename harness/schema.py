@@ -15,6 +15,7 @@ standard JSON Schema for other implementations.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -381,7 +382,8 @@ def decode_message(payload: bytes, topic: str | None = None,
         raise SchemaViolation(f"{env.kind} body: {exc}") from None
     except RecursionError:
         raise SchemaViolation(f"body nested deeper than {MAX_DEPTH} levels") from None
-    check_bounds(env.body)  # the free-form parts the typed body does not look into
+    if _may_exceed_bounds(payload):
+        check_bounds(env.body)  # the free-form parts the typed body does not look into
     if topic is not None:
         expected = topic_for(env.fleet, env.device_id, env.kind)
         if topic != expected:
@@ -398,6 +400,20 @@ def check_body(kind: str, body: dict[str, Any]) -> None:
         raise SchemaViolation(f"unknown message kind {kind!r}") from None
     except msgspec.ValidationError as exc:
         raise SchemaViolation(f"{kind} body: {exc}") from None
+
+
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def _may_exceed_bounds(payload: bytes) -> bool:
+    """Whether :func:`check_bounds` could find anything: cheap byte-level tests that rule it out.
+
+    An int64 has at most 19 digits, a body cannot nest deeper than it has brackets, and a string
+    cannot be longer than the payload; walking every value doubled the decode time of a latency
+    message (104 vs 48 us), which these scans (C speed) make rare.
+    """
+    return (len(payload) > MAX_STRING or payload.count(b"{") + payload.count(b"[") > MAX_DEPTH
+            or _LONG_DIGITS.search(payload) is not None)
 
 
 def check_bounds(body: dict[str, Any]) -> None:
