@@ -30,25 +30,26 @@ GST_VENV = REPO / ".venv-gst"
 GST_EDGEPROBE = GST_VENV / "bin" / "edgeprobe"
 
 
-def _board_venv() -> dict[str, Any] | str:
-    """What the board venv imports, or why there is none."""
+@pytest.fixture(scope="module")
+def board() -> dict[str, Any]:
+    """What the board venv imports; skips, saying why, where there is none or its OpenCV lacks GStreamer.
+
+    A fixture rather than an import-time probe: on a loaded machine importing cv2 and the agent in a
+    fresh interpreter took over a minute, and an import-time timeout broke collection of the whole run.
+    """
     if not GST_EDGEPROBE.exists():
-        return ("no .venv-gst: `make gst-venv` makes it from Debian's python3-opencv (needs apt as root and "
-                "the package index)")
+        pytest.skip("no .venv-gst: `make gst-venv` makes it from Debian's python3-opencv (needs apt as root and "
+                    "the package index)")
     code = ("import json, cv2, numpy, edgeprobe.agent.runner; print(json.dumps({'cv2': cv2.__file__, "
             "'cv2_version': cv2.__version__, 'numpy': numpy.__version__, 'numpy_file': numpy.__file__, "
             "'gstreamer': 'GStreamer:                   YES' in cv2.getBuildInformation()}))")
-    proc = subprocess.run([str(GST_VENV / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([str(GST_VENV / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=280)
     if proc.returncode:
-        return f".venv-gst cannot import the agent: {proc.stderr.strip().splitlines()[-1:]}"
+        pytest.skip(f".venv-gst cannot import the agent: {proc.stderr.strip().splitlines()[-1:]}")
     found: dict[str, Any] = json.loads(proc.stdout)
     if not found["gstreamer"]:
-        return f"the OpenCV in .venv-gst ({found['cv2']}) has no GStreamer"
+        pytest.skip(f"the OpenCV in .venv-gst ({found['cv2']}) has no GStreamer")
     return found
-
-
-BOARD = _board_venv()
-pytestmark = pytest.mark.skipif(isinstance(BOARD, str), reason=BOARD if isinstance(BOARD, str) else "")
 
 
 def _config(tmp_path: Path, model: Path, uri: str) -> dict[str, Any]:
@@ -68,11 +69,10 @@ def _spooled(spool: Path) -> list[dict[str, Any]]:
     return msgs
 
 
-def test_board_venv_keeps_the_systems_opencv_and_numpy_1x() -> None:
-    assert isinstance(BOARD, dict)
-    assert BOARD["cv2"].startswith("/usr/lib/python3/dist-packages/"), BOARD  # Debian's, not a pip wheel
-    major, minor = (int(x) for x in BOARD["numpy"].split(".")[:2])
-    assert (1, 24) <= (major, minor) < (2, 0) and BOARD["numpy_file"].startswith("/usr/lib/python3/"), BOARD
+def test_board_venv_keeps_the_systems_opencv_and_numpy_1x(board: dict[str, Any]) -> None:
+    assert board["cv2"].startswith("/usr/lib/python3/dist-packages/"), board  # Debian's, not a pip wheel
+    major, minor = (int(x) for x in board["numpy"].split(".")[:2])
+    assert (1, 24) <= (major, minor) < (2, 0) and board["numpy_file"].startswith("/usr/lib/python3/"), board
     pip = subprocess.run([str(GST_VENV / "bin" / "python"), "-m", "pip", "list", "--local", "--format", "json"],
                          capture_output=True, text=True, timeout=60)
     local = {p["name"].lower() for p in json.loads(pip.stdout)}
@@ -80,7 +80,7 @@ def test_board_venv_keeps_the_systems_opencv_and_numpy_1x() -> None:
 
 
 def test_videotestsrc_pipeline_with_end_of_stream_and_reconnect_on_numpy_1x(
-        tmp_path: Path, orientation_model: Path, write_config: Callable[..., Path]) -> None:
+        board: dict[str, Any], tmp_path: Path, orientation_model: Path, write_config: Callable[..., Path]) -> None:
     # 30 buffers, then end of stream: 70 measured frames need the agent to reopen the pipeline twice.
     uri = ("videotestsrc num-buffers=30 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 "
            "! videoconvert ! appsink")
@@ -101,8 +101,8 @@ def test_videotestsrc_pipeline_with_end_of_stream_and_reconnect_on_numpy_1x(
 
 
 @pytest.mark.skipif(bool(rtsp_unavailable()), reason=rtsp_unavailable() or "")
-def test_rtsp_pipeline_through_an_outage_and_back(tmp_path: Path, orientation_model: Path, vtest_video: Path,
-                                                  write_config: Callable[..., Path]) -> None:
+def test_rtsp_pipeline_through_an_outage_and_back(board: dict[str, Any], tmp_path: Path, orientation_model: Path,
+                                                  vtest_video: Path, write_config: Callable[..., Path]) -> None:
     port = free_port()
     uri = (f"rtspsrc location=rtsp://127.0.0.1:{port}/cam latency=0 protocols=tcp ! decodebin ! videoconvert "
            "! appsink drop=true max-buffers=1 sync=false")
