@@ -151,4 +151,4 @@ bench: install broker assets ref-venv
 	  $(BIN)/python benchmarks/$$b.py --quick; done
 
 clean:
-	rm -rf $(VENV) $(REF_VENV) $(GST_VENV) demo-out .pytest_cache .mypy_cache .ruff_cache .typecheck
+	rm -rf $(VENV) $(REF_VENV) $(GST_VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

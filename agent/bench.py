@@ -34,15 +34,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..harness.budget import Budget, BudgetDriver, BudgetResult
-from ..harness.errors import ConfigError, ModelError
-from ..harness.latency import FLAGGED_STAGES, LatencyWindow
-from .backends import Backend
-from .config import ModelConfig, TaskConfig
-from .guards import GuardMonitor, GuardReport, Guards
-from .memory import current_rss_mb, peak_rss_mb
-from .pipeline import Pipeline, WarmUp, open_pipeline
-from .sources import Frame, open_source
+from edgeprobe.agent.backends import Backend
+from edgeprobe.agent.config import ModelConfig, TaskConfig
+from edgeprobe.agent.guards import GuardMonitor, GuardReport, Guards
+from edgeprobe.agent.memory import current_rss_mb, peak_rss_mb
+from edgeprobe.agent.pipeline import Pipeline, WarmUp, open_pipeline
+from edgeprobe.agent.sources import Frame, open_source
+from edgeprobe.harness.budget import Budget, BudgetDriver, BudgetResult
+from edgeprobe.harness.errors import ConfigError, ModelError
+from edgeprobe.harness.latency import FLAGGED_STAGES, LatencyWindow
 
 Mode = Literal["single_stream", "paced", "throughput"]
 MODES: tuple[str, ...] = ("single_stream", "paced", "throughput")

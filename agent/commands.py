@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from .messages import Messenger
+from edgeprobe.agent.messages import Messenger
 
 log = logging.getLogger("edgeprobe.agent.commands")
 

@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ..harness import yamlconfig
-from ..harness.errors import ConfigError
-from ..harness.modelconfig import ModelConfig, PreprocessConfig, TaskConfig
+from edgeprobe.harness import yamlconfig
+from edgeprobe.harness.errors import ConfigError
+from edgeprobe.harness.modelconfig import ModelConfig, PreprocessConfig, TaskConfig
 
 PosInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -312,7 +312,7 @@ def _resolve_provider_paths(model: ModelConfig, base: Path) -> None:
 
 def _check_suite(suite: str, where: str) -> None:
     """A remote `run_check` should not be the first to find the suite broken: validate it at start."""
-    from ..harness.suite import load_suite
+    from edgeprobe.harness.suite import load_suite
 
     try:
         load_suite(suite)

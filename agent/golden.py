@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import __version__
-from ..harness import checks
-from ..harness import suite as S
-from ..harness.errors import ConfigError
-from ..harness.fileio import atomic_write
+from edgeprobe import __version__
+from edgeprobe.harness import checks
+from edgeprobe.harness import suite as S
+from edgeprobe.harness.errors import ConfigError
+from edgeprobe.harness.fileio import atomic_write
 
 if TYPE_CHECKING:
-    from .suite_runner import Session
+    from edgeprobe.agent.suite_runner import Session
 
 SCHEMA = "edgeprobe-golden/1"
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import __version__
-from ..harness import schema
-from .spool import Spool
+from edgeprobe import __version__
+from edgeprobe.agent.spool import Spool
+from edgeprobe.harness import schema
 
 
 @dataclass

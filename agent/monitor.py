@@ -19,18 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from ..harness import perturbations, schema
-from ..harness.alerts import HealthAlerts, make_bands
-from ..harness.baseline import Baseline, Recorder
-from ..harness.drift import DriftError, Row, Table, Thresholds, compare, describe_output
-from ..harness.errors import ConfigError
-from ..harness.exemplars import Exemplars
-from ..harness.health import METRICS, FrameStats, HealthWindow, health_flags
-from ..harness.replay import ReplayDetector
-from ..harness.slices import SliceTable
-from ..harness.temporal import FlipCounter
-from .config import MonitorConfig, require_source
-from .prober import ProbeResult
+from edgeprobe.agent.config import MonitorConfig, require_source
+from edgeprobe.agent.prober import ProbeResult
+from edgeprobe.harness import perturbations, schema
+from edgeprobe.harness.alerts import HealthAlerts, make_bands
+from edgeprobe.harness.baseline import Baseline, Recorder
+from edgeprobe.harness.drift import DriftError, Row, Table, Thresholds, compare, describe_output
+from edgeprobe.harness.errors import ConfigError
+from edgeprobe.harness.exemplars import Exemplars
+from edgeprobe.harness.health import METRICS, FrameStats, HealthWindow, health_flags
+from edgeprobe.harness.replay import ReplayDetector
+from edgeprobe.harness.slices import SliceTable
+from edgeprobe.harness.temporal import FlipCounter
 
 
 def load_baseline(path: str | Path, model_sha256: str | None = None) -> Baseline:
@@ -309,9 +309,9 @@ def record_baseline(loaded: Any, max_frames: int, on_frame: Any = None) -> Basel
     import datetime as dt
     import platform
 
-    from .. import __version__
-    from .pipeline import open_pipeline
-    from .sources import open_source
+    from edgeprobe import __version__
+    from edgeprobe.agent.pipeline import open_pipeline
+    from edgeprobe.agent.sources import open_source
 
     cfg = loaded.config
     pipeline = open_pipeline(cfg.model, cfg.task)

@@ -32,9 +32,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from ..harness.errors import ConfigError, ModelError
-from .backends import Backend, load_backend, open_adapter
-from .config import ModelConfig
+from edgeprobe.agent.backends import Backend, load_backend, open_adapter
+from edgeprobe.agent.config import ModelConfig
+from edgeprobe.harness.errors import ConfigError, ModelError
 
 #: the deployed path's stages, in order; e2e spans preprocess..postprocess (plus queueing on a live source)
 STAGES: tuple[str, ...] = ("decode", "preprocess", "inference", "postprocess", "e2e")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .prober import BreakingResult, Prober, ProbeResult
+from edgeprobe.agent.prober import BreakingResult, Prober, ProbeResult
 
 log = logging.getLogger("edgeprobe.probe")
 

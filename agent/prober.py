@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from ..harness import breaking_point, metamorphic, perturbations
-from ..harness.errors import ConfigError
-from ..harness.probe_view import probe_view
-from ..harness.stability import StabilityWindow, zones_by_perturbation
-from .config import ProbeConfig
+from edgeprobe.agent.config import ProbeConfig
+from edgeprobe.harness import breaking_point, metamorphic, perturbations
+from edgeprobe.harness.errors import ConfigError
+from edgeprobe.harness.probe_view import probe_view
+from edgeprobe.harness.stability import StabilityWindow, zones_by_perturbation
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ..harness.broker_errors import connack_sentence, probe
-from .spool import Spool
+from edgeprobe.agent.spool import Spool
+from edgeprobe.harness.broker_errors import connack_sentence, probe
 
 log = logging.getLogger("edgeprobe.agent.publisher")
 

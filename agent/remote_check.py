@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..harness.errors import EdgeprobeError
-from .commands import CommandError
-from .messages import Messenger
+from edgeprobe.agent.commands import CommandError
+from edgeprobe.agent.messages import Messenger
+from edgeprobe.harness.errors import EdgeprobeError
 
 
 def run_check(suite_path: str | None, messenger: Messenger) -> dict[str, Any]:
@@ -21,8 +21,8 @@ def run_check(suite_path: str | None, messenger: Messenger) -> dict[str, Any]:
     if not suite_path:
         raise CommandError("no suite configured on this agent; add `suite: path/to/suite.yaml` to its config "
                            "or run `edgeprobe check suite.yaml` on the device")
-    from ..harness.suite import load_suite
-    from .suite_runner import run_suite, verdict_body
+    from edgeprobe.agent.suite_runner import run_suite, verdict_body
+    from edgeprobe.harness.suite import load_suite
 
     try:
         result, _ = run_suite(load_suite(suite_path))

@@ -14,13 +14,13 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from ..harness import schema
-from ..harness.latency import LatencyWindow, StageSummary
-from ..harness.stability import RobustnessRun
-from .messages import Messenger
-from .monitor import Monitor
-from .probe_worker import ProbeWorker
-from .prober import Prober, ProbeResult
+from edgeprobe.agent.messages import Messenger
+from edgeprobe.agent.monitor import Monitor
+from edgeprobe.agent.probe_worker import ProbeWorker
+from edgeprobe.agent.prober import Prober, ProbeResult
+from edgeprobe.harness import schema
+from edgeprobe.harness.latency import LatencyWindow, StageSummary
+from edgeprobe.harness.stability import RobustnessRun
 
 
 class Reporter:

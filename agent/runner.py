@@ -21,26 +21,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import __version__
-from ..harness import perturbations, schema
-from ..harness.latency import FLAGGED_STAGES, StageSummary
-from . import transport
-from .commands import CommandError, Commands
-from .config import LoadedConfig, require_source
-from .guards import GuardMonitor
-from .memory import current_rss_mb, peak_rss_mb
-from .messages import Messenger
-from .monitor import Monitor
-from .pipeline import Pipeline, WarmUp, open_pipeline
-from .probe_worker import ProbeWorker
-from .prober import Prober
-from .remote_check import run_check
-from .reporter import Reporter
-from .sources import Frame, FrameSource, open_source
-from .spool import Spool
+from edgeprobe import __version__
+from edgeprobe.agent import transport
+from edgeprobe.agent.commands import CommandError, Commands
+from edgeprobe.agent.config import LoadedConfig, require_source
+from edgeprobe.agent.guards import GuardMonitor
+from edgeprobe.agent.memory import current_rss_mb, peak_rss_mb
+from edgeprobe.agent.messages import Messenger
+from edgeprobe.agent.monitor import Monitor
+from edgeprobe.agent.pipeline import Pipeline, WarmUp, open_pipeline
+from edgeprobe.agent.probe_worker import ProbeWorker
+from edgeprobe.agent.prober import Prober
+from edgeprobe.agent.remote_check import run_check
+from edgeprobe.agent.reporter import Reporter
+from edgeprobe.agent.sources import Frame, FrameSource, open_source
+from edgeprobe.agent.spool import Spool
+from edgeprobe.harness import perturbations, schema
+from edgeprobe.harness.latency import FLAGGED_STAGES, StageSummary
 
 if TYPE_CHECKING:
-    from .publisher import Publisher
+    from edgeprobe.agent.publisher import Publisher
 
 log = logging.getLogger("edgeprobe.agent")
 

@@ -35,19 +35,19 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from .. import __version__
-from ..harness import perturbations, schema
-from ..harness.latency import FLAGGED_STAGES, StageSummary
-from . import transport
-from .config import LoadedConfig, load_config
-from .memory import peak_rss_mb
-from .messages import Messenger
-from .monitor import Monitor
-from .pipeline import open_pipeline
-from .probe_worker import ProbeWorker
-from .prober import Prober
-from .reporter import Reporter
-from .spool import Spool
+from edgeprobe import __version__
+from edgeprobe.agent import transport
+from edgeprobe.agent.config import LoadedConfig, load_config
+from edgeprobe.agent.memory import peak_rss_mb
+from edgeprobe.agent.messages import Messenger
+from edgeprobe.agent.monitor import Monitor
+from edgeprobe.agent.pipeline import open_pipeline
+from edgeprobe.agent.probe_worker import ProbeWorker
+from edgeprobe.agent.prober import Prober
+from edgeprobe.agent.reporter import Reporter
+from edgeprobe.agent.spool import Spool
+from edgeprobe.harness import perturbations, schema
+from edgeprobe.harness.latency import FLAGGED_STAGES, StageSummary
 
 log = logging.getLogger("edgeprobe.sdk")
 

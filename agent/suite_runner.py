@@ -22,20 +22,20 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..harness import budget, checks, perturbations, suite_report
-from ..harness import suite as S
-from ..harness.breaking_point import DEFAULT_GRID, BreakingPoint, find_breaking_point
-from ..harness.drift import psi_against_baseline
-from ..harness.errors import ConfigError, EdgeprobeError
-from ..harness.health import HealthWindow, frame_stats, thumbnail
-from ..harness.metamorphic import RelationResult, evaluate_relations
-from ..harness.probe_view import probe_view
-from . import golden
-from .backends import Backend
-from .guards import GuardMonitor, Guards, load_flags
-from .pipeline import STAGES, Pipeline, WarmUp, open_pipeline
-from .sources import Frame, open_source
+from edgeprobe import __version__
+from edgeprobe.agent import golden
+from edgeprobe.agent.backends import Backend
+from edgeprobe.agent.guards import GuardMonitor, Guards, load_flags
+from edgeprobe.agent.pipeline import STAGES, Pipeline, WarmUp, open_pipeline
+from edgeprobe.agent.sources import Frame, open_source
+from edgeprobe.harness import budget, checks, perturbations, suite_report
+from edgeprobe.harness import suite as S
+from edgeprobe.harness.breaking_point import DEFAULT_GRID, BreakingPoint, find_breaking_point
+from edgeprobe.harness.drift import psi_against_baseline
+from edgeprobe.harness.errors import ConfigError, EdgeprobeError
+from edgeprobe.harness.health import HealthWindow, frame_stats, thumbnail
+from edgeprobe.harness.metamorphic import RelationResult, evaluate_relations
+from edgeprobe.harness.probe_view import probe_view
 
 #: ``progress(phase, done, total)``; total None = unknown
 Progress = Callable[[str, int, int | None], None]

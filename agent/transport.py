@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..harness import schema
-from .config import BrokerConfig
-from .messages import Messenger
-from .spool import Spool
+from edgeprobe.agent.config import BrokerConfig
+from edgeprobe.agent.messages import Messenger
+from edgeprobe.agent.spool import Spool
+from edgeprobe.harness import schema
 
 if TYPE_CHECKING:
-    from .commands import Commands
-    from .publisher import Publisher
+    from edgeprobe.agent.commands import Commands
+    from edgeprobe.agent.publisher import Publisher
 
 log = logging.getLogger("edgeprobe.agent")
 
@@ -27,7 +27,7 @@ def start(broker: BrokerConfig, device_id: str, messenger: Messenger, spool: Spo
     sent = messenger.send("birth", birth, retain=True)
     if not broker.enabled:
         return None
-    from .publisher import Publisher  # paho and ssl load only when a broker is configured
+    from edgeprobe.agent.publisher import Publisher  # paho and ssl load only when a broker is configured
 
     will = messenger.build("death", {"reason": "connection lost", "birth_seq": sent["seq"]}, seq=sent["seq"])
     b = broker

@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+
 from edgeprobe.harness.breaking_point import find_breaking_point
 
 THRESHOLD = 0.2

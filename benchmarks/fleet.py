@@ -35,13 +35,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.fleet_synth import stream
 from edgeprobe.collector import queries
 from edgeprobe.collector.prometheus import registry_for
 from edgeprobe.collector.rollups import ROLLUP_TABLES
 from edgeprobe.collector.store import Incoming, Store
 from edgeprobe.collector.timerange import TimeRange
-
-from benchmarks.fleet_synth import stream
 
 BATCH = 500
 START = dt.datetime(2026, 1, 1, 0, 0, tzinfo=dt.timezone.utc)

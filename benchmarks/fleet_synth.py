@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
 from edgeprobe.collector.store import Incoming
 from edgeprobe.harness import schema
 from edgeprobe.harness.latency import summarize_ns

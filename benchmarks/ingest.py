@@ -40,12 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edgeprobe.cli.localbroker import LocalBroker
 from edgeprobe.collector.service import BATCH_MAX
 from edgeprobe.collector.store import Incoming, Store
 from edgeprobe.harness import schema
-from paho.mqtt.enums import CallbackAPIVersion
-
-from edgeprobe.localbroker import LocalBroker
 
 DEVICES = 8
 PUBLISHERS = 2

@@ -17,8 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgeprobe.agent.sources import LiveSource, open_source
-
-from edgeprobe.assets import asset_path
+from edgeprobe.cli.assets import asset_path
 from tests.streams.helpers import free_port, start_mjpeg, stop
 
 

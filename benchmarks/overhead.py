@@ -120,6 +120,7 @@ def overhead_breakdown(frames: int) -> dict[str, float]:
     """
     import cv2
     import numpy as np
+
     from edgeprobe.agent.config import build_config
     from edgeprobe.agent.guards import GuardMonitor
     from edgeprobe.agent.runner import Agent

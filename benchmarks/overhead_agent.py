@@ -28,12 +28,11 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="dotted override")
     a = ap.parse_args()
 
+    import edgeprobe.cli  # noqa: F401  (the CLI's own imports, as `edgeprobe run` pays them)
     from edgeprobe.agent.config import load_config
     from edgeprobe.agent.memory import peak_rss_mb
     from edgeprobe.agent.runner import Agent
-
-    import edgeprobe.cli  # noqa: F401  (the CLI's own imports, as `edgeprobe run` pays them)
-    from edgeprobe.assets import cache_dir
+    from edgeprobe.cli.assets import cache_dir
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in a.set)}

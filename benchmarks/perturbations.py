@@ -39,7 +39,7 @@ SEVERITY = 3
 
 
 def frame() -> np.ndarray:
-    from edgeprobe.assets import cache_dir
+    from edgeprobe.cli.assets import cache_dir
 
     cap = cv2.VideoCapture(str(cache_dir() / "vtest.avi"))
     cap.set(cv2.CAP_PROP_POS_FRAMES, 120)

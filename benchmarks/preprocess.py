@@ -51,9 +51,10 @@ def _block(fn: Callable[[], object], n: int) -> float:
 
 
 def main() -> None:
+    from test_preprocess import reference  # the plain formula the tests hold the preprocessor to
+
     from edgeprobe.agent.backends.preprocess import Preprocessor
     from edgeprobe.agent.config import PreprocessConfig
-    from test_preprocess import reference  # the plain formula the tests hold the preprocessor to
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")

@@ -19,10 +19,10 @@ import time
 import cv2
 import numpy as np
 import onnxruntime as ort
+
+from edgeprobe.cli.assets import cache_dir
 from edgeprobe.harness import perturbations
 from edgeprobe.harness.probe_view import probe_view
-
-from edgeprobe.assets import cache_dir
 
 PERTURBATIONS = ("gaussian_noise", "gaussian_blur", "defocus_blur", "pixel_dropout", "jpeg_compression", "pixelate")
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)

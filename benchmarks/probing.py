@@ -82,10 +82,10 @@ class SimulatedCamera:
 def child(condition: str, frames: int, fps: float) -> dict[str, Any]:
     import cv2
     import numpy as np
+
     from edgeprobe.agent.config import load_config
     from edgeprobe.agent.runner import Agent
-
-    from edgeprobe.assets import cache_dir
+    from edgeprobe.cli.assets import cache_dir
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     cap = cv2.VideoCapture(str(cache_dir() / "vtest.avi"))

@@ -41,6 +41,7 @@ def _rss_mb() -> float:
 
 def child(model: str, threads: int, runs: int, pre: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
+
     from edgeprobe.agent.backends import load_backend
     from edgeprobe.agent.config import ModelConfig, PreprocessConfig
 
@@ -83,7 +84,7 @@ def main() -> None:
         print(json.dumps(child(model, int(threads), int(runs), json.loads(pre))))
         return
     sys.path.insert(0, str(REPO))
-    from edgeprobe.assets import cache_dir
+    from edgeprobe.cli.assets import cache_dir
     from tests.agent.test_tflite import tiny_cnn_onnx
 
     rounds, runs = (3, 100) if args.quick else (5, 400)

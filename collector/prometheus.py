@@ -24,9 +24,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from . import queries
-from .rollups import KNOWN_FLAGS
-from .store import quarantine_stats
+from edgeprobe.collector import queries
+from edgeprobe.collector.rollups import KNOWN_FLAGS
+from edgeprobe.collector.store import quarantine_stats
 
 #: the quantiles of the latency summary (each device's last window, computed exactly by the agent)
 QUANTILES = (("0.5", "p50_ms"), ("0.9", "p90_ms"), ("0.99", "p99_ms"))
@@ -191,7 +191,7 @@ def registry_for(db_path: str | Path, collector: Any = None) -> CollectorRegistr
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetMetrics(sqlite_reader(db_path)))
     if collector is not None:
-        from .selfmetrics import CollectorMetrics
+        from edgeprobe.collector.selfmetrics import CollectorMetrics
 
         registry.register(CollectorMetrics(collector))
     return registry

@@ -16,9 +16,9 @@ import datetime as dt
 import json
 from typing import Any, Protocol
 
-from ..harness.latency import summary_of_packed
-from ..harness.stability import risk_zone, wilson_interval
-from .timerange import ALL_TIME, TimeRange
+from edgeprobe.collector.timerange import ALL_TIME, TimeRange
+from edgeprobe.harness.latency import summary_of_packed
+from edgeprobe.harness.stability import risk_zone, wilson_interval
 
 STAGE_ORDER = ("decode", "preprocess", "inference", "postprocess", "e2e", "probe")
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .rollups import ROLLUP_TABLES
+from edgeprobe.collector.rollups import ROLLUP_TABLES
 
 log = logging.getLogger("edgeprobe.collector")
 

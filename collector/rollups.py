@@ -29,8 +29,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from ..harness import schema
-from ..harness.latency import merge_into_packed
+from edgeprobe.harness import schema
+from edgeprobe.harness.latency import merge_into_packed
 
 HOUR_S = 3600
 

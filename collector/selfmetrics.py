@@ -15,7 +15,7 @@ from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..harness.schema import KINDS
+from edgeprobe.harness.schema import KINDS
 
 #: batch commit seconds: a batch of hundreds of messages commits in milliseconds when healthy;
 #: seconds mean the database is the bottleneck

@@ -21,10 +21,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ..harness.broker_errors import connack_sentence, suback_sentence
-from ..harness.schema import TOPIC_ROOT
-from .selfmetrics import kind_of_topic, new_commit_histogram
-from .store import Incoming, Store
+from edgeprobe.collector.selfmetrics import kind_of_topic, new_commit_histogram
+from edgeprobe.collector.store import Incoming, Store
+from edgeprobe.harness.broker_errors import connack_sentence, suback_sentence
+from edgeprobe.harness.schema import TOPIC_ROOT
 
 log = logging.getLogger("edgeprobe.collector")
 

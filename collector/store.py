@@ -22,8 +22,8 @@ from typing import Any, NamedTuple
 import msgspec
 import sqlite_utils
 
-from ..harness import schema
-from . import rollups, tables
+from edgeprobe.collector import rollups, tables
+from edgeprobe.harness import schema
 
 log = logging.getLogger("edgeprobe.collector")
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
-from ..harness import schema
-from .rollups import Conn
+from edgeprobe.collector.rollups import Conn
+from edgeprobe.harness import schema
 
 TABLES: dict[str, str] = {
     "events": """

@@ -1,3 +1,3 @@
-from .cli import main
+from edgeprobe.cli import main
 
 main()

@@ -95,10 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 1:
         ap.error("--frames must be at least 1")
 
-    from edgeprobe.harness.errors import EdgeprobeError
-
     import edgeprobe
-    from edgeprobe.assets import cache_dir
+    from edgeprobe.cli.assets import cache_dir
+    from edgeprobe.harness.errors import EdgeprobeError
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     video = args.video or str(cache_dir() / "vtest.avi")

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .health import METRICS, FrameStats
-from .health_scale import LOG_METRICS, MIN_PAD
+from edgeprobe.harness.health import METRICS, FrameStats
+from edgeprobe.harness.health_scale import LOG_METRICS, MIN_PAD
 
 #: metric -> (alert when below the band, alert when above it): (name, what happened)
 RULES: dict[str, tuple[tuple[str, str] | None, tuple[str, str] | None]] = {

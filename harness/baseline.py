@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .drift import DriftError, Row, Table
-from .health import METRICS
+from edgeprobe.harness.drift import DriftError, Row, Table
+from edgeprobe.harness.health import METRICS
 
 FORMAT = "edgeprobe-baseline/1"
 MAX_ROWS = 2000

@@ -35,9 +35,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import perturbations
-from .errors import ConfigError
-from .stability import wilson_interval
+from edgeprobe.harness import perturbations
+from edgeprobe.harness.errors import ConfigError
+from edgeprobe.harness.stability import wilson_interval
 
 MAX_SEVERITY = 5.0
 #: every 0.5: enough points to see a dip between two severities ImageNet-C names

@@ -31,8 +31,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import ConfigError
-from .latency import mlperf_min_samples
+from edgeprobe.harness.errors import ConfigError
+from edgeprobe.harness.latency import mlperf_min_samples
 
 Status = Literal["pass", "fail", "inconclusive"]
 

@@ -24,12 +24,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from . import budget, metamorphic, perturbations
-from .breaking_point import BreakingPoint
-from .errors import ConfigError
-from .registry import Registry
-from .stability import risk_zone, wilson_interval
-from .verdict import CheckResult, Status, decide
+from edgeprobe.harness import budget, metamorphic, perturbations
+from edgeprobe.harness.breaking_point import BreakingPoint
+from edgeprobe.harness.errors import ConfigError
+from edgeprobe.harness.registry import Registry
+from edgeprobe.harness.stability import risk_zone, wilson_interval
+from edgeprobe.harness.verdict import CheckResult, Status, decide
 
 Severity = Annotated[float, msgspec.Meta(ge=0, le=5)]
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
@@ -251,7 +251,7 @@ def _drift(name: str, check: DriftCheck, ev: Measured) -> CheckResult:
 
 
 def _check_budget(check: LatencyCheck) -> None:
-    from .suite import parse_budget_text
+    from edgeprobe.harness.suite import parse_budget_text
 
     parse_budget_text(check.budget)
 
@@ -273,7 +273,7 @@ def _check_health(check: HealthCheck) -> None:
 
 
 def _latency_name(check: LatencyCheck) -> str:
-    from .suite import parse_budget_text
+    from edgeprobe.harness.suite import parse_budget_text
 
     return f"latency {check.stage} p{parse_budget_text(check.budget)[0]:g}"
 

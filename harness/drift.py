@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .alerts import make_bands
-from .errors import EdgeprobeError
-from .health import METRICS
+from edgeprobe.harness.alerts import make_bands
+from edgeprobe.harness.errors import EdgeprobeError
+from edgeprobe.harness.health import METRICS
 
 #: proportions are floored at this before the log in PSI, so an empty bin costs a finite, large amount
 PSI_EPS = 1e-4
@@ -301,7 +301,7 @@ def psi_against_baseline(path: str, descriptions: Sequence[Mapping[str, Any]], m
     """
     import json
 
-    from .baseline import Baseline
+    from edgeprobe.harness.baseline import Baseline
 
     try:
         with open(path, encoding="utf-8") as fh:

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import ConfigError
+from edgeprobe.harness.errors import ConfigError
 
 
 def encode_image(image: np.ndarray, ext: str = ".jpg", width: int | None = None) -> str:

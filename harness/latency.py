@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .hdr import Histogram, merge
+from edgeprobe.harness.hdr import Histogram, merge
 
 #: Percentiles every summary reports (MLPerf-style tail, plus the median).
 PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
@@ -120,7 +120,7 @@ def summarize_ns(samples_ns: Sequence[int] | np.ndarray, with_histogram: bool = 
     ci: dict[str, tuple[float | None, float | None]] = {}
     warnings: list[str] = []
     if with_intervals:
-        from .budget import percentile_ci  # budget imports this module
+        from edgeprobe.harness.budget import percentile_ci  # budget imports this module
 
         ordered = np.sort(ms)
         for p in PERCENTILES:

@@ -33,10 +33,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import ConfigError, did_you_mean
-from .perturbations.geometric import GEOMETRIC, Geometric
-from .stability import wilson_interval
-from .tasks.base import Detections, SegmentationMask
+from edgeprobe.harness.errors import ConfigError, did_you_mean
+from edgeprobe.harness.perturbations.geometric import GEOMETRIC, Geometric
+from edgeprobe.harness.stability import wilson_interval
+from edgeprobe.harness.tasks.base import Detections, SegmentationMask
 
 #: relation name -> the parameters it accepts (name -> type)
 RELATION_PARAMS: dict[str, dict[str, type]] = {

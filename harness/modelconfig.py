@@ -111,6 +111,6 @@ class TaskConfig(_Strict):
 
 
 def raise_conflict(key: str) -> None:
-    from .errors import ConfigError
+    from edgeprobe.harness.errors import ConfigError
 
     raise ConfigError(f"task.{key} and task.options.{key} disagree; keep one of them")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Generic, TypeVar
 
-from .errors import ConfigError, did_you_mean
+from edgeprobe.harness.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 

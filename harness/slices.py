@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .drift import DriftError, Table, ks_statistic, psi_histograms
-from .health import METRICS
-from .stability import wilson_interval
+from edgeprobe.harness.drift import DriftError, Table, ks_statistic, psi_histograms
+from edgeprobe.harness.health import METRICS
+from edgeprobe.harness.stability import wilson_interval
 
 QUINTILE_DIMS = ("brightness", "contrast")
 NAMES = {

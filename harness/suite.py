@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from . import budget, checks, yamlconfig
-from .checks import (
+from edgeprobe.harness import budget, checks, yamlconfig
+from edgeprobe.harness.checks import (
     BreakingPointCheck,
     Check,
     DriftCheck,
@@ -31,9 +31,9 @@ from .checks import (
     Severity,
     check_name,
 )
-from .errors import ConfigError, did_you_mean
-from .modelconfig import ModelConfig, PreprocessConfig, TaskConfig
-from .verdict import STATUSES, CheckResult, Status, decide, exit_code, headline, north_star
+from edgeprobe.harness.errors import ConfigError, did_you_mean
+from edgeprobe.harness.modelconfig import ModelConfig, PreprocessConfig, TaskConfig
+from edgeprobe.harness.verdict import STATUSES, CheckResult, Status, decide, exit_code, headline, north_star
 
 SCHEMA = "edgeprobe-suite/1"
 

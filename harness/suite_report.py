@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .stability import wilson_interval
+from edgeprobe.harness.stability import wilson_interval
 
 #: (perturbation, severity) -> disagreement per frame
 Cells = dict[tuple[str, float], list[float]]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .stability import wilson_interval
+from edgeprobe.harness.stability import wilson_interval
 
 #: default gate, grey levels on the 0..255 scale; consecutive frames of OpenCV's 10 fps pedestrian video differ
 #: by 1.4 (median) and 2.4 (95th percentile), a cut or a light switched on by tens

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from .errors import ConfigError, did_you_mean
+from edgeprobe.harness.errors import ConfigError, did_you_mean
 
 
 def parse_yaml(text: str, where: str) -> tuple[Any, dict[str, int]]:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
-from edgeprobe.assets import ASSETS, cache_dir
-from edgeprobe.localbroker import LocalBroker, find_mosquitto
+from edgeprobe.cli.assets import ASSETS, cache_dir
+from edgeprobe.cli.localbroker import LocalBroker, find_mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
 

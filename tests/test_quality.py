@@ -30,19 +30,13 @@ def test_ruff_is_clean() -> None:
 
 
 @pytest.mark.timeout(600)
-def test_mypy_is_clean_on_the_packages(tmp_path: Path) -> None:
-    """mypy cannot follow setuptools' package-dir mapping, so check a symlinked copy of the namespace."""
-    mypy = _tool("mypy")
-    ns = tmp_path / "edgeprobe"
-    ns.mkdir()
-    for entry in (REPO / "edgeprobe").iterdir():
-        if entry.name != "__pycache__":
-            os.symlink(entry, ns / entry.name)
-    for folder in ("harness", "agent", "collector"):
-        os.symlink(REPO / folder, ns / folder)
-    cache = REPO / ".mypy_cache"
-    proc = subprocess.run(
-        [mypy, "--config-file", str(REPO / "pyproject.toml"), "--cache-dir", str(cache), "-p", "edgeprobe"],
-        cwd=tmp_path, capture_output=True, text=True,
-    )
+def test_mypy_is_clean_on_the_packages() -> None:
+    """Plain `mypy` as configured in pyproject.toml: edgeprobe/ links every part, so all are checked."""
+    proc = subprocess.run([_tool("mypy")], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    checked = int(proc.stdout.rsplit(" in ", 1)[1].split()[0])
+    on_disk = sum(
+        1 for folder, _, files in os.walk(REPO / "edgeprobe", followlinks=True) if "__pycache__" not in folder
+        for f in files if f.endswith(".py")
+    )
+    assert checked == on_disk, f"mypy checked {checked} of {on_disk} files"

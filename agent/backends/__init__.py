@@ -13,27 +13,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...harness.errors import ConfigError, ModelError
-from ...harness.modelconfig import TaskConfig
-from ...harness.registry import Registry
-from ...harness.tasks import TaskAdapter, fitting_layouts, make_adapter
-from ..config import ModelConfig
-from .base import Backend, InputSpec, sha256_file
-from .preprocess import Preprocessor
+from edgeprobe.agent.backends.base import Backend, InputSpec, sha256_file
+from edgeprobe.agent.backends.preprocess import Preprocessor
+from edgeprobe.agent.config import ModelConfig
+from edgeprobe.harness.errors import ConfigError, ModelError
+from edgeprobe.harness.modelconfig import TaskConfig
+from edgeprobe.harness.registry import Registry
+from edgeprobe.harness.tasks import TaskAdapter, fitting_layouts, make_adapter
 
 __all__ = ["BACKENDS", "Backend", "InputSpec", "Preprocessor", "load_backend", "open_adapter", "sha256_file",
            "sniff_format"]
 
 
 def _onnx(cfg: ModelConfig) -> Backend:
-    from .onnx import OnnxBackend
+    from edgeprobe.agent.backends.onnx import OnnxBackend
 
     return OnnxBackend(cfg)
 
 
 def _tflite(cfg: ModelConfig) -> Backend:
     try:
-        from .tflite import TFLiteBackend  # type: ignore[import-not-found, unused-ignore]
+        from edgeprobe.agent.backends.tflite import TFLiteBackend  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise ConfigError(
             f"{Path(cfg.path).name} is a TFLite model but no LiteRT runtime is installed; "

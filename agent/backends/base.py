@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ...harness.tasks import OutputSpec
-from .preprocess import Preprocessor
+from edgeprobe.agent.backends.preprocess import Preprocessor
+from edgeprobe.harness.tasks import OutputSpec
 
 
 def sha256_file(path: str | Path) -> str:

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ...harness.errors import ConfigError, ModelError
-from ...harness.tasks import OutputSpec
-from ...harness.tasks.base import shape_text
-from ..config import ModelConfig
-from .base import Backend, InputSpec, sha256_file
-from .preprocess import Preprocessor
+from edgeprobe.agent.backends.base import Backend, InputSpec, sha256_file
+from edgeprobe.agent.backends.preprocess import Preprocessor
+from edgeprobe.agent.config import ModelConfig
+from edgeprobe.harness.errors import ConfigError, ModelError
+from edgeprobe.harness.tasks import OutputSpec
+from edgeprobe.harness.tasks.base import shape_text
 
 _ORT_TYPES = {
     "tensor(float)": "float32",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..config import PreprocessConfig
+from edgeprobe.agent.config import PreprocessConfig
 
 #: output dtypes cv2.LUT can write; others take the general path
 _LUT_DTYPES = {np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.float32), np.dtype(np.float64)}

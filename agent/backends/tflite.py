@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from ...harness.errors import ModelError
-from ...harness.tasks import OutputSpec
-from ..config import ModelConfig
-from .base import Backend, InputSpec, sha256_file
-from .onnx import input_spec_from_shape
-from .preprocess import Preprocessor
+from edgeprobe.agent.backends.base import Backend, InputSpec, sha256_file
+from edgeprobe.agent.backends.onnx import input_spec_from_shape
+from edgeprobe.agent.backends.preprocess import Preprocessor
+from edgeprobe.agent.config import ModelConfig
+from edgeprobe.harness.errors import ModelError
+from edgeprobe.harness.tasks import OutputSpec
 
 try:  # LiteRT, the maintained runtime
     from ai_edge_litert import interpreter as _tfl

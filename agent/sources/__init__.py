@@ -6,10 +6,10 @@ the URI (video file, image folder, camera device, GStreamer pipeline, stream URL
 
 from __future__ import annotations
 
-from .base import Frame, FrameSource
-from .files import ImageFolderSource, VideoFileSource
-from .live import LiveSource
-from .open import open_source
-from .redact import redact
+from edgeprobe.agent.sources.base import Frame, FrameSource
+from edgeprobe.agent.sources.files import ImageFolderSource, VideoFileSource
+from edgeprobe.agent.sources.live import LiveSource
+from edgeprobe.agent.sources.open import open_source
+from edgeprobe.agent.sources.redact import redact
 
 __all__ = ["Frame", "FrameSource", "ImageFolderSource", "LiveSource", "VideoFileSource", "open_source", "redact"]

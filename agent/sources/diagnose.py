@@ -6,7 +6,7 @@ import base64
 import socket
 from urllib.parse import unquote, urlsplit
 
-from .redact import redact, split_credentials
+from edgeprobe.agent.sources.redact import redact, split_credentials
 
 _DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1935}
 

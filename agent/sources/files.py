@@ -10,8 +10,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ...harness.errors import SourceError
-from .base import Frame
+from edgeprobe.agent.sources.base import Frame
+from edgeprobe.harness.errors import SourceError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 

@@ -20,11 +20,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ...harness.errors import SourceError
-from .backoff import Backoff
-from .base import Frame
-from .diagnose import diagnose_url
-from .redact import redact
+from edgeprobe.agent.sources.backoff import Backoff
+from edgeprobe.agent.sources.base import Frame
+from edgeprobe.agent.sources.diagnose import diagnose_url
+from edgeprobe.agent.sources.redact import redact
+from edgeprobe.harness.errors import SourceError
 
 log = logging.getLogger("edgeprobe.agent.sources")
 

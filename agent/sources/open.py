@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...harness.errors import SourceError
-from .base import FrameSource
-from .files import ImageFolderSource, VideoFileSource
-from .live import EventSink, LiveSource
-from .redact import redact
+from edgeprobe.agent.sources.base import FrameSource
+from edgeprobe.agent.sources.files import ImageFolderSource, VideoFileSource
+from edgeprobe.agent.sources.live import EventSink, LiveSource
+from edgeprobe.agent.sources.redact import redact
+from edgeprobe.harness.errors import SourceError
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 

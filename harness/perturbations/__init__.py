@@ -17,8 +17,8 @@ the functions that map predictions through them).
 
 from __future__ import annotations
 
-from . import blur, camera, digital, geometric, noise, temporal, weather  # noqa: F401  (register the catalogue)
-from .base import (
+from edgeprobe.harness.perturbations import blur, camera, digital, geometric, noise, temporal, weather  # noqa: F401  (register the catalogue)
+from edgeprobe.harness.perturbations.base import (
     REGISTRY,
     Perturbation,
     PerturbationError,
@@ -28,8 +28,8 @@ from .base import (
     names,
     register,
 )
-from .geometric import GEOMETRIC, Geometric, geometric_at
-from .temporal import TemporalStream, apply_sequence
+from edgeprobe.harness.perturbations.geometric import GEOMETRIC, Geometric, geometric_at
+from edgeprobe.harness.perturbations.temporal import TemporalStream, apply_sequence
 
 #: The 15 ImageNet-C corruptions and its 4 extra ones, in the reference's order.
 IMAGENET_C = (

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgeprobeError
-from ..registry import Registry
+from edgeprobe.harness.errors import EdgeprobeError
+from edgeprobe.harness.registry import Registry
 
 MAX_SEVERITY = 5.0
 

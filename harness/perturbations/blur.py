@@ -21,8 +21,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from ._fast import gaussian, line_blur, rand_u8, zoom_center
-from .base import Perturbation, register
+from edgeprobe.harness.perturbations._fast import gaussian, line_blur, rand_u8, zoom_center
+from edgeprobe.harness.perturbations.base import Perturbation, register
 
 
 def _resample_blur(image: np.ndarray, sigma: float) -> np.ndarray:

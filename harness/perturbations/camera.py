@@ -13,8 +13,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from ._fast import gaussian, mask_where, rand_u8, rand_u16
-from .base import Perturbation, register
+from edgeprobe.harness.perturbations._fast import gaussian, mask_where, rand_u8, rand_u16
+from edgeprobe.harness.perturbations.base import Perturbation, register
 
 
 def _pixel_dropout(image: np.ndarray, params: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:

@@ -13,8 +13,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from ._fast import gaussian
-from .base import Perturbation, register
+from edgeprobe.harness.perturbations._fast import gaussian
+from edgeprobe.harness.perturbations.base import Perturbation, register
 
 
 def _hsv_shift(image: np.ndarray, channel: int, gain: float, offset: float) -> np.ndarray:

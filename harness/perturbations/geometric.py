@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .base import Perturbation, check_severity, get, register
+from edgeprobe.harness.perturbations.base import Perturbation, check_severity, get, register
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from math import lgamma
 import cv2
 import numpy as np
 
-from ._fast import add_scaled, mask_where, rand_u8, rand_u16, unit_normal
-from .base import Perturbation, register
+from edgeprobe.harness.perturbations._fast import add_scaled, mask_where, rand_u8, rand_u16, unit_normal
+from edgeprobe.harness.perturbations.base import Perturbation, register
 
 
 def _gaussian_noise(image: np.ndarray, params: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:

@@ -15,7 +15,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .base import Perturbation, PerturbationError, check_image, check_severity, get, register
+from edgeprobe.harness.perturbations.base import (
+    Perturbation,
+    PerturbationError,
+    check_image,
+    check_severity,
+    get,
+    register,
+)
 
 
 class TemporalStream:

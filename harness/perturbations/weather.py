@@ -16,8 +16,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from ._fast import fractal_noise, gaussian, gray_of, like, line_blur, unit_normal
-from .base import Perturbation, register
+from edgeprobe.harness.perturbations._fast import fractal_noise, gaussian, gray_of, like, line_blur, unit_normal
+from edgeprobe.harness.perturbations.base import Perturbation, register
 
 
 def _snow(image: np.ndarray, params: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:

@@ -24,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..registry import Registry
-from .base import LayoutMisfit, OutputSpec, Prediction, TaskAdapter, shape_text
-from .classification import ClassificationAdapter
-from .detection import DetectionAdapter
-from .embedding import EmbeddingAdapter, TensorAdapter
-from .segmentation import SegmentationAdapter
-from .ssd_anchors import SsdAnchorsAdapter
+from edgeprobe.harness.errors import ConfigError
+from edgeprobe.harness.registry import Registry
+from edgeprobe.harness.tasks.base import LayoutMisfit, OutputSpec, Prediction, TaskAdapter, shape_text
+from edgeprobe.harness.tasks.classification import ClassificationAdapter
+from edgeprobe.harness.tasks.detection import DetectionAdapter
+from edgeprobe.harness.tasks.embedding import EmbeddingAdapter, TensorAdapter
+from edgeprobe.harness.tasks.segmentation import SegmentationAdapter
+from edgeprobe.harness.tasks.ssd_anchors import SsdAnchorsAdapter
 
 #: Task adapters by kind: the built-ins, then plugins (entry points in ``edgeprobe.adapters``) on first use.
 #: A plugin's entry point loads a class (or factory) taking the adapter options as keywords.

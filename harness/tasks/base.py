@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import ModelError
+from edgeprobe.harness.errors import ModelError
 
 
 @dataclass(frozen=True)

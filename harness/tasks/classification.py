@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError
-from .base import OutputSpec, misfit
+from edgeprobe.harness.errors import ConfigError, ModelError
+from edgeprobe.harness.tasks.base import OutputSpec, misfit
 
 
 @dataclass(frozen=True)

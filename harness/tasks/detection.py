@@ -34,8 +34,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError
-from .base import Detections, LayoutMisfit, OutputSpec, misfit, value_range
+from edgeprobe.harness.errors import ConfigError, ModelError
+from edgeprobe.harness.tasks.base import Detections, LayoutMisfit, OutputSpec, misfit, value_range
 
 LAYOUTS = ("yolov8", "yolov8_e2e", "yolov5", "yolox", "yolo", "ssd")
 #: strides of the YOLO families' three heads

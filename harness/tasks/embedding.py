@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError
-from .base import OutputSpec, misfit
+from edgeprobe.harness.errors import ConfigError, ModelError
+from edgeprobe.harness.tasks.base import OutputSpec, misfit
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError
-from .base import OutputSpec, SegmentationMask, misfit, value_range
+from edgeprobe.harness.errors import ConfigError, ModelError
+from edgeprobe.harness.tasks.base import OutputSpec, SegmentationMask, misfit, value_range
 
 LAYOUTS = ("nchw", "nhwc", "db_text")
 #: DB's binarisation threshold (Liao et al., "Real-time Scene Text Detection with Differentiable Binarization", 2020)

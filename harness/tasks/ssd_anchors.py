@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError
-from .base import Detections, OutputSpec, misfit
-from .detection import box_iou, empty_detections, match_f1, nms
+from edgeprobe.harness.errors import ConfigError
+from edgeprobe.harness.tasks.base import Detections, OutputSpec, misfit
+from edgeprobe.harness.tasks.detection import box_iou, empty_detections, match_f1, nms
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import onnxruntime as ort
 import pytest
+
 from edgeprobe.agent.bench import BenchConfig, run_bench
 from edgeprobe.agent.config import ModelConfig
 from edgeprobe.harness.budget import parse_budget
 from edgeprobe.harness.errors import ConfigError, ModelError
-
 from tests.scalable_model import matmul_chain
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edgeprobe.agent.commands import CommandError, Commands
-from edgeprobe.agent.messages import Messenger
-from edgeprobe.agent.spool import Spool
-from edgeprobe.harness import schema
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeprobe.localbroker import LocalBroker
+from edgeprobe.agent.commands import CommandError, Commands
+from edgeprobe.agent.messages import Messenger
+from edgeprobe.agent.spool import Spool
+from edgeprobe.cli.localbroker import LocalBroker
+from edgeprobe.harness import schema
 from tests.conftest import REPO, demo_config
 from tests.e2e.util import client, count, start_collector, stop, wait_for
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from edgeprobe.agent.config import load_config
 from edgeprobe.harness.errors import ConfigError
 

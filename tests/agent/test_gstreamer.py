@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edgeprobe.harness import schema
 
+from edgeprobe.harness import schema
 from tests.conftest import REPO, demo_config
 from tests.sdnotify_socket import NotifySocket, frames_in
 from tests.streams.helpers import free_port, rtsp_unavailable, start_rtsp, stop

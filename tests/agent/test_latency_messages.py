@@ -10,7 +10,6 @@ from pathlib import Path
 from edgeprobe.agent.config import load_config
 from edgeprobe.agent.runner import Agent
 from edgeprobe.harness import schema
-
 from tests.conftest import demo_config
 
 

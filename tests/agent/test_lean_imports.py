@@ -18,7 +18,7 @@ _DUMP = ("import atexit, runpy, sys\n"
 
 #: modules an agent without a broker never needs (a prefix matches the package and its submodules)
 FORBIDDEN = ("paho", "ssl", "_ssl", "http.client", "urllib.request", "matplotlib", "jinja2", "rich.table",
-             "rich.progress", "rich.live", "edgeprobe.report", "edgeprobe.junit", "edgeprobe.collector",
+             "rich.progress", "rich.live", "edgeprobe.cli.report", "edgeprobe.cli.junit", "edgeprobe.collector",
              "edgeprobe.agent.publisher", "sqlite_utils", "psycopg", "scipy", "PIL")
 
 

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from edgeprobe.agent.config import load_config
 from edgeprobe.agent.messages import Messenger
 from edgeprobe.agent.runner import Agent
 from edgeprobe.agent.spool import Spool
 from edgeprobe.harness import schema
-
 from tests.conftest import demo_config
 
 WINDOW = {"start_ts": "2026-01-01T00:00:00+00:00", "end_ts": "2026-01-01T00:00:01+00:00", "first_frame": 0,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from edgeprobe.agent.backends import load_backend, sniff_format
 from edgeprobe.agent.config import ModelConfig, build_config
 from edgeprobe.harness.errors import ConfigError, ModelError
 from edgeprobe.harness.suite import parse_suite
-
 from tests.conftest import asset
 
 TASK = {"kind": "detection", "layout": "yolov8", "score_threshold": 0.3, "options": {"extra": 1}}

@@ -16,12 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+
 from edgeprobe.agent.config import build_config
 from edgeprobe.agent.monitor import record_baseline
 from edgeprobe.agent.runner import Agent
 from edgeprobe.agent.spool import Spool
 from edgeprobe.harness import schema
-
 from tests.conftest import demo_config
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import cv2
 import pytest
 import sqlite_utils
-from edgeprobe.collector import queries
 
-from edgeprobe.localbroker import LocalBroker
+from edgeprobe.cli.localbroker import LocalBroker
+from edgeprobe.collector import queries
 from tests.conftest import demo_config, run_cli
 from tests.e2e.util import count, start_collector, stop, wait_for
 

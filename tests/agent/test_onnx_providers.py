@@ -9,10 +9,10 @@ import msgspec
 import onnxruntime as ort
 import pytest
 import yaml
+
 from edgeprobe.agent.backends import load_backend
 from edgeprobe.agent.config import ModelConfig
 from edgeprobe.harness.errors import ConfigError
-
 from tests.conftest import assert_clean_error, run_cli
 
 

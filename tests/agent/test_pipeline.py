@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeprobe.agent.config import ModelConfig, TaskConfig
-from edgeprobe.agent.pipeline import STABLE_BLOCK, STAGES, WarmUp, open_pipeline
-from edgeprobe.harness.errors import ConfigError, ModelError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgeprobe.agent.config import ModelConfig, TaskConfig
+from edgeprobe.agent.pipeline import STABLE_BLOCK, STAGES, WarmUp, open_pipeline
+from edgeprobe.harness.errors import ConfigError, ModelError
 from tests.conftest import random_image
 
 

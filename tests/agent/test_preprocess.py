@@ -7,10 +7,11 @@ import threading
 
 import cv2
 import numpy as np
-from edgeprobe.agent.backends.preprocess import Preprocessor
-from edgeprobe.agent.config import PreprocessConfig
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from edgeprobe.agent.backends.preprocess import Preprocessor
+from edgeprobe.agent.config import PreprocessConfig
 
 
 def reference(cfg: PreprocessConfig, th: int, tw: int, channels: int, layout: str, dtype: np.dtype,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgeprobe.agent import prober as prober_mod
 from edgeprobe.agent.config import PerturbationConfig, ProbeConfig
 from edgeprobe.agent.prober import Prober

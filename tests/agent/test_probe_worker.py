@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from edgeprobe.agent.config import PerturbationConfig, ProbeConfig, load_config
 from edgeprobe.agent.probe_worker import ProbeWorker
 from edgeprobe.agent.prober import Prober, ProbeResult
 from edgeprobe.agent.runner import Agent
-
 from tests.conftest import demo_config
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from edgeprobe.agent.config import ProbeConfig, load_config
 from edgeprobe.agent.prober import Prober
 from edgeprobe.agent.runner import Agent
 from edgeprobe.harness import schema
 from edgeprobe.harness.tasks.classification import ClassificationAdapter
-
 from tests.conftest import assert_clean_error, demo_config, run_cli
 
 

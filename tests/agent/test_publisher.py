@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import paho.mqtt.client as mqtt
+
 from edgeprobe.agent import publisher as publisher_mod
 from edgeprobe.agent.publisher import Publisher
 from edgeprobe.agent.spool import Spool

@@ -18,14 +18,14 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from edgeprobe.agent.config import load_config
 from edgeprobe.agent.runner import Agent
 from edgeprobe.agent.sources.redact import redact, split_credentials
 from edgeprobe.agent.spool import Spool
 from edgeprobe.collector.store import Incoming, Store
-from hypothesis import given
-from hypothesis import strategies as st
-
 from tests.conftest import demo_config
 from tests.streams.helpers import free_port, start_mjpeg, stop
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from edgeprobe.agent.config import load_config
 from edgeprobe.agent.runner import Agent
 from edgeprobe.harness import schema
-
 from tests.conftest import demo_config
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from edgeprobe.agent.sources import LiveSource, open_source, redact
-from edgeprobe.agent.sources.backoff import Backoff
-from edgeprobe.harness.errors import SourceError
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgeprobe.agent.sources import LiveSource, open_source, redact
+from edgeprobe.agent.sources.backoff import Backoff
+from edgeprobe.harness.errors import SourceError
 from tests.streams.helpers import free_port, rtsp_unavailable, start_mjpeg, start_rtsp, stop
 
 SECRET = st.text(alphabet=st.characters(blacklist_characters="/@?#& \t\n\r", blacklist_categories=("Cs",)),

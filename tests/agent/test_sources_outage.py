@@ -13,7 +13,6 @@ from typing import Any
 from edgeprobe.agent.config import load_config
 from edgeprobe.agent.runner import Agent
 from edgeprobe.harness import schema
-
 from tests.conftest import demo_config
 from tests.streams.helpers import free_port, start_mjpeg, stop
 

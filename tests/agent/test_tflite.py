@@ -8,6 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeprobe.agent.backends import load_backend
 from edgeprobe.agent.backends.preprocess import Preprocessor
 from edgeprobe.agent.backends.tflite import TFLiteBackend, dequantize, quantize
@@ -16,9 +19,6 @@ from edgeprobe.harness.errors import ModelError
 from edgeprobe.harness.tasks import make_adapter
 from edgeprobe.harness.tasks.base import Detections, SegmentationMask
 from edgeprobe.harness.tasks.detection import box_iou
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.conftest import asset
 
 DATA = Path(__file__).resolve().parents[1] / "data"

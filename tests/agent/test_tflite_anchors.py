@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeprobe.harness.errors import ConfigError, ModelError
 from edgeprobe.harness.tasks import OutputSpec, make_adapter
 from edgeprobe.harness.tasks.ssd_anchors import (
@@ -15,8 +18,6 @@ from edgeprobe.harness.tasks.ssd_anchors import (
     sigmoid,
     weighted_nms,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def test_known_models_anchor_counts() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from edgeprobe.assets import cache_dir
+from edgeprobe.cli.assets import cache_dir
 from tests.conftest import REPO, assert_clean_error, asset, demo_config, run_cli
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from edgeprobe.localbroker import free_port
+from edgeprobe.cli.localbroker import free_port
 from tests.conftest import assert_clean_error, demo_config, run_cli
 
 

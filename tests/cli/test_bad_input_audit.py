@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from edgeprobe.localbroker import free_port
+from edgeprobe.cli.localbroker import free_port
 from tests.cli.test_check import PASSING, small_suite
 from tests.conftest import REPO, assert_clean_error, asset, demo_config, run_cli
 

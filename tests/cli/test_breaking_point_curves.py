@@ -20,9 +20,9 @@ import numpy as np
 import onnx
 import pytest
 import yaml
-from edgeprobe.harness import perturbations
 from onnx import TensorProto, helper
 
+from edgeprobe.harness import perturbations
 from tests.conftest import run_cli
 
 FRAMES = 20  # the fewest frames on which "no unstable frame" shows a 20% share holding at 95%, plus margin

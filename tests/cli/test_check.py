@@ -12,10 +12,10 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from edgeprobe.harness import schema
 from junitparser import Error, Failure, JUnitXml
 
-from edgeprobe.localbroker import LocalBroker
+from edgeprobe.cli.localbroker import LocalBroker
+from edgeprobe.harness import schema
 from tests.conftest import assert_clean_error, run_cli
 
 PREPROCESS = {"resize": "center_crop", "color": "bgr", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -153,7 +153,7 @@ def test_unreachable_broker_keeps_the_verdict_in_the_spool(tmp_path: Path, orien
                                                            short_clip: Path) -> None:
     import sqlite3
 
-    from edgeprobe.localbroker import free_port
+    from edgeprobe.cli.localbroker import free_port
 
     spool = tmp_path / "spool.db"
     data = small_suite(orientation_model, short_clip, [PASSING[4]])

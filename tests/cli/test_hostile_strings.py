@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
+
 from edgeprobe.collector.store import Incoming, Store
 from edgeprobe.harness import schema
-
 from tests.conftest import run_cli
 
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -70,7 +70,7 @@ def test_summary_prints_markup_names_and_a_stage_without_histogram(hostile_db: P
 def test_render_summary_tolerates_rows_missing_optional_figures() -> None:
     from rich.console import Console
 
-    from edgeprobe.commands.summary import render_summary
+    from edgeprobe.cli.commands.summary import render_summary
 
     console = Console(record=True, width=200)
     render_summary({"database": "x.db", "kinds": {"latency": 1}, "quarantined": 0,

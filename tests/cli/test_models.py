@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+
 from edgeprobe.agent.backends import load_backend, open_adapter
 from edgeprobe.harness.suite import load_suite
 from edgeprobe.harness.tasks import ADAPTERS, GENERIC_KINDS, layouts_of
-
 from tests.conftest import assert_clean_error, asset, run_cli
 from tests.models.yolov8_graph import build as build_yolov8
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from edgeprobe.collector.store import Incoming, Store
-from edgeprobe.harness import schema
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from edgeprobe.collector.store import Incoming, Store
+from edgeprobe.harness import schema
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 BIRTH = {"model": {}, "source": {}, "host": {}, "capabilities": {}}

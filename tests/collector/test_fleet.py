@@ -19,12 +19,12 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from edgeprobe.agent.spool import Spool
-from edgeprobe.collector.prometheus import serve_metrics
-from edgeprobe.collector.store import Incoming, Store
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgeprobe.localbroker import free_port
+from edgeprobe.agent.spool import Spool
+from edgeprobe.cli.localbroker import free_port
+from edgeprobe.collector.prometheus import serve_metrics
+from edgeprobe.collector.store import Incoming, Store
 from tests.conftest import demo_config, run_cli
 
 

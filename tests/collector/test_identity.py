@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from edgeprobe.collector.store import Incoming, Store
 from edgeprobe.harness import schema
 
@@ -103,9 +104,10 @@ def test_a_store_reopened_keeps_the_dropped_count(tmp_path: Path) -> None:
 
 
 def test_the_dropped_count_is_a_prometheus_metric(tmp_path: Path) -> None:
-    from edgeprobe.collector.prometheus import registry_for
     from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
+
+    from edgeprobe.collector.prometheus import registry_for
 
     store = Store(tmp_path / "db.sqlite", quarantine_max_rows=2)
     store.ingest([_item(f"junk {i}".encode()) for i in range(5)] + [_item(b"junk 4")])

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edgeprobe.collector.store import Incoming, Store
-from edgeprobe.harness import schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from edgeprobe.collector.store import Incoming, Store
+from edgeprobe.harness import schema
 
 TOPIC = "edgeprobe/v1/f/cam-1/event"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

@@ -12,15 +12,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.fleet_synth import stream
 from edgeprobe.collector.prometheus import FLEET_METRICS, registry_for
 from edgeprobe.collector.selfmetrics import COLLECTOR_METRICS
 from edgeprobe.collector.service import Collector
 from edgeprobe.collector.store import Incoming, Store
 from edgeprobe.harness import schema
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-
-from benchmarks.fleet_synth import stream
 
 START = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.timezone.utc)
 PROMTOOL = shutil.which("promtool")

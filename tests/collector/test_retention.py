@@ -8,12 +8,11 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from benchmarks.fleet_synth import stream
 from edgeprobe.collector import queries
 from edgeprobe.collector.retention import Pruner, Retention, sqlite_connect
 from edgeprobe.collector.store import Incoming, Store
 from edgeprobe.collector.timerange import TimeRange
-
-from benchmarks.fleet_synth import stream
 from tests.conftest import assert_clean_error, run_cli
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)

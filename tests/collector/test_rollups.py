@@ -13,14 +13,14 @@ import random
 import sqlite3
 from pathlib import Path
 
-from edgeprobe.collector import queries
-from edgeprobe.collector.store import Store
-from edgeprobe.collector.timerange import TimeRange
-from edgeprobe.harness.latency import histogram_summary, merge_histograms, summary_of_packed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.fleet_synth import stream
+from edgeprobe.collector import queries
+from edgeprobe.collector.store import Store
+from edgeprobe.collector.timerange import TimeRange
+from edgeprobe.harness.latency import histogram_summary, merge_histograms, summary_of_packed
 from tests.conftest import assert_clean_error, run_cli
 
 START = dt.datetime(2026, 1, 5, 10, 40, tzinfo=dt.timezone.utc)

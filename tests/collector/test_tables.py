@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from edgeprobe.collector.store import Incoming, Store
-from edgeprobe.harness import schema
 
 from benchmarks.fleet_synth import CONFIG_SHA, MODEL_SHA, stream
+from edgeprobe.collector.store import Incoming, Store
+from edgeprobe.harness import schema
 
 START = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.timezone.utc)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from edgeprobe.agent.sdnotify import Heartbeat, Notifier
 
+from edgeprobe.agent.sdnotify import Heartbeat, Notifier
 from tests.conftest import REPO, assert_clean_error, demo_config, run_cli
 
 DEPLOY = REPO / "deploy"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeprobe.localbroker import LocalBroker, free_port
+from edgeprobe.cli.localbroker import LocalBroker, free_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 STOCK = Path("/etc/mosquitto/mosquitto.conf")

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from edgeprobe.harness import schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeprobe.localbroker import LocalBroker, find_mosquitto
+from edgeprobe.cli.localbroker import LocalBroker, find_mosquitto
+from edgeprobe.harness import schema
 from tests.e2e.util import client, count, message, start_collector, stop, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed")]

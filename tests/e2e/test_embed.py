@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from edgeprobe.collector import queries
 
-from edgeprobe.localbroker import LocalBroker
+from edgeprobe.cli.localbroker import LocalBroker
+from edgeprobe.collector import queries
 from tests.conftest import REPO, demo_config
 from tests.e2e.util import count, start_collector, stop, wait_for
 
@@ -66,9 +66,8 @@ def test_embedded_app_reports_every_kind_through_broker_and_collector(
 def test_attach_refuses_a_bad_config_in_one_sentence_before_the_app_runs(
     tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
 ) -> None:
-    from edgeprobe.harness.errors import EdgeprobeError, ModelError
-
     import edgeprobe
+    from edgeprobe.harness.errors import EdgeprobeError, ModelError
 
     bad = write_config(_sdk_config(orientation_model, short_clip, tmp_path / "s.db",
                                    probe={"perturbations": [{"name": "gausian_noise"}]}))

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from edgeprobe.agent.messages import Messenger
 from edgeprobe.agent.publisher import Publisher
 from edgeprobe.agent.spool import Spool
-
-from edgeprobe.localbroker import LocalBroker, find_mosquitto, free_port
+from edgeprobe.cli.localbroker import LocalBroker, find_mosquitto, free_port
 from tests.conftest import REPO
 from tests.e2e.util import count, start_collector, stop, wait_for
 

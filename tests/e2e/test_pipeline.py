@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from edgeprobe.collector import queries
 
-from edgeprobe.localbroker import LocalBroker
+from edgeprobe.cli.localbroker import LocalBroker
+from edgeprobe.collector import queries
 from tests.conftest import REPO, demo_config, run_cli
 
 

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from edgeprobe.harness import schema
 
+from edgeprobe.harness import schema
 from tests.e2e.secure_broker import PASSWORDS, SecureBroker, make_secure_broker, remove
 from tests.e2e.util import client, count, message, start_collector, stop, wait_for
 
@@ -324,7 +324,7 @@ def _collector_says(secure: SecureBroker, tmp_path: Path, name: str, *args: str,
 def test_four_connection_failures_are_four_sentences(secure: SecureBroker, tmp_path: Path) -> None:
     subprocess.run(["sh", str(Path(__file__).parents[2] / "deploy/mosquitto/make-certs.sh"), str(tmp_path / "other")],
                    check=True, capture_output=True)
-    from edgeprobe.localbroker import free_port
+    from edgeprobe.cli.localbroker import free_port
 
     said = {
         "authentication refused": _collector_says(secure, tmp_path, "badpw", "--ca-file", secure.ca_file,

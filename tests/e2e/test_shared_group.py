@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeprobe.localbroker import LocalBroker, find_mosquitto, free_port
+from edgeprobe.cli.localbroker import LocalBroker, find_mosquitto, free_port
 from tests.e2e.test_faults import _assert_complete, _pusher
 from tests.e2e.util import start_collector, stop
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from edgeprobe.harness import schema
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edgeprobe.harness import schema
 from tests.conftest import REPO
 
 

@@ -11,13 +11,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+
 from edgeprobe.harness import perturbations
 from edgeprobe.harness.breaking_point import find_breaking_point, search, unstable_fraction
 from edgeprobe.harness.errors import ConfigError, EdgeprobeError
 from edgeprobe.harness.tasks.classification import ClassificationAdapter
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from onnx import TensorProto, helper
 
 T = 180.0  # the synthetic classifier says class 0 while the frame's mean pixel exceeds T
 

@@ -6,6 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeprobe.harness.budget import (
     Budget,
     BudgetDriver,
@@ -18,8 +21,6 @@ from edgeprobe.harness.budget import (
     percentile_ci,
 )
 from edgeprobe.harness.errors import ConfigError
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(("text", "pct", "ms"), [

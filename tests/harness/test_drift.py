@@ -6,6 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeprobe.harness.baseline import Baseline, Recorder
 from edgeprobe.harness.drift import (
     DriftError,
@@ -21,8 +24,6 @@ from edgeprobe.harness.drift import (
     psi_samples,
 )
 from edgeprobe.harness.health import METRICS
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def psi_reference(expected: list[float], actual: list[float], eps: float = 1e-4) -> float:

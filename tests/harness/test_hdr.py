@@ -8,10 +8,11 @@ import zlib
 
 import numpy as np
 import pytest
-from edgeprobe.harness import hdr, schema
-from edgeprobe.harness.latency import _to_us, histogram_of_ns, histogram_summary, merge_histograms, new_histogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from edgeprobe.harness import hdr, schema
+from edgeprobe.harness.latency import _to_us, histogram_of_ns, histogram_summary, merge_histograms, new_histogram
 
 # Written by hdrhistogram 0.10.8 (the dependency edgeprobe used before its own histogram): HdrHistogram(1,
 # 3_600_000_000, 3) recording 200 lognormal(9, 0.6) values (numpy default_rng(7), rounded, clipped to

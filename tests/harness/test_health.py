@@ -7,6 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeprobe.harness.health import (
     HealthWindow,
     frame_difference,
@@ -17,8 +20,6 @@ from edgeprobe.harness.health import (
     thumbnail,
     uniform_share,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _first_frames(video: Path, n: int) -> list[np.ndarray]:

@@ -8,11 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeprobe.harness.alerts import HealthAlerts, make_bands
 from edgeprobe.harness.health import METRICS, FrameStats, HealthWindow
 from edgeprobe.harness.replay import ReplayDetector, dhash
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _stats(brightness: float = 120, sharpness: float = 2000, motion: float | None = 1.0, **kw: float) -> FrameStats:

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeprobe.harness.latency import (
     LatencyWindow,
     histogram_summary,
@@ -9,8 +12,6 @@ from edgeprobe.harness.latency import (
     min_samples_for_percentile,
     summarize_ns,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 samples_ns = st.lists(st.integers(min_value=1_000, max_value=5_000_000_000), min_size=1, max_size=300)
 

@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
+
 from edgeprobe.harness.errors import ConfigError
 from edgeprobe.harness.metamorphic import check_relation, evaluate_relations, expected, parse, violated
 from edgeprobe.harness.tasks.base import Detections
 from edgeprobe.harness.tasks.classification import ClassificationAdapter, topk_overlap, total_variation
 from edgeprobe.harness.tasks.detection import DetectionAdapter
 from edgeprobe.harness.tasks.embedding import EmbeddingAdapter
-
 from tests.conftest import asset
 
 

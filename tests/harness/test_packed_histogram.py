@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeprobe.harness.latency import (
     histogram_of_ns,
     histogram_summary,
@@ -13,8 +16,6 @@ from edgeprobe.harness.latency import (
     summary_of_packed,
     unpack_histogram,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 windows = st.lists(st.lists(st.integers(1_000, 3_000_000_000_000), min_size=1, max_size=60), min_size=1,
                    max_size=6)

@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from edgeprobe.harness import perturbations as P
 
+from edgeprobe.harness import perturbations as P
 from tests.conftest import assert_clean_error, asset, run_cli
 
 

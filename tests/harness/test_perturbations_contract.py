@@ -16,9 +16,10 @@ from functools import lru_cache
 import cv2
 import numpy as np
 import pytest
-from edgeprobe.harness import perturbations as P
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from edgeprobe.harness import perturbations as P
 
 ALL = P.names()
 FRAME_WISE = [n for n in ALL if not P.get(n).temporal]

@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+
 from edgeprobe.harness import perturbations as P
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from edgeprobe.harness import perturbations as P
-from edgeprobe.harness.perturbations import GEOMETRIC, Geometric, geometric_at
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgeprobe.harness import perturbations as P
+from edgeprobe.harness.perturbations import GEOMETRIC, Geometric, geometric_at
 from tests.conftest import asset
 
 NAMES = sorted(GEOMETRIC)

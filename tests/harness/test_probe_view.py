@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from edgeprobe.agent.config import PerturbationConfig, ProbeConfig
 from edgeprobe.agent.prober import Prober
 from edgeprobe.harness.probe_view import probe_view, view_size
-from hypothesis import given
-from hypothesis import strategies as st
 
 sizes = st.integers(min_value=1, max_value=4000)
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from edgeprobe.harness.errors import ConfigError
 from edgeprobe.harness.registry import Registry
 

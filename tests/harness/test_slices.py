@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgeprobe.harness.drift import DriftError, Row, Table
-from edgeprobe.harness.slices import SliceTable, bucket_of, hour_bucket, quintile_edges
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from edgeprobe.harness.drift import DriftError, Row, Table
+from edgeprobe.harness.slices import SliceTable, bucket_of, hour_bucket, quintile_edges
 
 
 @settings(max_examples=100, deadline=None)

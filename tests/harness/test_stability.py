@@ -3,9 +3,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from edgeprobe.harness.stability import StabilityWindow, risk_zone, wilson_interval
 from hypothesis import given
 from hypothesis import strategies as st
+
+from edgeprobe.harness.stability import StabilityWindow, risk_zone, wilson_interval
 
 
 def _wilson_reference(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:

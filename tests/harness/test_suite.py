@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from edgeprobe.harness.errors import ConfigError
 from edgeprobe.harness.suite import (
     CheckResult,
@@ -19,8 +22,6 @@ from edgeprobe.harness.suite import (
     north_star,
     parse_budget_text,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 GOOD = """\
 name: t

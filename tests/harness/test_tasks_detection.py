@@ -8,14 +8,14 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeprobe.harness.errors import EdgeprobeError
 from edgeprobe.harness.metamorphic import evaluate_relations
 from edgeprobe.harness.tasks import make_adapter
 from edgeprobe.harness.tasks.base import Detections, OutputSpec
 from edgeprobe.harness.tasks.detection import box_iou, match_f1, nms
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.conftest import asset
 
 box = st.tuples(st.floats(0, 0.8), st.floats(0, 0.8), st.floats(0.05, 0.5), st.floats(0.05, 0.5)).map(

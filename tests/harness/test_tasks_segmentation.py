@@ -5,16 +5,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import onnxruntime as ort
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
 from edgeprobe.harness.breaking_point import unstable_fraction
 from edgeprobe.harness.metamorphic import evaluate_relations
 from edgeprobe.harness.tasks import make_adapter
 from edgeprobe.harness.tasks.base import OutputSpec, SegmentationMask
 from edgeprobe.harness.tasks.embedding import EmbeddingAdapter
 from edgeprobe.harness.tasks.segmentation import mask_iou
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
-
 from tests.conftest import asset
 
 

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeprobe.agent.backends import load_backend
 from edgeprobe.agent.config import ModelConfig, PreprocessConfig
 from edgeprobe.harness.health import HealthWindow
 from edgeprobe.harness.tasks import make_adapter
 from edgeprobe.harness.temporal import FlipCounter
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _top1_disagreement(a: int, b: int) -> float:

@@ -12,10 +12,10 @@ from typing import Any
 
 import cv2
 import pytest
-from edgeprobe.agent.suite_runner import run_suite
-from edgeprobe.harness.suite import load_suite
 
-from edgeprobe.report import render_html, write_html
+from edgeprobe.agent.suite_runner import run_suite
+from edgeprobe.cli.report import render_html, write_html
+from edgeprobe.harness.suite import load_suite
 from tests.cli.test_check import PASSING, small_suite, write_suite
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -126,7 +126,7 @@ def test_worst_frames_replay_to_the_same_pixels(report: tuple[Path, Any, Any]) -
 
 
 def test_worst_frame_captions_say_what_each_task_predicted() -> None:
-    from edgeprobe.report import caption
+    from edgeprobe.cli.report import caption
 
     assert caption({"label": "90"}) == "90"
     assert caption({"count": 3, "classes": {"text": 3}, "score": 0.875}) == "3 boxes, top score 0.88"
@@ -135,7 +135,7 @@ def test_worst_frame_captions_say_what_each_task_predicted() -> None:
 
 
 def test_latency_cdfs_are_scaled_to_the_data_with_the_budget_marked() -> None:
-    from edgeprobe.report import cdf_axis
+    from edgeprobe.cli.report import cdf_axis
 
     ms = [2.8, 3.0, 3.1, 3.4, 4.0]
     left, right, inline = cdf_axis(ms, [5000.0])

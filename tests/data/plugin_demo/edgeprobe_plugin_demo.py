@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+
 from edgeprobe.harness.perturbations import Perturbation
 from edgeprobe.harness.tasks.base import misfit
 

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 
 def load_result(path: Path) -> dict[str, Any]:
-    from ..harness.errors import ConfigError
+    from edgeprobe.harness.errors import ConfigError
 
     if path.is_dir():
         raise ConfigError(f"result file {path} is a folder; "
@@ -109,7 +109,7 @@ def diff(
     and the two runs' intervals."""
     from rich.table import Table
 
-    from ..console import console
+    from edgeprobe.cli.console import console
 
     rows = compare(load_result(old), load_result(new), tolerance)
     regressions = [r for r in rows if r["regression"]]

@@ -33,12 +33,12 @@ def record(
     """Run the agent's model on its source and store output distribution and input statistics with the model hash."""
     import os
 
-    from ..agent.config import load_config
-    from ..agent.monitor import record_baseline
-    from ..assets import cache_dir
-    from ..console import console, interactive, progress_bar
-    from ..harness.errors import ConfigError
-    from ..userinput import output_file, yaml_file
+    from edgeprobe.agent.config import load_config
+    from edgeprobe.agent.monitor import record_baseline
+    from edgeprobe.cli.assets import cache_dir
+    from edgeprobe.cli.console import console, interactive, progress_bar
+    from edgeprobe.cli.userinput import output_file, yaml_file
+    from edgeprobe.harness.errors import ConfigError
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     output_file(out, "--out", "baseline.json")

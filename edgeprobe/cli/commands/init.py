@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..harness.yamlconfig import looks_like_url_or_device
+from edgeprobe.harness.yamlconfig import looks_like_url_or_device
 
 TEMPLATE = """\
 # Acceptance suite for {model_name}, written by `edgeprobe init`.
@@ -99,13 +99,13 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing suite file.")] = False,
 ) -> None:
     """Write a starter suite for MODEL that `edgeprobe check` runs as written."""
-    from ..agent.backends import load_backend
-    from ..agent.config import ModelConfig
-    from ..console import console
-    from ..harness.errors import ConfigError, ModelError
-    from ..harness.fileio import atomic_write
-    from ..harness.suite import load_suite
-    from ..userinput import existing_file, output_file, parse_input_size
+    from edgeprobe.agent.backends import load_backend
+    from edgeprobe.agent.config import ModelConfig
+    from edgeprobe.cli.console import console
+    from edgeprobe.cli.userinput import existing_file, output_file, parse_input_size
+    from edgeprobe.harness.errors import ConfigError, ModelError
+    from edgeprobe.harness.fileio import atomic_write
+    from edgeprobe.harness.suite import load_suite
 
     existing_file(model, "model file", "give the path of a .onnx or .tflite model")
     output_file(out, "--out", "suite.yaml")
@@ -170,7 +170,7 @@ def _preprocess(backend: Any, kind: str, layout: str | None) -> tuple[dict[str, 
 
 
 def _fields(backend: Any, model: Path, out: Path, source: str, size: list[int] | None) -> dict[str, str]:
-    from ..harness.tasks import fitting_layouts, layout_name
+    from edgeprobe.harness.tasks import fitting_layouts, layout_name
 
     spec = backend.input_spec
     outs = backend.output_specs

@@ -13,8 +13,8 @@ import html
 import io
 from typing import Any
 
-from .harness.errors import ConfigError
-from .harness.stability import BROKEN_THRESHOLD, RISK_THRESHOLD
+from edgeprobe.harness.errors import ConfigError
+from edgeprobe.harness.stability import BROKEN_THRESHOLD, RISK_THRESHOLD
 
 _COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#8250df", "inconclusive": "#bf8700"}
 
@@ -181,7 +181,7 @@ def latency_plots(result: dict[str, Any]) -> list[str]:
 
 def render_html(result: dict[str, Any], worst: list[dict[str, Any]] | None = None) -> str:
     """The whole report as one HTML string (``worst`` carries the frames' pixels)."""
-    from .harness.fileio import encode_image
+    from edgeprobe.harness.fileio import encode_image
 
     status = result.get("status", "error")
     prov = result.get("provenance", {})
@@ -271,7 +271,7 @@ def render_html(result: dict[str, Any], worst: list[dict[str, Any]] | None = Non
 
 
 def write_html(path: Any, result: dict[str, Any], worst: list[dict[str, Any]] | None = None) -> None:
-    from .harness.fileio import atomic_write
+    from edgeprobe.harness.fileio import atomic_write
 
     text = render_html(result, worst)
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))

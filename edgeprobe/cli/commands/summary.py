@@ -26,8 +26,8 @@ def summary(
     until: Annotated[str | None, typer.Option("--until", help="End of the range (default now), same forms.")] = None,
 ) -> None:
     """Latency per stage, unstable fraction per perturbation, camera health."""
-    from ..collector.timerange import TimeRange
-    from ..console import console
+    from edgeprobe.cli.console import console
+    from edgeprobe.collector.timerange import TimeRange
 
     data = read_summary(db, device, TimeRange.parse(since, until))
     if json_output:
@@ -41,10 +41,10 @@ def read_summary(db_path: Path, device: str | None = None, tr: Any = None) -> di
 
     import sqlite_utils
 
-    from ..collector import queries
-    from ..collector.timerange import ALL_TIME
-    from ..harness.errors import ConfigError
-    from ..userinput import existing_file, sqlite_file
+    from edgeprobe.cli.userinput import existing_file, sqlite_file
+    from edgeprobe.collector import queries
+    from edgeprobe.collector.timerange import ALL_TIME
+    from edgeprobe.harness.errors import ConfigError
 
     hint = "pass the --db the collector wrote"
     existing_file(db_path, "database", hint)

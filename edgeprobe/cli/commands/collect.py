@@ -41,10 +41,10 @@ def collect(
         help="Keep the hourly rollups this long (fleet questions over older ranges find nothing).")] = "400d",
 ) -> None:
     """Subscribe to the fleet's messages and store them in SQLite until stopped."""
-    from ..collector.service import Collector
-    from ..collector.store import Store
-    from ..harness.errors import ConfigError
-    from ..userinput import existing_file, host_port, output_file, sqlite_file, tcp_port
+    from edgeprobe.cli.userinput import existing_file, host_port, output_file, sqlite_file, tcp_port
+    from edgeprobe.collector.service import Collector
+    from edgeprobe.collector.store import Store
+    from edgeprobe.harness.errors import ConfigError
 
     host, port = host_port(broker)
     for name, path in (("--ca-file", ca_file), ("--cert-file", cert_file), ("--key-file", key_file)):
@@ -57,8 +57,8 @@ def collect(
     if max_message_bytes < 1024:
         raise ConfigError(f"--max-message-bytes {max_message_bytes} is too small for any real message; "
                           "give at least 1024 (the default is 524288)")
-    from ..collector.retention import Pruner, Retention, sqlite_connect
-    from ..collector.timerange import parse_duration
+    from edgeprobe.collector.retention import Pruner, Retention, sqlite_connect
+    from edgeprobe.collector.timerange import parse_duration
 
     retention = Retention(parse_duration(retain_raw, "--retain-raw"),
                           parse_duration(retain_rollups, "--retain-rollups"))
@@ -80,7 +80,7 @@ def collect(
         raise ConfigError(f"cannot load the TLS files ({exc}); give the PEM files made by "
                           "deploy/mosquitto/make-certs.sh") from None
     if metrics_port is not None:
-        from ..collector.prometheus import serve_metrics
+        from edgeprobe.collector.prometheus import serve_metrics
 
         try:
             serve_metrics(db, metrics_port, metrics_host, collector)
@@ -123,7 +123,7 @@ def _wait_subscribed(collector: Any, stop: threading.Event, timeout: float) -> b
 def _say_why(collector: Any, host: str, port: int, ca_file: str | None) -> None:
     """One of four sentences: authentication refused, not authorised (both from the CONNACK, already
     logged by the collector), certificate not trusted, not reachable."""
-    from ..harness.broker_errors import probe
+    from edgeprobe.harness.broker_errors import probe
 
     if collector.refused:
         return

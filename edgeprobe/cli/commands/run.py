@@ -33,12 +33,12 @@ def run(
     """Run the agent: measure the model on the source and report to the broker."""
     import os
 
-    from ..agent.config import load_config
-    from ..agent.runner import Agent
-    from ..assets import cache_dir
-    from ..console import console, interactive, progress_bar
-    from ..harness.yamlconfig import looks_like_url_or_device, resolve_path
-    from ..userinput import host_port, yaml_file
+    from edgeprobe.agent.config import load_config
+    from edgeprobe.agent.runner import Agent
+    from edgeprobe.cli.assets import cache_dir
+    from edgeprobe.cli.console import console, interactive, progress_bar
+    from edgeprobe.cli.userinput import host_port, yaml_file
+    from edgeprobe.harness.yamlconfig import looks_like_url_or_device, resolve_path
 
     # Paths typed on the command line are the user's, relative to where they type them (the working
     # directory); the config file's own paths stay relative to the config file.
@@ -62,7 +62,7 @@ def run(
     yaml_file(config, "config file", "pass the path to an agent YAML file")
     loaded = load_config(config, overrides)
     check_spool(Path(loaded.config.spool.path), "--spool" if spool else "spool.path")
-    from ..agent.sdnotify import Heartbeat, Notifier
+    from edgeprobe.agent.sdnotify import Heartbeat, Notifier
 
     notifier = Notifier()  # systemd Type=notify + WatchdogSec (deploy/edgeprobe-agent.service); no-op elsewhere
     # Pings from its own thread while the loop shows life: a camera outage is not a hang (agent/sdnotify.py).
@@ -104,18 +104,18 @@ def run(
             f"({stats.fps:.1f} fps), {stats.probed_frames} probed, {stats.windows} windows, "
             f"peak RSS {stats.peak_rss_mb:.0f} MB, {stats.spool_pending} message(s) left in the spool"
         )
-        from ..robustness_view import print_robustness
+        from edgeprobe.cli.robustness_view import print_robustness
 
         print_robustness(agent.robustness_run.summary())
-        from ..monitor_view import print_monitor
+        from edgeprobe.cli.monitor_view import print_monitor
 
         print_monitor(agent.monitor.run_summary())
 
 
 def check_spool(path: Path, where: str) -> None:
     """Refuse a spool path the agent could not open, before the model loads: a folder, or a file that is not SQLite."""
-    from ..harness.errors import ConfigError
-    from ..userinput import sqlite_file
+    from edgeprobe.cli.userinput import sqlite_file
+    from edgeprobe.harness.errors import ConfigError
 
     hint = f"set {where} to a .db file of its own (created if missing)"
     sqlite_file(path, "spool", hint)

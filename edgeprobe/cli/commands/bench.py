@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from ..agent.bench import BenchResult
+    from edgeprobe.agent.bench import BenchResult
 
 EXIT_FAIL = 1
 EXIT_INCONCLUSIVE = 3
@@ -54,14 +54,14 @@ def bench(
     """Measure a model's latency stage by stage and judge latency budgets from percentile confidence intervals."""
     import os
 
-    from ..agent.bench import BenchConfig, run_bench
-    from ..agent.config import ModelConfig, PreprocessConfig, load_config
-    from ..assets import cache_dir
-    from ..console import interactive, progress_bar
-    from ..harness.budget import Budget, parse_budget
-    from ..harness.errors import ConfigError
-    from ..harness.modelconfig import ProviderConfig
-    from ..userinput import existing_file, parse_input_size, yaml_file
+    from edgeprobe.agent.bench import BenchConfig, run_bench
+    from edgeprobe.agent.config import ModelConfig, PreprocessConfig, load_config
+    from edgeprobe.cli.assets import cache_dir
+    from edgeprobe.cli.console import interactive, progress_bar
+    from edgeprobe.cli.userinput import existing_file, parse_input_size, yaml_file
+    from edgeprobe.harness.budget import Budget, parse_budget
+    from edgeprobe.harness.errors import ConfigError
+    from edgeprobe.harness.modelconfig import ProviderConfig
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     existing_file(model, "model file", "give the path of a .onnx or .tflite model")
@@ -123,7 +123,7 @@ def _ci(ci: dict[str, Any], key: str) -> str:
 
 
 def _print(result: BenchResult) -> None:
-    from ..console import console
+    from edgeprobe.cli.console import console
 
     def out(line: str) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)

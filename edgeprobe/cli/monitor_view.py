@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .console import console
+from edgeprobe.cli.console import console
 
 
 def print_monitor(summary: dict[str, Any]) -> None:

@@ -28,12 +28,12 @@ def record(
     """Run the suite's model on its frame set and store the raw outputs with the model hash."""
     import os
 
-    from ..agent.golden import record as record_golden
-    from ..agent.suite_runner import open_session
-    from ..assets import cache_dir
-    from ..console import console
-    from ..harness.suite import load_suite
-    from ..userinput import output_file, yaml_file
+    from edgeprobe.agent.golden import record as record_golden
+    from edgeprobe.agent.suite_runner import open_session
+    from edgeprobe.cli.assets import cache_dir
+    from edgeprobe.cli.console import console
+    from edgeprobe.cli.userinput import output_file, yaml_file
+    from edgeprobe.harness.suite import load_suite
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     yaml_file(suite, "suite file", "pass the path to a suite YAML file")

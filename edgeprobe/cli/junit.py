@@ -17,7 +17,7 @@ from typing import Any
 
 
 def _figure(value: Any, unit: str) -> str:
-    from .report import format_figure
+    from edgeprobe.cli.report import format_figure
 
     return format_figure(value, unit) if isinstance(value, (int, float)) or value is None else str(value)
 
@@ -88,7 +88,7 @@ def to_junit(result: dict[str, Any]) -> bytes:
 
 
 def write_junit(path: Path, result: dict[str, Any]) -> None:
-    from .harness.fileio import atomic_write
+    from edgeprobe.harness.fileio import atomic_write
 
     data = to_junit(result)
     atomic_write(path, lambda f: f.write(data))

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from .harness.errors import EdgeprobeError
+from edgeprobe.harness.errors import EdgeprobeError
 
 # mosquitto's default max_queued_messages (1000) silently drops QoS 1
 # messages for a slow or reconnecting subscriber; ours must never do that.

@@ -27,7 +27,7 @@ def _open(db: Path) -> Any:
 
     import sqlite_utils
 
-    from ..harness.errors import ConfigError
+    from edgeprobe.harness.errors import ConfigError
 
     if db.is_dir():
         raise ConfigError(f"database {db} is a folder; point --db at the file `edgeprobe collect --db` writes")
@@ -80,8 +80,8 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
 def status(db: DbOption, json_output: JsonOption = False, since: SinceOption = "1h",
            until: UntilOption = None) -> None:
     """Every device: online, last seen, latency p99 and worst perturbation over the range, camera flags now."""
-    from ..collector.queries import fleet_status
-    from ..collector.timerange import TimeRange
+    from edgeprobe.collector.queries import fleet_status
+    from edgeprobe.collector.timerange import TimeRange
 
     tr = TimeRange.parse(since, until)
     rows = fleet_status(_open(db), tr=tr)
@@ -105,8 +105,8 @@ def cameras(
     until: UntilOption = None,
 ) -> None:
     """Camera health per device (latest window); --unhealthy lists only those that need a look."""
-    from ..collector.queries import fleet_status, unhealthy_cameras
-    from ..collector.timerange import TimeRange
+    from edgeprobe.collector.queries import fleet_status, unhealthy_cameras
+    from edgeprobe.collector.timerange import TimeRange
 
     tr = TimeRange.parse(since, until)
     database = _open(db)

@@ -1,6 +1,6 @@
 """The `edgeprobe` command line.
 
-Each subcommand lives in its own module under ``edgeprobe.commands`` and
+Each subcommand lives in its own module under ``edgeprobe.cli.commands`` and
 registers itself through ``register(app)``; this module only holds the app,
 the global options and the one place where errors become exit codes.
 """
@@ -18,9 +18,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__, commands
-from .harness.errors import EdgeprobeError
-from .harness.verdict import EXIT_CODES, EXIT_INTERNAL
+from edgeprobe import __version__
+from edgeprobe.cli import commands
+from edgeprobe.harness.errors import EdgeprobeError
+from edgeprobe.harness.verdict import EXIT_CODES, EXIT_INTERNAL
 
 app = typer.Typer(
     name="edgeprobe",

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from ..harness.errors import ConfigError, EdgeprobeError
+from edgeprobe.harness.errors import ConfigError, EdgeprobeError
 
 
 class Unhealthy(EdgeprobeError):
@@ -33,7 +33,7 @@ def heartbeat(
     = 30.0,
 ) -> None:
     """Exit 0 if the agent touched its heartbeat file within --max-age seconds, 1 if not."""
-    from ..agent.sdnotify import heartbeat_age
+    from edgeprobe.agent.sdnotify import heartbeat_age
 
     if file is None:
         raise ConfigError("no heartbeat file given; pass --file or set EDGEPROBE_HEARTBEAT_FILE to the path "

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from .console import console
+from edgeprobe.cli.console import console
 
 _ZONE_STYLE = {"ok": "green", "at_risk": "yellow", "broken": "red"}
 

@@ -18,8 +18,8 @@ def register(app: typer.Typer) -> None:
 
 
 def listing() -> dict[str, Any]:
-    from ..agent.backends import BACKENDS
-    from ..harness.tasks import ADAPTERS, accepts_of, layouts_of
+    from edgeprobe.agent.backends import BACKENDS
+    from edgeprobe.harness.tasks import ADAPTERS, accepts_of, layouts_of
 
     adapters = []
     for entry in ADAPTERS.entries_in_order():
@@ -42,7 +42,7 @@ def tasks(json_output: Annotated[bool, typer.Option("--json", help="Machine-read
         return
     from rich.table import Table
 
-    from ..console import console
+    from edgeprobe.cli.console import console
 
     table = Table(title="Task adapters (task.kind / task.layout): the outputs each accepts, checked at load")
     for col in ("kind", "layout", "accepts", "from"):

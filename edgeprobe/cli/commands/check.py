@@ -24,7 +24,7 @@ def check(
                                                           "warning.")] = False,
 ) -> None:
     """Run the suite's checks: exit 0 when all pass, 1 when one fails, 3 when the evidence does not decide."""
-    from ..console import console, interactive
+    from edgeprobe.cli.console import console, interactive
 
     result, _worst = run_check(suite, junit=junit, html_out=html_out, broker=broker,
                               show_progress=interactive(json_output), strict=strict)
@@ -43,11 +43,11 @@ def check(
 def run_check(suite: Path, junit: Path | None = None, html_out: Path | None = None, broker: str | None = None,
               show_progress: bool = False, strict: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Validate, run, write the outputs and publish; shared by `check` and `demo`."""
-    from ..agent.suite_runner import run_suite
-    from ..assets import cache_dir
-    from ..console import progress_bar
-    from ..harness.suite import load_suite
-    from ..userinput import output_file, require_extra, yaml_file
+    from edgeprobe.agent.suite_runner import run_suite
+    from edgeprobe.cli.assets import cache_dir
+    from edgeprobe.cli.console import progress_bar
+    from edgeprobe.cli.userinput import output_file, require_extra, yaml_file
+    from edgeprobe.harness.suite import load_suite
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     yaml_file(suite, "suite file", "pass the path to a suite YAML file")
@@ -68,11 +68,11 @@ def run_check(suite: Path, junit: Path | None = None, html_out: Path | None = No
     if junit or html_out:
         result["provenance"]["outputs"] = {k: str(v) for k, v in (("junit", junit), ("html", html_out)) if v}
     if junit:
-        from ..junit import write_junit
+        from edgeprobe.cli.junit import write_junit
 
         write_junit(junit, result)
     if html_out:
-        from ..report import write_html
+        from edgeprobe.cli.report import write_html
 
         write_html(html_out, result, artifacts.worst)
     if target is not None:
@@ -83,7 +83,7 @@ def run_check(suite: Path, junit: Path | None = None, html_out: Path | None = No
 def _broker_target(loaded: Any, broker: str | None) -> tuple[str, int, str, str] | None:
     import platform
 
-    from ..userinput import host_port
+    from edgeprobe.cli.userinput import host_port
 
     spec = loaded.suite.broker
     if broker is None and spec is None:
@@ -101,11 +101,11 @@ def publish_verdict(loaded: Any, result: dict[str, Any], host: str, port: int, f
     import logging
     import time
 
-    from ..agent.messages import Messenger
-    from ..agent.publisher import Publisher
-    from ..agent.spool import Spool
-    from ..agent.suite_runner import verdict_body
-    from ..assets import cache_dir
+    from edgeprobe.agent.messages import Messenger
+    from edgeprobe.agent.publisher import Publisher
+    from edgeprobe.agent.spool import Spool
+    from edgeprobe.agent.suite_runner import verdict_body
+    from edgeprobe.cli.assets import cache_dir
 
     spool_path = Path(os.environ.get("EDGEPROBE_VERDICT_SPOOL", str(cache_dir() / "verdict-spool.db")))
     spool_path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ def publish_verdict(loaded: Any, result: dict[str, Any], host: str, port: int, f
 def render_table(result: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
-    from ..report import format_figure
+    from edgeprobe.cli.report import format_figure
 
     colors = {"pass": "green", "fail": "red", "error": "magenta", "inconclusive": "yellow"}
     table = Table(title=f"{result['suite']}", title_justify="left")

@@ -34,14 +34,14 @@ def demo(
     no_suite: Annotated[bool, typer.Option("--no-suite", help="End after the summary, without a suite.")] = False,
 ) -> None:
     """Broker + collector + agent on the example model and video, then a summary."""
-    from ..agent.config import load_config
-    from ..assets import cache_dir, fetch
-    from ..console import console
-    from ..harness.errors import EdgeprobeError
-    from ..harness.suite import load_suite
-    from ..localbroker import LocalBroker
-    from ..userinput import output_folder, yaml_file
-    from .summary import read_summary, render_summary
+    from edgeprobe.agent.config import load_config
+    from edgeprobe.cli.assets import cache_dir, fetch
+    from edgeprobe.cli.commands.summary import read_summary, render_summary
+    from edgeprobe.cli.console import console
+    from edgeprobe.cli.localbroker import LocalBroker
+    from edgeprobe.cli.userinput import output_folder, yaml_file
+    from edgeprobe.harness.errors import EdgeprobeError
+    from edgeprobe.harness.suite import load_suite
 
     if no_suite:
         suite = None
@@ -94,8 +94,8 @@ def demo(
 
 def _acceptance(suite: Path, out: Path) -> None:
     """End with the acceptance suite, as `edgeprobe check SUITE --junit --html` would run it."""
-    from ..console import console, interactive
-    from .check import render_table, run_check
+    from edgeprobe.cli.commands.check import render_table, run_check
+    from edgeprobe.cli.console import console, interactive
 
     console.print(f"\n[bold]5.[/] acceptance suite {suite} ...")
     junit, report = out / "junit.xml", out / "report.html"
@@ -105,7 +105,7 @@ def _acceptance(suite: Path, out: Path) -> None:
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
-    from ..harness.errors import EdgeprobeError
+    from edgeprobe.harness.errors import EdgeprobeError
 
     deadline = time.monotonic() + timeout
     while not path.exists():

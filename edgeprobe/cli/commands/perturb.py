@@ -26,7 +26,7 @@ def _fmt(row: tuple[float, ...]) -> str:
 
 def catalogue() -> dict[str, Any]:
     """The listing's data: every registry row, then the fixed metamorphic transforms."""
-    from ..harness import perturbations as P
+    from edgeprobe.harness import perturbations as P
 
     families = ("noise", "blur", "weather", "digital", "camera", "temporal", "geometric")
     imagenet = {n: i for i, n in enumerate(P.IMAGENET_C)}
@@ -62,7 +62,7 @@ def perturbations(
         return
     from rich.table import Table
 
-    from ..console import console
+    from edgeprobe.cli.console import console
 
     table = Table(title="Perturbations: severity 0..5, integers are the ImageNet-C levels, fractions interpolate")
     for col in ("name", "family", "parameters", "at severity 1 | 2 | 3 | 4 | 5"):
@@ -92,7 +92,7 @@ def read_image(path: Path) -> Any:
     import cv2
     import numpy as np
 
-    from ..harness.perturbations import PerturbationError
+    from edgeprobe.harness.perturbations import PerturbationError
 
     if path.is_dir():
         raise PerturbationError(f"image {path} is a folder; give the path of one PNG or JPEG frame in it")
@@ -112,7 +112,7 @@ def check_output(path: Path) -> None:
     """Refuse an output path that cannot take an image, before any pixels are computed."""
     import cv2
 
-    from ..harness.perturbations import PerturbationError
+    from edgeprobe.harness.perturbations import PerturbationError
 
     if path.is_dir():
         raise PerturbationError(f"-o {path} is a folder; name a file in it, e.g. {path / 'out.png'}")
@@ -127,7 +127,7 @@ def check_output(path: Path) -> None:
 def _write(path: Path, image: Any, jpeg_quality: int = 95) -> None:
     import cv2
 
-    from ..harness.perturbations import PerturbationError
+    from edgeprobe.harness.perturbations import PerturbationError
 
     check_output(path)
     try:
@@ -155,7 +155,7 @@ def perturb(
     thumb: Annotated[int, typer.Option("--thumb", help="Contact sheet cell width in pixels.", min=16)] = 120,
 ) -> None:
     """Replay one perturbation bit-exactly (--name/--severity/--seed), or draw a contact sheet (--grid)."""
-    from ..harness import perturbations as P
+    from edgeprobe.harness import perturbations as P
 
     frame = read_image(image)
     check_output(output)
@@ -182,7 +182,7 @@ def contact_sheet(frame: Any, seed: int = 0, width: int = 120) -> Any:
     import cv2
     import numpy as np
 
-    from ..harness import perturbations as P
+    from edgeprobe.harness import perturbations as P
 
     img = frame if frame.ndim == 3 and frame.shape[2] == 3 else cv2.cvtColor(
         frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2BGR)

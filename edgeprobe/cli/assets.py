@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .harness.errors import EdgeprobeError
+from edgeprobe.harness.errors import EdgeprobeError
 
 _DEB_DATA = "usr/share/doc/opencv-doc/examples/data/"
 _MEDIAPIPE = ("pypi", "mediapipe==0.10.21", "manylinux_2_28_x86_64")

@@ -20,11 +20,11 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")]) ->
     """
     import os
 
-    from ..assets import cache_dir
-    from ..console import console
-    from ..harness.errors import ConfigError, ModelError
-    from ..harness.suite import GoldenCheck, check_name, load_suite
-    from ..userinput import yaml_file
+    from edgeprobe.cli.assets import cache_dir
+    from edgeprobe.cli.console import console
+    from edgeprobe.cli.userinput import yaml_file
+    from edgeprobe.harness.errors import ConfigError, ModelError
+    from edgeprobe.harness.suite import GoldenCheck, check_name, load_suite
 
     os.environ.setdefault("EDGEPROBE_ASSETS", str(cache_dir()))
     yaml_file(suite, "suite file", "pass the path to a suite YAML file")
@@ -37,7 +37,7 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")]) ->
         if isinstance(c, GoldenCheck) and not Path(c.file).is_file():
             raise ConfigError(f"{loaded.line_of(f'checks[{i}].file')}: golden file {c.file} does not exist; "
                               f"record it with `edgeprobe golden record {suite} -o {c.file}`")
-    from ..agent.backends import load_backend, open_adapter
+    from edgeprobe.agent.backends import load_backend, open_adapter
 
     backend = load_backend(s.model)
     try:

@@ -17,11 +17,11 @@ def register(app: typer.Typer) -> None:
 @assets_app.command("fetch")
 def fetch(names: Annotated[list[str] | None, typer.Argument(help="Assets to fetch (default: all).")] = None) -> None:
     """Download what is missing and verify every file's sha256."""
-    from .. import assets
+    from edgeprobe.cli import assets
 
     unknown = [n for n in names or [] if n not in assets.ASSETS]
     if unknown:
-        from ..harness.errors import EdgeprobeError, did_you_mean
+        from edgeprobe.harness.errors import EdgeprobeError, did_you_mean
 
         raise EdgeprobeError(f"unknown asset {unknown[0]!r}{did_you_mean(unknown[0], assets.ASSETS)}; "
                              "`edgeprobe assets list` shows them")
@@ -32,8 +32,8 @@ def fetch(names: Annotated[list[str] | None, typer.Argument(help="Assets to fetc
 @assets_app.command("list")
 def list_assets() -> None:
     """Show every known asset, where it comes from and whether it is cached."""
-    from .. import assets
-    from ..console import console
+    from edgeprobe.cli import assets
+    from edgeprobe.cli.console import console
 
     for a in assets.ASSETS.values():
         have = (assets.cache_dir() / a.name).is_file()
