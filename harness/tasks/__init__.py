@@ -62,14 +62,18 @@ def accepts_of(kind: str) -> dict[str | None, str]:
 
 
 def concrete_specs(specs: Sequence[OutputSpec], sample: Sequence[np.ndarray] | None) -> list[OutputSpec]:
-    """The declared output specs, with the real shapes of one inference where dimensions are dynamic."""
-    if sample is None:
-        return list(specs)
+    """The declared output specs, with the real shapes of one inference where dimensions are dynamic.
+
+    Without a sample, a dynamic leading (batch) dimension is 1: edgeprobe always feeds one frame, so
+    a model exported with a dynamic batch fits exactly the layouts its batch-of-one output fits.
+    """
     out = []
     for i, spec in enumerate(specs):
-        if i < len(sample) and any(d is None for d in spec.shape):
+        if sample is not None and i < len(sample) and any(d is None for d in spec.shape):
             arr = np.asarray(sample[i])
             out.append(OutputSpec(spec.name, tuple(int(d) for d in arr.shape), str(arr.dtype)))
+        elif spec.shape and spec.shape[0] is None:
+            out.append(OutputSpec(spec.name, (1, *spec.shape[1:]), spec.dtype))
         else:
             out.append(spec)
     return out

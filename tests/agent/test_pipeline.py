@@ -57,7 +57,7 @@ def test_a_task_that_does_not_fit_is_one_sentence_unless_it_is_optional(orientat
     with pytest.raises(ConfigError, match=r"task\.iou does not apply") as err:
         open_pipeline(model, TaskConfig(kind="classification", iou=0.5))
     assert "\n" not in str(err.value)
-    with pytest.raises(ModelError, match=r"pick another task"):
+    with pytest.raises(ModelError, match=r"layouts that fit: classification"):
         open_pipeline(model, TaskConfig(kind="segmentation"))
     assert open_pipeline(model, TaskConfig(kind="segmentation"), optional_task=True).adapter is None
 

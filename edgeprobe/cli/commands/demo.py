@@ -18,8 +18,8 @@ from typing import Annotated
 
 import typer
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "demo-agent.yaml"
-SUITE = Path(__file__).resolve().parents[2] / "examples" / "demo-suite.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "demo-agent.yaml"
+SUITE = Path(__file__).resolve().parents[3] / "examples" / "demo-suite.yaml"
 
 
 def register(app: typer.Typer) -> None:
