@@ -26,7 +26,7 @@ from tests.conftest import assert_clean_error, run_cli
 START = dt.datetime(2026, 1, 5, 10, 40, tzinfo=dt.timezone.utc)
 
 
-def _raw_vs_rollups(db: sqlite3.Connection) -> None:
+def assert_rollups_match_raw(db: sqlite3.Connection) -> None:
     raw = {}
     for dev, ts, stage, hdr in db.execute("SELECT device_id, ts, stage, hdr FROM latency"):
         hour = int(dt.datetime.fromisoformat(ts).timestamp()) // 3600 * 3600
@@ -81,7 +81,7 @@ def test_rollups_match_the_raw_rows_for_any_batching(tmp_path: Path, seed: int, 
         store.ingest(rest[i:i + batch])
     store.close()
     with sqlite3.connect(path) as db:
-        _raw_vs_rollups(db)
+        assert_rollups_match_raw(db)
 
 
 def test_questions_over_a_range_see_only_its_hours(tmp_path: Path) -> None:
