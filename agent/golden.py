@@ -24,7 +24,7 @@ from edgeprobe.harness.errors import ConfigError
 from edgeprobe.harness.fileio import atomic_write
 
 if TYPE_CHECKING:
-    from edgeprobe.agent.suite_runner import Session
+    from edgeprobe.agent.suite_session import Session
 
 SCHEMA = "edgeprobe-golden/1"
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from edgeprobe import __version__
 from edgeprobe.agent.spool import Spool
 from edgeprobe.harness import schema
@@ -42,9 +44,12 @@ class Messenger:
     def topic(self, kind: str) -> str:
         return schema.topic_for(self.fleet, self.device_id, kind)
 
-    def send(self, kind: str, body: dict[str, Any], retain: bool = False) -> dict[str, Any]:
-        """Check ``body`` against the schema's body type for ``kind`` (harness/schema.py), then spool it."""
-        schema.check_body(kind, body)
+    def send(self, kind: str, body: msgspec.Struct | dict[str, Any], retain: bool = False) -> dict[str, Any]:
+        """Check ``body`` against the schema's body type for ``kind`` (harness/schema.py), then spool it.
+
+        Window and verdict bodies come as their Structs (harness/bodies.py); birth, death and event as dicts.
+        """
+        body = schema.check_body(kind, body)
         message: dict[str, Any] = {}
 
         def make(seq: int) -> bytes:

@@ -21,8 +21,9 @@ def run_check(suite_path: str | None, messenger: Messenger) -> dict[str, Any]:
     if not suite_path:
         raise CommandError("no suite configured on this agent; add `suite: path/to/suite.yaml` to its config "
                            "or run `edgeprobe check suite.yaml` on the device")
-    from edgeprobe.agent.suite_runner import run_suite, verdict_body
+    from edgeprobe.agent.suite_runner import run_suite
     from edgeprobe.harness.suite import load_suite
+    from edgeprobe.harness.suite_report import verdict_body
 
     try:
         result, _ = run_suite(load_suite(suite_path))

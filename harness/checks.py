@@ -203,6 +203,14 @@ def _robustness(name: str, check: RobustnessCheck, ev: Counts) -> CheckResult:
     if r.figure is not None and ev.n:
         r.details["zone"] = risk_zone(r.figure)
         r.message += f", zone {r.details['zone']}"
+    # frames with nothing to lose are counted apart: "22% unstable" must not mean "every frame that had a box
+    # lost it"; a prediction appearing on one of them (a hallucinated box) is reported beside the verdict
+    empty, gained = int(ev.details.get("nothing_to_lose", 0)), int(ev.details.get("gained_a_prediction", 0))
+    if empty:
+        r.message += (f"; {empty} frames had nothing to lose (no clean prediction), {gained} of them gained one "
+                      "under the perturbation")
+        if not ev.n:
+            r.status = "inconclusive"
     return r
 
 

@@ -1,6 +1,7 @@
 """The suite result's report data: degradation curves, latency CDFs and brightness slices, from measurements.
 
-Pure functions of what the agent measured, so the on-device runner and the CLI's report share one shape.
+Pure functions of what the agent measured, so the on-device runner, the verdict message and the CLI's report
+(edgeprobe/cli/report.py, junit.py) share one shape.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeprobe.harness.bodies import CheckFigure, VerdictBody
+from edgeprobe.harness.slices import MIN_SAMPLES, NAMES, bucket_of, quintile_edges
 from edgeprobe.harness.stability import wilson_interval
 
 #: (perturbation, severity) -> disagreement per frame
@@ -34,31 +37,51 @@ def cdf(samples_ns: list[int], points: int = 200) -> dict[str, Any]:
             "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "max": float(ms[-1])}
 
 
-#: frames per brightness fifth below which a slice's share says nothing (5 frames gave a "most fragile" headline)
-MIN_SLICE_FRAMES = 10
-
-
 def slices(cells: Cells, threshold: float, brightness: list[float]) -> list[dict[str, Any]]:
-    """Unstable share by brightness fifth: where in the input space the model breaks.
+    """Unstable share by brightness fifth (harness/slices.py's quintiles and names): where the model breaks.
 
-    Only when every fifth has MIN_SLICE_FRAMES frames. Each row carries its frames, probes and the Wilson
-    interval of its unstable probes (probes of one frame are not independent, so it is a lower bound on the
-    real uncertainty).
+    The edges are the frame set's own quintiles (a suite has no reference); only when every fifth holds
+    harness.slices.MIN_SAMPLES frames (5 frames gave a "most fragile" headline). Each row carries its frames,
+    probes and the Wilson interval of its unstable probes (probes of one frame are not independent, so it is a
+    lower bound on the real uncertainty).
     """
-    n = len(brightness)
-    if n < 5 * MIN_SLICE_FRAMES or not cells:
+    if len(brightness) < 5 * MIN_SAMPLES or not cells:
         return []
     per_frame = np.mean([[x > threshold for x in d] for d in cells.values()], axis=0)
-    order = np.argsort(brightness)
-    names = ["darkest fifth", "second fifth", "middle fifth", "fourth fifth", "brightest fifth"]
+    edges = quintile_edges(np.asarray(brightness))
+    buckets = np.array([bucket_of(b, edges) for b in brightness])
+    members = [np.flatnonzero(buckets == i) for i in range(5)]
+    if min(len(m) for m in members) < MIN_SAMPLES:
+        return []
     overall = float(per_frame.mean())
     rows = []
-    for i, chunk in enumerate(np.array_split(order, 5)):
+    for name, chunk in zip(NAMES["brightness"], members, strict=True):
         b = [brightness[j] for j in chunk]
         share = float(per_frame[chunk].mean())
         m = len(chunk) * len(cells)
         lo, hi = wilson_interval(round(share * m), m)
-        rows.append({"slice": names[i], "frames": len(chunk), "probes": m, "brightness_min": min(b),
+        rows.append({"slice": name, "frames": len(chunk), "probes": m, "brightness_min": min(b),
                      "brightness_max": max(b), "unstable_share": share, "ci_low": lo, "ci_high": hi,
                      "overall": overall, "ratio": share / overall if overall else None})
     return rows
+
+
+def data(*, cells: Cells, threshold: float, latency: dict[str, list[int]], budgets: list[dict[str, Any]],
+         breaking: dict[str, dict[str, Any]], metamorphic: list[dict[str, Any]], health: dict[str, Any],
+         brightness: list[float], worst: list[dict[str, Any]]) -> dict[str, Any]:
+    """The result's ``data`` section (what the HTML report draws) from what the suite measured."""
+    return {
+        "curves": curves(cells, threshold), "breaking_points": breaking, "metamorphic": metamorphic,
+        "latency": {s: cdf(v) for s, v in latency.items() if v}, "latency_budgets": budgets, "health": health,
+        "slices": slices(cells, threshold, brightness),
+        # the pictures travel beside the JSON (suite_runner.Artifacts), not in it
+        "worst_frames": [{k: v for k, v in w.items() if k not in ("clean", "perturbed")} for w in worst],
+    }
+
+
+def verdict_body(result: dict[str, Any]) -> VerdictBody:
+    """The ``verdict`` message body of a suite result: the north star and each check's figure."""
+    return VerdictBody(suite=result["suite"], status=result["status"], headline=result["headline"],
+                       exit_code=result["exit_code"], duration_s=result["provenance"]["duration_s"],
+                       checks=[CheckFigure(**{k: c[k] for k in ("name", "kind", "status", "figure", "limit", "unit",
+                                                                "op")}) for c in result["checks"]])

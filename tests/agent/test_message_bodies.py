@@ -64,3 +64,31 @@ def test_every_message_the_agent_sends_decodes_with_the_collectors_decoder(
         assert isinstance(body, schema.BODY_TYPES[env.kind])
         kinds.add(env.kind)
     assert {"birth", "latency", "robustness", "health", "drift", "death"} <= kinds
+
+
+def test_a_suite_verdict_goes_out_as_a_verdict_body_the_collector_decodes(
+        tmp_path: Path, orientation_model: Path, short_clip: Path) -> None:
+    import yaml
+
+    from edgeprobe.agent.suite_runner import run_suite
+    from edgeprobe.harness.suite import load_suite
+    from edgeprobe.harness.suite_report import verdict_body
+
+    suite = {"name": "bodies", "seed": 3, "model": {"path": str(orientation_model), "threads": 1},
+             "source": {"uri": str(short_clip), "frames": 4, "stride": 8},
+             "checks": [{"kind": "health", "metric": "sharpness", "min": 1},
+                        {"kind": "health", "metric": "brightness", "max": 1, "name": "too bright"}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
+    result, _ = run_suite(load_suite(tmp_path / "s.yaml"))
+    spool = Spool(str(tmp_path / "s.db"))
+    messenger = Messenger(spool, "cam", "f", "a" * 64, "b" * 64)
+    sent = messenger.send("verdict", verdict_body(result))
+    env, body = schema.decode_message(schema.encode(sent), schema.topic_for("f", "cam", "verdict"))
+    assert isinstance(body, schema.VerdictBody)
+    assert (body.suite, body.status, body.exit_code) == ("bodies", "fail", 1)
+    assert [(c.name, c.status) for c in body.checks] == [("health sharpness", "pass"), ("too bright", "fail")]
+    # a body of another kind is refused by the sender, before anything is spooled
+    with pytest.raises(schema.SchemaViolation, match="a VerdictBody is not a HealthBody"):
+        messenger.send("health", verdict_body(result))
+    assert spool.pending() == 1
+    spool.close()

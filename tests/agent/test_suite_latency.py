@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from edgeprobe.agent.suite_runner import measure_latency, open_session
+from edgeprobe.agent.suite_runner import measure_latency
+from edgeprobe.agent.suite_session import open_session
 from edgeprobe.harness.budget import Budget, BudgetSampler
 from edgeprobe.harness.suite import load_suite
 

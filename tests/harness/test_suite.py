@@ -142,6 +142,19 @@ def test_every_check_kind_is_one_catalogue_record() -> None:
     union = set(typing.get_args(checks.Check))
     assert {checks.KINDS.get(n).config for n in checks.names()} == union
     assert all(c.__struct_config__.tag in checks.names() for c in union)
+    from edgeprobe.agent.suite_runner import EVIDENCE
+
+    assert set(EVIDENCE) == set(checks.names())  # the agent measures evidence for every kind, and for no other
+
+
+@pytest.mark.parametrize(("k", "n", "empty", "status"), [(0, 0, 6, "inconclusive"), (0, 30, 6, "pass")])
+def test_frames_with_nothing_to_lose_are_counted_apart(k: int, n: int, empty: int, status: str) -> None:
+    from edgeprobe.harness import checks
+
+    check = checks.RobustnessCheck(perturbation="gaussian_noise", max_unstable=0.2)
+    r = checks.evaluate(check, checks.Counts(k, n, {"nothing_to_lose": empty, "gained_a_prediction": 2}))
+    assert r.status == status and r.details["nothing_to_lose"] == empty
+    assert f"{empty} frames had nothing to lose (no clean prediction), 2 of them gained one" in r.message
 
 
 @pytest.mark.parametrize(("k", "n", "decide", "status"), [
@@ -174,7 +187,7 @@ def test_only_latency_verdicts_under_load_are_marked_and_strict_makes_them_incon
 
 
 def test_empty_detections_and_masks_have_nothing_to_lose() -> None:
-    from edgeprobe.agent.suite_runner import nothing_to_lose
+    from edgeprobe.agent.suite_probes import nothing_to_lose
 
     assert nothing_to_lose({"count": 0, "classes": {}, "score": 0.0})
     assert nothing_to_lose({"foreground": 0.0, "classes": 1})

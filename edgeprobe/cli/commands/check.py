@@ -104,8 +104,8 @@ def publish_verdict(loaded: Any, result: dict[str, Any], host: str, port: int, f
     from edgeprobe.agent.messages import Messenger
     from edgeprobe.agent.publisher import Publisher
     from edgeprobe.agent.spool import Spool
-    from edgeprobe.agent.suite_runner import verdict_body
     from edgeprobe.cli.assets import cache_dir
+    from edgeprobe.harness.suite_report import verdict_body
 
     spool_path = Path(os.environ.get("EDGEPROBE_VERDICT_SPOOL", str(cache_dir() / "verdict-spool.db")))
     spool_path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ def record(
     import os
 
     from edgeprobe.agent.golden import record as record_golden
-    from edgeprobe.agent.suite_runner import open_session
+    from edgeprobe.agent.suite_session import open_session
     from edgeprobe.cli.assets import cache_dir
     from edgeprobe.cli.console import console
     from edgeprobe.cli.userinput import output_file, yaml_file
