@@ -83,7 +83,7 @@ def test_a_suite_verdict_goes_out_as_a_verdict_body_the_collector_decodes(
     spool = Spool(str(tmp_path / "s.db"))
     messenger = Messenger(spool, "cam", "f", "a" * 64, "b" * 64)
     sent = messenger.send("verdict", verdict_body(result))
-    env, body = schema.decode_message(schema.encode(sent), schema.topic_for("f", "cam", "verdict"))
+    _, body = schema.decode_message(schema.encode(sent), schema.topic_for("f", "cam", "verdict"))
     assert isinstance(body, schema.VerdictBody)
     assert (body.suite, body.status, body.exit_code) == ("bodies", "fail", 1)
     assert [(c.name, c.status) for c in body.checks] == [("health sharpness", "pass"), ("too bright", "fail")]
