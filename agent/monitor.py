@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from edgeprobe.agent.config import MonitorConfig, require_source
@@ -186,23 +187,24 @@ class Monitor:
 
     # --- per window ------------------------------------------------------------------------------
 
-    def health_body(self, window: dict[str, Any], status: dict[str, Any], flags: list[str]) -> dict[str, Any]:
+    def health_body(self, window: schema.Window, status: dict[str, Any], flags: list[str]) -> schema.HealthBody:
         """The window's ``health`` body: camera statistics, bands and alerts, plus the caller's ``status``
-        (spool, memory, source state) and ``flags`` (e.g. the source is offline)."""
+        (spool, memory, source state: HealthBody's fields) and ``flags`` (e.g. the source is offline)."""
         h = self.health.summary()
         extra, monitor_flags = self.health_fields(h)
         flags = health_flags(h) + flags
-        return {"window": window, "fps": h["fps"], "brightness": h["brightness"], "contrast": h["contrast"],
-                "sharpness": h["sharpness"], "clipped": h["clipped"], "frozen_frames": h["frozen_frames"],
-                "flags": flags + [f for f in monitor_flags if f not in flags], **status, **extra}
+        return schema.HealthBody(window=window, fps=h["fps"], brightness=h["brightness"], contrast=h["contrast"],
+                                 sharpness=h["sharpness"], clipped=h["clipped"], frozen_frames=int(h["frozen_frames"]),
+                                 flags=flags + [f for f in monitor_flags if f not in flags], **status, **extra)
 
     @staticmethod
-    def idle_health_body(status: dict[str, Any], flags: list[str]) -> dict[str, Any]:
+    def idle_health_body(status: dict[str, Any], flags: list[str]) -> schema.HealthBody:
         """A ``health`` body for a stretch with no frames (a live camera is down): zeros and the reason."""
-        now = schema.utc_now().isoformat()
-        return {"window": {"start_ts": now, "end_ts": now, "first_frame": 0, "last_frame": 0, "frames": 0},
-                "fps": 0.0, "brightness": 0.0, "contrast": 0.0, "sharpness": 0.0, "clipped": 0.0,
-                "frozen_frames": 0, "flags": flags, **status}
+        now = schema.utc_now()
+        return schema.HealthBody(window=schema.Window(start_ts=now, end_ts=now, first_frame=0, last_frame=0,
+                                                      frames=0),
+                                 fps=0.0, brightness=0.0, contrast=0.0, sharpness=0.0, clipped=0.0, frozen_frames=0,
+                                 flags=flags, **status)
 
     def health_fields(self, summary: dict[str, float | int]) -> tuple[dict[str, Any], list[str]]:
         """Optional `health` fields and extra flags for the window just ended."""
@@ -222,24 +224,26 @@ class Monitor:
             flags.append("replayed")
         return fields, flags
 
-    def robustness_fields(self) -> dict[str, Any]:
-        fresh = self.exemplars.take_fresh()
-        return {"exemplars": fresh} if fresh else {}
+    def fresh_exemplars(self) -> list[schema.Exemplar] | None:
+        """Exemplars that entered the run's top list since the last window (each is sent once), for its
+        ``robustness`` body; None when none did."""
+        return [msgspec.convert(e, schema.Exemplar) for e in self.exemplars.take_fresh()] or None
 
-    def drift_body(self, window: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def drift_body(self, window: schema.Window) -> tuple[schema.DriftBody, list[dict[str, Any]]]:
         """The `drift` message body for this window, and events when the drift verdict changed."""
-        body: dict[str, Any] = {"window": window, "reference": self.reference_source}
+        body = schema.DriftBody(window=window, reference=self.reference_source)
         events: list[dict[str, Any]] = []
         if self.cfg.temporal.enabled:
-            body["temporal"] = self.flips.summary()
+            body.temporal = msgspec.convert(self.flips.summary(), schema.TemporalStats)
         if self.cfg.drift.enabled and self.reference is not None and len(self.rows) >= self.cfg.drift.min_frames:
             result = compare(self.reference, Table.from_rows(list(self.rows)), self.thresholds)
-            body.update(result)
-            body["thresholds"] = {"psi": self.thresholds.psi, "ks": self.thresholds.ks,
-                                  "mean_shift": self.thresholds.mean_shift, "input_psi": self.thresholds.input_psi,
-                                  "input_ks": self.thresholds.input_ks,
-                                  "input_outside_band": self.thresholds.input_outside}
-            self.last_drift = {k: v for k, v in body.items() if k != "window"}
+            for key, value in result.items():  # compare() gives DriftBody's figure fields
+                setattr(body, key, value)
+            body.thresholds = {"psi": self.thresholds.psi, "ks": self.thresholds.ks,
+                               "mean_shift": self.thresholds.mean_shift, "input_psi": self.thresholds.input_psi,
+                               "input_ks": self.thresholds.input_ks,
+                               "input_outside_band": self.thresholds.input_outside}
+            self.last_drift = {k: v for k, v in msgspec.to_builtins(body).items() if k != "window"}
             state = result["attribution"]
             if state != self.drift_state:
                 if state != "none":
@@ -253,7 +257,7 @@ class Monitor:
                                    "was": self.drift_state})
                 self.drift_state = state
         if self.cfg.slices.enabled and self.slices.overall.frames:
-            body["slices"] = self.slices.summary(self.reference)
+            body.slices = self.slices.summary(self.reference)
         for e in events:
             self.events_sent[e["type"]] = self.events_sent.get(e["type"], 0) + 1
         return body, events

@@ -26,12 +26,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgspec
 import numpy as np
 
 from edgeprobe.agent.config import ProbeConfig
-from edgeprobe.harness import breaking_point, metamorphic, perturbations
+from edgeprobe.harness import breaking_point, metamorphic, perturbations, schema
 from edgeprobe.harness.errors import ConfigError
 from edgeprobe.harness.probe_view import probe_view
 from edgeprobe.harness.stability import StabilityWindow, zones_by_perturbation
@@ -80,6 +81,16 @@ class _Window:
     infer_ns: dict[str, list[int]] = field(default_factory=dict)
     relation_counts: dict[str, list[int]] = field(default_factory=dict)
     breaking: list[dict[str, Any]] = field(default_factory=list)
+
+
+class WindowReport(NamedTuple):
+    """The robustness body's free-form parts for one window."""
+
+    duty: dict[str, Any]
+    perturbation_latency: list[dict[str, Any]]
+    relations: list[dict[str, Any]]
+    #: resolution mode and size of the pixels probed; None before anything was probed
+    probe_view: dict[str, Any] | None
 
 
 class Prober:
@@ -240,19 +251,22 @@ class Prober:
         self.spent_ns += spent
         self.w.spent_ns += spent
 
-    def body(self, window: dict[str, Any]) -> dict[str, Any] | None:
+    def body(self, window: schema.Window) -> schema.RobustnessBody | None:
         """The window's ``robustness`` body (None when nothing was probed or dropped in it: a window whose due
         frames were all dropped still says so)."""
         if not self.window.cells and not self.dropped:
             return None
         zones = self.cfg.risk_zones
         cells = self.window.summary(zones.at_risk, zones.broken)
-        return {"window": window, "frames_probed": self.window.frames_probed, "seed": self.cfg.seed,
-                "cells": cells, "zones": zones_by_perturbation(cells),
-                "risk_thresholds": {"at_risk": zones.at_risk, "broken": zones.broken},
-                "breaking_points": self.w.breaking, **self.window_report()}
+        rep = self.window_report()
+        return schema.RobustnessBody(
+            window=window, frames_probed=self.window.frames_probed, seed=self.cfg.seed,
+            cells=[msgspec.convert(c, schema.StabilityCell) for c in cells], zones=zones_by_perturbation(cells),
+            risk_thresholds={"at_risk": zones.at_risk, "broken": zones.broken}, breaking_points=self.w.breaking,
+            duty=rep.duty, perturbation_latency=rep.perturbation_latency, relations=rep.relations,
+            probe_view=rep.probe_view)
 
-    def window_report(self) -> dict[str, Any]:
+    def window_report(self) -> WindowReport:
         """Extras for the robustness message: duty cycle used, latency per perturbation, relation rates."""
         w = self.w
         elapsed = max(1, time.perf_counter_ns() - w.started_ns)
@@ -273,7 +287,7 @@ class Prober:
         h, wd = self.last_view.shape[:2]
         view = {"resolution": self.cfg.resolution, "height": int(h), "width": int(wd)} if self.last_view.size \
             else None
-        return {"duty": duty, "perturbation_latency": latency, "relations": relations, "probe_view": view}
+        return WindowReport(duty, latency, relations, view)
 
     def reset(self) -> None:
         """Start the next window."""

@@ -19,13 +19,13 @@ from edgeprobe.agent.monitor import Monitor
 from edgeprobe.agent.probe_worker import ProbeWorker
 from edgeprobe.agent.prober import Prober, ProbeResult
 from edgeprobe.harness import schema
-from edgeprobe.harness.latency import LatencyWindow, StageSummary
+from edgeprobe.harness.latency import LatencyWindow
 from edgeprobe.harness.stability import RobustnessRun
 
 
 class Reporter:
     def __init__(self, messenger: Messenger, prober: Prober, worker: ProbeWorker, monitor: Monitor,
-                 latency_extras: Callable[[dict[str, StageSummary]], dict[str, Any]],
+                 latency_extras: Callable[[schema.LatencyBody], None],
                  status: Callable[[], dict[str, Any]], flags: Callable[[], list[str]]):
         self.messenger = messenger
         self.prober = prober
@@ -70,19 +70,16 @@ class Reporter:
     def emit(self, first: int, last: int, start: dt.datetime) -> int:
         """Each part sends its window body, then is reset; returns frames probed that were collected here."""
         probed = self.settle()
-        end = schema.utc_now()
-        window = {"start_ts": start.isoformat(), "end_ts": end.isoformat(), "first_frame": first,
-                  "last_frame": last, "frames": last - first + 1}
-        summaries = self.latency.summary()
-        if summaries:
-            self.messenger.send("latency", {"window": window, "warmup_runs": self.latency.warmup_runs,
-                                            "stages": {k: v.as_dict() for k, v in summaries.items()},
-                                            **self._latency_extras(summaries)})
-        self.latency.clear()
-        self.latency.warmup_runs = 0
+        window = schema.Window(start_ts=start, end_ts=schema.utc_now(), first_frame=first, last_frame=last,
+                               frames=last - first + 1)
+        latency = self.latency.body(window)
+        if latency is not None:
+            self._latency_extras(latency)
+            self.messenger.send("latency", latency)
+        self.latency.reset()
         robustness = self.prober.body(window)
         if robustness is not None:
-            robustness.update(self.monitor.robustness_fields())
+            robustness.exemplars = self.monitor.fresh_exemplars()
             self.messenger.send("robustness", robustness)
             self.robustness_run.add(robustness)
         self.prober.reset()

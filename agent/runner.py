@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import numpy as np
 
 from edgeprobe import __version__
@@ -37,7 +38,7 @@ from edgeprobe.agent.reporter import Reporter
 from edgeprobe.agent.sources import Frame, FrameSource, open_source
 from edgeprobe.agent.spool import Spool
 from edgeprobe.harness import perturbations, schema
-from edgeprobe.harness.latency import FLAGGED_STAGES, StageSummary
+from edgeprobe.harness.latency import FLAGGED_STAGES
 
 if TYPE_CHECKING:
     from edgeprobe.agent.publisher import Publisher
@@ -198,22 +199,22 @@ class Agent:
         self.commands.poll()
         return stop.is_set()
 
-    def _latency_extras(self, summaries: dict[str, StageSummary]) -> dict[str, Any]:
+    def _latency_extras(self, body: schema.LatencyBody) -> None:
         """Cold start, guards and run-level flags every latency message carries (schema: optional fields)."""
         guards = self.guards.report(restart=True)
         flags = list(guards.flags)
-        flags += [f"{stage}: {w}" for stage, s in summaries.items() for w in s.warnings
+        flags += [f"{stage}: {w}" for stage, s in body.stages.items() for w in s.warnings
                   if stage in FLAGGED_STAGES and w.startswith("unstable")]
         g = guards.as_dict()
         g.pop("snapshots", None)
-        return {
-            "mode": "paced" if self.src.pace else "single_stream",
-            "cold_start": {"session_ms": self.backend.load_ns / 1e6,
-                           "first_inference_ms": (self.pipeline.first_inference_ns or 0) / 1e6,
-                           "warmup_runs": self.cfg.windows.warmup, "model_rss_mb": round(self.model_rss_mb, 1),
-                           "peak_rss_mb": round(rss_mb(), 1)},
-            "guards": g, "flags": flags, "peak_rss_mb": round(rss_mb(), 1),
-        }
+        body.mode = "paced" if self.src.pace else "single_stream"
+        body.cold_start = schema.ColdStart(session_ms=self.backend.load_ns / 1e6,
+                                           first_inference_ms=(self.pipeline.first_inference_ns or 0) / 1e6,
+                                           warmup_runs=self.cfg.windows.warmup,
+                                           model_rss_mb=round(self.model_rss_mb, 1), peak_rss_mb=round(rss_mb(), 1))
+        body.guards = msgspec.convert(g, schema.Guards)
+        body.flags = flags
+        body.peak_rss_mb = round(rss_mb(), 1)
 
     # --- the loop --------------------------------------------------------
 

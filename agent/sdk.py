@@ -47,7 +47,7 @@ from edgeprobe.agent.prober import Prober
 from edgeprobe.agent.reporter import Reporter
 from edgeprobe.agent.spool import Spool
 from edgeprobe.harness import perturbations, schema
-from edgeprobe.harness.latency import FLAGGED_STAGES, StageSummary
+from edgeprobe.harness.latency import FLAGGED_STAGES
 
 log = logging.getLogger("edgeprobe.sdk")
 
@@ -210,10 +210,11 @@ class Probe:
         return {"spool_queued": self.spool.pending(), "spool_dropped": self.spool.dropped(),
                 "rss_mb": peak_rss_mb(), "frames_dropped": self.dropped}
 
-    def _latency_extras(self, summaries: dict[str, StageSummary]) -> dict[str, Any]:
-        flags = [f"{stage}: {w}" for stage, s in summaries.items() for w in s.warnings
-                 if stage in FLAGGED_STAGES and w.startswith("unstable")]
-        return {"mode": "embedded", "flags": flags, "peak_rss_mb": round(peak_rss_mb(), 1)}
+    def _latency_extras(self, body: schema.LatencyBody) -> None:
+        body.mode = "embedded"
+        body.flags = [f"{stage}: {w}" for stage, s in body.stages.items() for w in s.warnings
+                      if stage in FLAGGED_STAGES and w.startswith("unstable")]
+        body.peak_rss_mb = round(peak_rss_mb(), 1)
 
     def _birth_body(self) -> dict[str, Any]:
         return {

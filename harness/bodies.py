@@ -1,10 +1,11 @@
 """The message bodies: what each kind of message says, as msgspec Structs.
 
 The agent's parts build these (the latency window, the prober, the monitor, a suite's verdict) and the
-collector decodes with the same types, so a field is declared once for both ends. Window bodies forbid
-unknown fields, so a misspelt optional field is refused by the sender instead of dropped silently by the
-collector; ``omit_defaults`` keeps a field that was not set off the wire, as the agent's dicts always did
-(field names never change: a collector decodes messages of every agent version).
+collector decodes with the same types, so a field is declared once for both ends. Window and verdict bodies
+forbid unknown fields, so a misspelt optional field is refused by the sender instead of dropped silently by
+the collector. Every field goes on the wire, unset ones as their default (null, [] or ""): each key the
+agent's dicts used to send is still there with its value, and field names never change, because a collector
+decodes messages of every agent version.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import msgspec
 from edgeprobe.harness.wire import Fraction, Int64, Name, NonNegFloat, NonNegInt, Text
 
 
-class Window(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Window(msgspec.Struct, forbid_unknown_fields=True):
     """The span of frames a summary covers (frame indices inclusive)."""
 
     start_ts: dt.datetime
@@ -27,7 +28,7 @@ class Window(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     frames: NonNegInt
 
 
-class StageStats(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class StageStats(msgspec.Struct, forbid_unknown_fields=True):
     """Latency of one pipeline stage over a window, in milliseconds.
 
     ``hdr`` is the window's HdrHistogram (base64, microseconds), so windows and
@@ -54,7 +55,7 @@ class StageStats(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     warnings: list[Text] = []
 
 
-class ColdStart(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class ColdStart(msgspec.Struct, forbid_unknown_fields=True):
     """What the first frame costs, kept apart from the steady-state percentiles."""
 
     session_ms: NonNegFloat
@@ -65,7 +66,7 @@ class ColdStart(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     peak_rss_mb: NonNegFloat | None = None
 
 
-class Guards(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Guards(msgspec.Struct, forbid_unknown_fields=True):
     """Measurement-validity conditions of the board while a window was measured."""
 
     governors: list[Name] = []
@@ -81,7 +82,7 @@ class Guards(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     flags: list[Name] = []
 
 
-class LatencyBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class LatencyBody(msgspec.Struct, forbid_unknown_fields=True):
     window: Window
     warmup_runs: NonNegInt
     stages: dict[Name, StageStats]
@@ -94,7 +95,7 @@ class LatencyBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     peak_rss_mb: NonNegFloat | None = None
 
 
-class StabilityCell(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class StabilityCell(msgspec.Struct, forbid_unknown_fields=True):
     """Unstable fraction for one perturbation at one severity."""
 
     perturbation: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -109,7 +110,7 @@ class StabilityCell(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     zone: Name | None = None
 
 
-class Exemplar(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Exemplar(msgspec.Struct, forbid_unknown_fields=True):
     """One worst frame: clean | perturbed side by side as a small JPEG, with what replays the perturbation."""
 
     frame_index: NonNegInt
@@ -122,7 +123,7 @@ class Exemplar(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     height: NonNegInt = 0
 
 
-class RobustnessBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class RobustnessBody(msgspec.Struct, forbid_unknown_fields=True):
     window: Window
     frames_probed: NonNegInt
     seed: Int64
@@ -144,7 +145,7 @@ class RobustnessBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     probe_view: dict[Name, Name | NonNegInt] | None = None
 
 
-class HealthBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class HealthBody(msgspec.Struct, forbid_unknown_fields=True):
     window: Window
     fps: NonNegFloat
     brightness: NonNegFloat
@@ -179,7 +180,7 @@ class HealthBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     frames_dropped: NonNegInt | None = None
 
 
-class TemporalStats(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class TemporalStats(msgspec.Struct, forbid_unknown_fields=True):
     """Flips of the answer between consecutive live frames whose pictures barely differ (ImageNet-P style)."""
 
     pairs: NonNegInt
@@ -193,7 +194,7 @@ class TemporalStats(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     max_frame_diff: NonNegFloat | None = None
 
 
-class DriftBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class DriftBody(msgspec.Struct, forbid_unknown_fields=True):
     """Output and input drift against a reference, temporal flips and slices (every field optional)."""
 
     window: Window | None = None
@@ -233,7 +234,7 @@ class EventBody(msgspec.Struct, forbid_unknown_fields=False):
 
 
 
-class CheckFigure(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class CheckFigure(msgspec.Struct, forbid_unknown_fields=True):
     """One check of a suite verdict: its status and the figure it was held to (harness/verdict.CheckResult)."""
 
     name: Text
@@ -246,7 +247,7 @@ class CheckFigure(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     op: Name = "<="
 
 
-class VerdictBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class VerdictBody(msgspec.Struct, forbid_unknown_fields=True):
     """A suite's verdict (`edgeprobe check` or the agent's run_check command): the north star and every check."""
 
     suite: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]

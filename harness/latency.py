@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeprobe.harness.bodies import LatencyBody, StageStats, Window
 from edgeprobe.harness.hdr import Histogram, merge
 
 #: Percentiles every summary reports (MLPerf-style tail, plus the median).
@@ -90,6 +91,13 @@ class StageSummary:
         d["ci"] = {k: list(v) for k, v in self.ci.items()}
         d["warnings"] = list(self.warnings)
         return d
+
+    def stats(self) -> StageStats:
+        """This stage as it travels in a ``latency`` body."""
+        return StageStats(count=self.count, p50=self.p50, p90=self.p90, p95=self.p95, p99=self.p99, max=self.max,
+                          mean=self.mean, stdev=self.stdev, hdr=self.hdr, p99_9=self.p99_9, cov=self.cov,
+                          min=self.min, ci=dict(self.ci), ci_confidence=self.ci_confidence,
+                          warnings=list(self.warnings))
 
 
 def percentile_key(p: float) -> str:
@@ -298,6 +306,16 @@ class LatencyWindow:
 
     def clear(self) -> None:
         self.samples.clear()
+
+    def body(self, window: Window) -> LatencyBody | None:
+        """The window's ``latency`` body (None when no stage was timed); the caller adds run-level fields."""
+        stages = {stage: s.stats() for stage, s in self.summary().items()}
+        return LatencyBody(window=window, warmup_runs=self.warmup_runs, stages=stages) if stages else None
+
+    def reset(self) -> None:
+        """Start the next window: no samples, no warm-up runs."""
+        self.samples.clear()
+        self.warmup_runs = 0
 
 
 def min_samples_for_percentile(percentile: float, confidence: float = 0.99, margin: float = 0.0005) -> int:

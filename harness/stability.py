@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgeprobe.harness.bodies import RobustnessBody
+
 #: Risk zones (fraction of unstable predictions). "More than 20% of predictions
 #: unstable" puts a model in the risk zone; from 50% we call it broken.
 RISK_THRESHOLD = 0.20
@@ -109,16 +111,16 @@ class RobustnessRun:
     relations: dict[str, list[int]] = field(default_factory=dict)
     breaking_points: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def add(self, body: dict[str, Any]) -> None:
-        for c in body.get("cells", []):
-            counts = self.cells.setdefault((str(c["perturbation"]), float(c["severity"])), [0, 0])
-            counts[0] += int(c["unstable"])
-            counts[1] += int(c["n"])
-        for r in body.get("relations") or []:
+    def add(self, body: RobustnessBody) -> None:
+        for c in body.cells:
+            counts = self.cells.setdefault((c.perturbation, float(c.severity)), [0, 0])
+            counts[0] += c.unstable
+            counts[1] += c.n
+        for r in body.relations or []:
             counts = self.relations.setdefault(str(r["relation"]), [0, 0])
             counts[0] += int(r["violations"])
             counts[1] += int(r["n"])
-        for bp in body.get("breaking_points") or []:
+        for bp in body.breaking_points or []:
             self.breaking_points[str(bp["perturbation"])] = bp  # the latest search stands
 
     def summary(self) -> dict[str, Any]:

@@ -92,3 +92,15 @@ def test_a_suite_verdict_goes_out_as_a_verdict_body_the_collector_decodes(
         messenger.send("health", verdict_body(result))
     assert spool.pending() == 1
     spool.close()
+
+
+def test_a_part_that_misspells_a_field_fails_where_it_builds_the_body() -> None:
+    window = schema.Window(start_ts=schema.utc_now(), end_ts=schema.utc_now(), first_frame=0, last_frame=9, frames=10)
+    with pytest.raises(TypeError, match="ocLusion"):
+        schema.HealthBody(window=window, fps=1.0, brightness=1.0, contrast=1.0, sharpness=1.0, clipped=0.0,
+                          frozen_frames=0, spool_queued=0, spool_dropped=0, ocLusion=0.1)
+    # a Struct is not validated when built: its bounds are checked when it is sent, as the collector will
+    body = schema.HealthBody(window=window, fps=1.0, brightness=1.0, contrast=1.0, sharpness=1.0, clipped=3.0,
+                             frozen_frames=0, spool_queued=0, spool_dropped=0)
+    with pytest.raises(schema.SchemaViolation, match=r"health body: Expected `float` <= 1.0 - at `\$.clipped`"):
+        schema.check_body("health", body)

@@ -82,8 +82,8 @@ def test_prober_reports_the_share_it_used() -> None:
         if p.due(i):
             p.probe(img, predict(img), i)
     rep = p.window_report()
-    assert rep["duty"]["frames_seen"] == 12 and rep["duty"]["frames_probed"] == 4
-    assert rep["duty"]["frame_share"] == pytest.approx(4 / 12)
+    assert rep.duty["frames_seen"] == 12 and rep.duty["frames_probed"] == 4
+    assert rep.duty["frame_share"] == pytest.approx(4 / 12)
 
 
 @pytest.mark.parametrize(("probe", "task", "pattern"), [
