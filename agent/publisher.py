@@ -1,4 +1,13 @@
-"""Drains the spool to an MQTT broker, deleting rows only after PUBACK.
+"""Drains the spool to an MQTT broker; a row leaves only once the broker has held it.
+
+A PUBACK is not proof that the broker will still have the message after a
+crash: mosquitto handles a loop's network traffic (sending PUBACKs) before it
+saves its store in the same loop (src/loop.c), so a kill -9 between the two
+loses a message its sender saw acknowledged. The publisher therefore keeps an
+acked row for ``hold_acked_s`` (default ``HOLD_ACKED_S``) more seconds of unbroken connection, and after
+any reconnect sends every row it still holds again. The collector stores
+each (device, msg_id) once, so a resend costs a duplicate delivery, never a
+duplicate row: delivery is at least once from the spool to the database.
 
 paho-mqtt runs its network loop in its own thread. ``on_publish`` may fire
 before ``publish()`` has even returned the message id to us, so acks are
@@ -35,6 +44,9 @@ log = logging.getLogger("edgeprobe.agent.publisher")
 RESEND_AFTER_S = 30.0
 BATCH = 200
 ORPHAN_ACK_S = 10.0
+#: how long an acked row stays in the spool (connected throughout) before it is forgotten: far longer
+#: than a save on change takes, and longer than a timed autosave_interval of up to a few seconds
+HOLD_ACKED_S = 5.0
 #: a command received on the device's cmd topic: (topic, payload)
 CommandSink = Callable[[str, bytes], None]
 
@@ -56,8 +68,10 @@ class Publisher:
         key_file: str | None = None,
         command_topic: str | None = None,
         on_command: CommandSink | None = None,
+        hold_acked_s: float = HOLD_ACKED_S,
     ):
         self.spool = spool
+        self.hold_acked_s = hold_acked_s
         self.host, self.port = host, port
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -85,6 +99,8 @@ class Publisher:
         self.keepalive = keepalive
         self._lock = threading.Lock()
         self._acked: dict[int, float] = {}  # mid -> when its PUBACK arrived
+        self._held: dict[int, float] = {}  # spool row -> when it was acked (rows kept for HOLD_ACKED_S)
+        self._resend_held = True  # at the first connect, too: a previous run may have left held rows
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, sent at)
         self._connected = threading.Event()
         self._stop = threading.Event()
@@ -137,9 +153,11 @@ class Publisher:
             log.warning("connected to broker %s:%s; sending what was spooled", self.host, self.port)
         self._unreachable_reported = False
         with self._lock:
-            # Anything in flight on the old connection is resent from the spool.
+            # Anything in flight on the old connection is resent from the spool, and so is
+            # anything acked so recently that the broker may have lost it with that connection.
             self._inflight.clear()
             self._acked.clear()
+            self._resend_held = True
         if self.command_topic:
             client.subscribe(self.command_topic, qos=1)
         self._connected.set()
@@ -181,6 +199,7 @@ class Publisher:
             try:
                 self._settle_acks()
                 if self._connected.is_set():
+                    self._requeue_or_forget_held()
                     self._send_batch()
             except Exception:  # never let the publisher thread die
                 log.exception("publisher error; retrying")
@@ -200,8 +219,30 @@ class Publisher:
             for mid in [m for m, t in self._acked.items() if now - t > ORPHAN_ACK_S]:
                 del self._acked[mid]
         if rows:
-            self.spool.delete(sorted(rows))
+            self.spool.mark_acked(sorted(rows))
+            self._held.update(dict.fromkeys(rows, now))
             self.published += len(rows)
+
+    def _requeue_or_forget_held(self) -> None:
+        """After a reconnect, send the held rows again; otherwise forget those held long enough.
+
+        Runs on the drain thread only, like every other spool change here, so a
+        row cannot be forgotten between a reconnect and its resend.
+        """
+        with self._lock:
+            resend, self._resend_held = self._resend_held, False
+        if resend:
+            self._held.clear()
+            again = self.spool.requeue_acked()
+            if again:
+                log.info("resending %d acknowledged messages the broker may have lost with the connection", again)
+            return
+        now = time.monotonic()
+        done = [row for row, acked_at in self._held.items() if now - acked_at > self.hold_acked_s]
+        if done:
+            self.spool.delete(done)
+            for row in done:
+                del self._held[row]
 
     def _send_batch(self) -> None:
         now = time.monotonic()

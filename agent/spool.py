@@ -1,10 +1,14 @@
 """The durable outbox every result goes through before it leaves the device.
 
 SQLite in WAL mode: the measuring thread appends, the publisher thread reads
-and deletes, and neither blocks the other for long. A row is deleted only
-after the broker acknowledged it (PUBACK), so a crash, a reboot or a week
-offline loses nothing that fits in the bounds. When the bounds are reached the
-oldest rows go first and are counted, and the count travels in `health`.
+and deletes, and neither blocks the other for long. A row leaves only after
+the broker acknowledged it (PUBACK) and then held it for a while (see
+`agent/publisher.py`): until then it is kept as *acked* and sent again after
+any reconnect, because a broker may acknowledge a message before it has
+saved it. So a crash, a reboot or a week offline loses nothing that fits in
+the bounds. When the bounds are reached, acked rows go first (they were
+delivered once already), then the oldest unsent rows, which are counted, and
+the count travels in `health`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL DEFAULT 1,
-    retain INTEGER NOT NULL DEFAULT 0
+    retain INTEGER NOT NULL DEFAULT 0,
+    acked INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -51,6 +56,9 @@ class Spool:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._conn() as db:
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+            if "acked" not in columns:  # a spool written by a version that deleted on PUBACK
+                db.execute("ALTER TABLE outbox ADD COLUMN acked INTEGER NOT NULL DEFAULT 0")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -96,11 +104,13 @@ class Spool:
         rows, size = db.execute("SELECT COUNT(*), TOTAL(LENGTH(payload)) FROM outbox").fetchone()
         dropped = 0
         while rows > self.max_rows or (size > self.max_bytes and rows > 1):
-            oldest = db.execute("SELECT id, LENGTH(payload) FROM outbox ORDER BY id LIMIT 1").fetchone()
+            # acked rows first: the broker has them; only an unsent row lost is a drop
+            oldest = db.execute("SELECT id, LENGTH(payload), acked FROM outbox "
+                                "ORDER BY acked DESC, id LIMIT 1").fetchone()
             db.execute("DELETE FROM outbox WHERE id = ?", (oldest[0],))
             rows -= 1
             size -= oldest[1]
-            dropped += 1
+            dropped += 0 if oldest[2] else 1
         if dropped:
             db.execute(
                 "INSERT INTO counters VALUES ('dropped', ?) "
@@ -109,10 +119,10 @@ class Spool:
             )
 
     def peek(self, limit: int, exclude: set[int] | None = None) -> list[SpoolRow]:
-        """Oldest rows first, skipping ids already in flight."""
+        """Oldest unacknowledged rows first, skipping ids already in flight."""
         db = self._conn()
         rows = db.execute(
-            "SELECT id, topic, payload, qos, retain FROM outbox ORDER BY id LIMIT ?",
+            "SELECT id, topic, payload, qos, retain FROM outbox WHERE acked = 0 ORDER BY id LIMIT ?",
             (limit + len(exclude or ()),),
         ).fetchall()
         out = [SpoolRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows if r[0] not in (exclude or ())]
@@ -125,8 +135,28 @@ class Spool:
         with _tx(db):
             db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
 
+    def mark_acked(self, ids: list[int]) -> None:
+        """The broker acknowledged these: keep them, but stop sending them."""
+        if not ids:
+            return
+        db = self._conn()
+        with _tx(db):
+            db.executemany("UPDATE outbox SET acked = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def requeue_acked(self) -> int:
+        """Make every kept acked row unsent again (after a reconnect); returns how many."""
+        db = self._conn()
+        with _tx(db):
+            return db.execute("UPDATE outbox SET acked = 0 WHERE acked = 1").rowcount
+
     def pending(self) -> int:
-        (n,) = self._conn().execute("SELECT COUNT(*) FROM outbox").fetchone()
+        """Rows the broker has not acknowledged yet (acked rows held back are not pending)."""
+        (n,) = self._conn().execute("SELECT COUNT(*) FROM outbox WHERE acked = 0").fetchone()
+        return int(n)
+
+    def held(self) -> int:
+        """Acked rows kept until the broker has held them long enough to have saved them."""
+        (n,) = self._conn().execute("SELECT COUNT(*) FROM outbox WHERE acked = 1").fetchone()
         return int(n)
 
     def dropped(self) -> int:

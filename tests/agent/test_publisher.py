@@ -89,3 +89,34 @@ def test_republished_row_is_deleted_by_whichever_ack_comes(tmp_path: Path, monke
     pub._on_publish(None, None, 1, None, None)  # type: ignore[arg-type]  # the first send's late PUBACK
     pub._settle_acks()
     assert spool.pending() == 0 and pub._inflight == {}
+
+
+def test_acked_rows_are_held_then_forgotten_once_the_broker_had_them_long_enough(tmp_path: Path,
+                                                                                 monkeypatch: Any) -> None:
+    pub, spool = _publisher(tmp_path, 3)
+    pub.client = FakeClient(pub, ack_before_return=True)  # type: ignore[assignment]
+    pub._requeue_or_forget_held()  # the first connect: nothing held yet
+    pub._send_batch()
+    pub._settle_acks()
+    pub._requeue_or_forget_held()
+    assert spool.pending() == 0 and spool.held() == 3  # acked, but kept
+    now = time.monotonic()
+    monkeypatch.setattr(publisher_mod.time, "monotonic", lambda: now + publisher_mod.HOLD_ACKED_S + 1)
+    pub._requeue_or_forget_held()
+    assert spool.held() == 0 and spool.pending() == 0
+
+
+def test_a_reconnect_sends_the_held_rows_again(tmp_path: Path) -> None:
+    pub, spool = _publisher(tmp_path, 3)
+    fake = FakeClient(pub, ack_before_return=True)
+    pub.client = fake  # type: ignore[assignment]
+    pub._requeue_or_forget_held()
+    pub._send_batch()
+    pub._settle_acks()
+    assert spool.held() == 3
+    # the broker crashed right after its PUBACKs; paho reconnects
+    pub._on_connect(fake, None, None, SimpleNamespace(is_failure=False), None)  # type: ignore[arg-type]
+    pub._requeue_or_forget_held()
+    assert spool.pending() == 3 and spool.held() == 0
+    pub._send_batch()
+    assert [p for _, p in fake.sent] == [b"0", b"1", b"2", b"0", b"1", b"2"]

@@ -45,8 +45,9 @@ def _last_seq(spool: Path) -> int:
 
 
 def _outbox(spool: Path) -> int:
+    """Rows the broker has not acknowledged (acked rows the publisher still holds do not count)."""
     with sqlite3.connect(spool) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return int(conn.execute("SELECT COUNT(*) FROM outbox WHERE acked = 0").fetchone()[0])
 
 
 def _logs(folder: Path) -> str:
@@ -65,13 +66,25 @@ def _assert_complete(db: Path, last_seq: int, first_seq: int = 0) -> None:
     assert count(db, "SELECT missing FROM device_seq WHERE device_id = 'cam-a'") == 0
 
 
+def _save_now(broker: LocalBroker) -> None:
+    """Make mosquitto write its store now (SIGUSR1) and wait until it has.
+
+    mosquitto saves every autosave_interval, not on each change: a session younger than the last
+    save dies with the broker (and messages published before the collector is back go nowhere).
+    Production brokers run for longer than that before their first kill; a test forces the save
+    instead of hoping a timer fired after the collector subscribed.
+    """
+    store = broker.workdir / "mosquitto.db"
+    before = store.stat().st_mtime_ns if store.exists() else 0
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGUSR1)
+    assert wait_for(lambda: store.exists() and store.stat().st_mtime_ns != before, timeout=10)
+
+
 def test_broker_sigkilled_mid_stream_loses_nothing(pbroker: LocalBroker, tmp_path: Path) -> None:
     db, spool = tmp_path / "fleet.db", tmp_path / "spool.db"
     collector = start_collector(db, pbroker.address, tmp_path)
-    # mosquitto saves its state every autosave_interval, not on each change: a session younger than
-    # the first save would die with the broker (and messages published before the collector is back
-    # would go nowhere). Production brokers run for longer than a second before their first kill.
-    assert wait_for(lambda: (pbroker.workdir / "mosquitto.db").exists(), timeout=10)
+    _save_now(pbroker)
     pusher = _pusher(spool, pbroker.port, 600, 300)
     try:
         assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages") >= 100, timeout=30)
@@ -86,6 +99,43 @@ def test_broker_sigkilled_mid_stream_loses_nothing(pbroker: LocalBroker, tmp_pat
     finally:
         stop(pusher)
         stop(collector)
+
+
+def test_messages_a_broker_acked_and_then_lost_are_sent_again_by_the_agent(tmp_path: Path) -> None:
+    """A broker that acknowledges and never saves (autosave an hour away) is killed after its PUBACKs.
+
+    The broker comes back without the messages (they are not in its store file), and the agent's
+    publisher, which holds acked rows until the broker has had them for a while, sends them again
+    after the reconnect: the collector, offline through all of it, stores every one exactly once.
+    """
+    broker = LocalBroker(port=free_port(), persistence=True, workdir=tmp_path / "broker")
+    broker.config_path.write_text(broker.config_path.read_text().replace("autosave_interval 1",
+                                                                         "autosave_interval 3600"))
+    db = tmp_path / "fleet.db"
+    with broker:
+        stop(start_collector(db, broker.address, tmp_path))  # a persistent session, away from now on
+        _save_now(broker)  # the session is saved; nothing published after this point will be
+        spool = Spool(tmp_path / "spool.db")
+        messenger = Messenger(spool, device_id="cam-a", fleet="f", session_id="s1",
+                              model_sha256="a" * 64, config_sha256="b" * 64)
+        for i in range(200):
+            messenger.send("event", {"type": "test", "i": i})
+        pub = Publisher(spool, "127.0.0.1", broker.port, client_id="cam-a", hold_acked_s=600)
+        pub.start()
+        try:
+            assert wait_for(lambda: spool.pending() == 0, timeout=60), f"{spool.pending()} never acked"
+            broker.stop(kill=True)
+            saved = (broker.workdir / "mosquitto.db").read_bytes()
+            assert b'"i":199' not in saved and b'"i":0' not in saved  # the broker acked them and lost them
+            broker.start()
+            collector = start_collector(db, broker.address, tmp_path)
+            try:
+                _assert_complete(db, _last_seq(tmp_path / "spool.db"))
+            finally:
+                stop(collector)
+        finally:
+            pub.stop()
+            spool.close()
 
 
 def test_agent_sigkilled_mid_publish_then_restarted_loses_nothing(broker: LocalBroker, tmp_path: Path) -> None:
@@ -107,7 +157,7 @@ def test_agent_sigkilled_mid_publish_then_restarted_loses_nothing(broker: LocalB
         assert drain.wait(timeout=60) == 0, drain.stderr.read() if drain.stderr else ""
         assert _last_seq(spool) == killed_at
         _assert_complete(db, killed_at)
-        assert _outbox(spool) == 0  # and it kept nothing it had already delivered
+        assert _outbox(spool) == 0  # and it has nothing left to send
     finally:
         stop(pusher)
         stop(collector)
