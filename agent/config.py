@@ -257,13 +257,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Lo
     validation, so CLI flags get the same checks as the file.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; pass the path to an agent YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    data, lines = parse_yaml(text, str(path))
+    data, lines = parse_yaml(yamlconfig.read_file(path, "config", "an agent YAML file"), str(path))
     return build_config(data, lines, path, overrides)
 
 

@@ -142,13 +142,7 @@ def parse_budget_text(text: str, stage: str = "e2e") -> tuple[float, float]:
 def load_suite(path: str | Path) -> LoadedSuite:
     """Read, validate and resolve a suite; every problem is one ConfigError sentence."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"suite file {path} does not exist; pass the path to a suite YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read suite file {path}: {exc}") from None
-    return parse_suite(text, path)
+    return parse_suite(yamlconfig.read_file(path, "suite", "a suite YAML file"), path)
 
 
 def parse_suite(text: str, path: Path) -> LoadedSuite:

@@ -18,6 +18,17 @@ import yaml
 from edgeprobe.harness.errors import ConfigError, did_you_mean
 
 
+def read_file(path: Path, kind: str, expected: str) -> str:
+    """A ``kind`` file's text (config, suite), or one ConfigError sentence: missing (pass the path to
+    ``expected``), unreadable or not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{kind} file {path} does not exist; pass the path to {expected}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {kind} file {path}: {exc}") from None
+
+
 def parse_yaml(text: str, where: str) -> tuple[Any, dict[str, int]]:
     """YAML -> (data, {"a.b.c": line}) so errors can point at a line."""
     try:

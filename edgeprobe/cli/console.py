@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -38,3 +38,15 @@ def progress_bar(description: str, total: int | None, enabled: bool) -> Iterator
     with progress:
         progress.add_task(description, total=total)
         yield progress
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], fold: bool = True) -> None:
+    """One listing as a rich table (perturbations, geometric transforms, task adapters, ...)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, overflow="fold" if fold else "ellipsis")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

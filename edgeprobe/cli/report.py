@@ -61,6 +61,14 @@ def caption(description: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in description.items()) or "?"
 
 
+def _plot_grid(grid_id: str, title: str, note: str, plots: list[str]) -> list[str]:
+    """A report section of SVG plots in a grid; nothing when there is nothing to plot."""
+    if not plots:
+        return []
+    return [f"<h2>{title}</h2><p class=muted>{note}</p>",
+            f'<div class="grid" id="{grid_id}">' + "".join(f'<div class="plot">{p}</div>' for p in plots) + "</div>"]
+
+
 def _badge(status: str) -> str:
     return f'<span class="badge" style="background:{_COLORS.get(status, "#555")}">{html.escape(status.upper())}</span>'
 
@@ -205,18 +213,11 @@ def render_html(result: dict[str, Any], worst: list[dict[str, Any]] | None = Non
                      f"<td class=num>{html.escape(format_figure(c.get('figure'), unit))}</td><td class=num>{lim}</td>"
                      f"<td>{html.escape(c.get('message', ''))}</td></tr>")
     parts.append("</table>")
-    curves = degradation_plots(result)
-    if curves:
-        parts.append("<h2>Degradation under perturbation</h2><p class=muted>Share of frames whose prediction "
-                     "changes, by severity (ImageNet-C scale). Bands: ok &lt; 20%, at risk &lt; 50%, broken.</p>")
-        parts.append('<div class="grid" id="degradation">' + "".join(f'<div class="plot">{s}</div>' for s in curves)
-                     + "</div>")
-    lat = latency_plots(result)
-    if lat:
-        parts.append("<h2>Latency per stage</h2><p class=muted>Empirical CDF of the timed runs (warm-up excluded); "
-                     "dashed: the budget.</p>")
-        parts.append('<div class="grid" id="latency">' + "".join(f'<div class="plot">{s}</div>' for s in lat)
-                     + "</div>")
+    parts += _plot_grid("degradation", "Degradation under perturbation", "Share of frames whose prediction "
+                        "changes, by severity (ImageNet-C scale). Bands: ok &lt; 20%, at risk &lt; 50%, broken.",
+                        degradation_plots(result))
+    parts += _plot_grid("latency", "Latency per stage", "Empirical CDF of the timed runs (warm-up excluded); "
+                        "dashed: the budget.", latency_plots(result))
     meta = data.get("metamorphic", [])
     if meta:
         parts.append("<h2>Metamorphic relations</h2><table id=metamorphic><tr><th>relation</th><th>expects</th>"

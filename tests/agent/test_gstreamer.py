@@ -24,7 +24,7 @@ import pytest
 from edgeprobe.harness import schema
 from tests.conftest import REPO, demo_config
 from tests.sdnotify_socket import NotifySocket, frames_in
-from tests.streams.helpers import free_port, rtsp_unavailable, start_rtsp, stop
+from tests.streams.helpers import free_port, rtsp_unavailable, start_rtsp, stop, stop_agent
 
 GST_VENV = REPO / ".venv-gst"
 GST_EDGEPROBE = GST_VENV / "bin" / "edgeprobe"
@@ -123,11 +123,7 @@ def test_rtsp_pipeline_through_an_outage_and_back(board: dict[str, Any], tmp_pat
         server = start_rtsp(vtest_video, port)  # same address: the agent reconnects on its own
         notify.wait_for(lambda s: frames_in(s) >= at_outage + 20, limit_s=90)
     finally:
-        if server is not None:
-            stop(server)
-        agent.terminate()
-        _, err = agent.communicate(timeout=60)
-        notify.close()
+        err = stop_agent(agent, server, notify)
     assert agent.returncode == 0, err[-2000:]
     msgs = _spooled(tmp_path / "spool.db")
     events = [m["body"] for m in msgs if m["kind"] == "event"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.conftest import REPO, demo_config
 from tests.sdnotify_socket import NotifySocket, frames_in
-from tests.streams.helpers import free_port, start_mjpeg, stop
+from tests.streams.helpers import free_port, start_mjpeg, stop, stop_agent
 
 WATCHDOG_S = float(os.environ.get("EDGEPROBE_TEST_WATCHDOG_S", "2"))
 OUTAGE_S = float(os.environ.get("EDGEPROBE_TEST_OUTAGE_S", "4"))
@@ -60,11 +60,7 @@ def test_watchdog_is_fed_throughout_a_camera_outage(tmp_path: Path, orientation_
         t_end = time.monotonic()
         assert agent.poll() is None, agent.stderr.read() if agent.stderr else ""
     finally:
-        if server is not None:
-            stop(server)
-        agent.terminate()
-        _, err = agent.communicate(timeout=60)
-        notify.close()
+        err = stop_agent(agent, server, notify)
     assert agent.returncode == 0, err[-2000:]
     for start, end in ((t_ready, t_up), (t_down, t_end)):
         per_period = _pings_per_period(notify, start, end)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.sdnotify_socket import NotifySocket
+
 HERE = Path(__file__).parent
 DEBIAN_PYTHON = "/usr/bin/python3"
 
@@ -57,3 +59,21 @@ def start_rtsp(video: Path, port: int) -> subprocess.Popen[str]:
 def stop(proc: subprocess.Popen[str]) -> None:
     proc.kill()
     proc.wait(timeout=10)
+
+
+def stop_agent(agent: subprocess.Popen[str], server: subprocess.Popen[str] | None, notify: NotifySocket) -> str:
+    """Tear down a streaming agent test whatever happened in it: the stream server if it is still up, the agent
+    by SIGTERM (its clean exit is what the test checks; killed if it does not exit within a minute) and the
+    notify socket. Returns the agent's stderr."""
+    try:
+        if server is not None:
+            stop(server)
+        agent.terminate()
+        try:
+            _, err = agent.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            _, err = agent.communicate(timeout=10)
+    finally:
+        notify.close()
+    return str(err or "")

@@ -60,27 +60,20 @@ def perturbations(
     if json_output:
         print(json.dumps(data))
         return
-    from rich.table import Table
+    from edgeprobe.cli.console import console, print_table
 
-    from edgeprobe.cli.console import console
+    def family(r: dict[str, Any]) -> str:
+        return (r["family"] + (" (ImageNet-C)" if r["source"].startswith("ImageNet-C") else "")
+                + (f" ({r['origin']})" if r["origin"] != "builtin" else ""))
 
-    table = Table(title="Perturbations: severity 0..5, integers are the ImageNet-C levels, fractions interpolate")
-    for col in ("name", "family", "parameters", "at severity 1 | 2 | 3 | 4 | 5"):
-        table.add_column(col, overflow="fold")
-    for r in data["perturbations"]:
-        family = r["family"] + (" (ImageNet-C)" if r["source"].startswith("ImageNet-C") else "")
-        if r["origin"] != "builtin":
-            family += f" ({r['origin']})"
-        table.add_row(r["name"], family, ", ".join(r["params"]),
-                      " | ".join(_fmt(tuple(r["severities"][str(i)])) for i in range(1, 6)))
-    console.print(table)
-    geo = Table(title="Metamorphic transforms (GEOMETRIC: no severity; flips and quarter turns exist only here, "
-                      "rotate/translate/scale/crop_resize also above with a severity)")
-    for col in ("name", "what", "inverse"):
-        geo.add_column(col)
-    for g in data["geometric"]:
-        geo.add_row(g["name"], g["description"], g["inverse"] or "-")
-    console.print(geo)
+    print_table("Perturbations: severity 0..5, integers are the ImageNet-C levels, fractions interpolate",
+                ("name", "family", "parameters", "at severity 1 | 2 | 3 | 4 | 5"),
+                ((r["name"], family(r), ", ".join(r["params"]),
+                  " | ".join(_fmt(tuple(r["severities"][str(i)])) for i in range(1, 6)))
+                 for r in data["perturbations"]))
+    print_table("Metamorphic transforms (GEOMETRIC: no severity; flips and quarter turns exist only here, "
+                "rotate/translate/scale/crop_resize also above with a severity)", ("name", "what", "inverse"),
+                ((g["name"], g["description"], g["inverse"] or "-") for g in data["geometric"]), fold=False)
     console.print("[bold]Where edgeprobe differs from the reference on purpose[/] (imagecorruptions 1.1.2):")
     for r in data["perturbations"]:
         if r["notes"] and r["source"].startswith("ImageNet-C"):

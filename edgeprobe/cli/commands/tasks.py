@@ -40,17 +40,12 @@ def tasks(json_output: Annotated[bool, typer.Option("--json", help="Machine-read
     if json_output:
         print(json.dumps(data))
         return
-    from rich.table import Table
+    from edgeprobe.cli.console import console, print_table
 
-    from edgeprobe.cli.console import console
-
-    table = Table(title="Task adapters (task.kind / task.layout): the outputs each accepts, checked at load")
-    for col in ("kind", "layout", "accepts", "from"):
-        table.add_column(col, overflow="fold")
-    for a in data["adapters"]:
-        for row in a["layouts"]:
-            table.add_row(a["kind"], row["layout"] or "-", row["accepts"], a["origin"])
-    console.print(table)
+    print_table("Task adapters (task.kind / task.layout): the outputs each accepts, checked at load",
+                ("kind", "layout", "accepts", "from"),
+                ((a["kind"], row["layout"] or "-", row["accepts"], a["origin"]) for a in data["adapters"]
+                 for row in a["layouts"]))
     console.print("Backends (model.backend): " + ", ".join(
         b["name"] + ("" if b["origin"] == "builtin" else f" ({b['origin']})") for b in data["backends"]),
         highlight=False)
