@@ -37,6 +37,7 @@ from edgeprobe.harness.errors import ConfigError, did_you_mean
 from edgeprobe.harness.perturbations.geometric import GEOMETRIC, Geometric
 from edgeprobe.harness.stability import wilson_interval
 from edgeprobe.harness.tasks.base import Detections, SegmentationMask
+from edgeprobe.harness.tasks.keypoints import Keypoints
 
 #: relation name -> the parameters it accepts (name -> type)
 RELATION_PARAMS: dict[str, dict[str, type]] = {
@@ -51,7 +52,8 @@ RELATION_PARAMS: dict[str, dict[str, type]] = {
 RELATIONS = tuple(RELATION_PARAMS)
 _QUARTER_TURNS = {"rotate90": 1, "rotate180": 2, "rotate270": 3}
 #: tasks whose predictions can be moved through a geometric transform
-_SPATIAL_TASKS = ("detection", "segmentation")
+_SPATIAL_TASKS = ("detection", "segmentation", "keypoints")
+_MIRRORS = ("hflip", "vflip")
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,10 @@ def check_relation(relation: str | Mapping[str, Any], adapter: Any) -> None:
         raise ConfigError(f"relation {name} needs a prediction that turns with the frame (classification of "
                           f"orientation, detection, segmentation); the task is {task}: use hflip, translate or "
                           "brightness")
+    if name in _MIRRORS and task == "keypoints" and not hasattr(adapter, "mirror"):
+        raise ConfigError(f"relation {name} needs to know which keypoints trade places in a mirror image, and this "
+                          "keypoints adapter does not say (no `mirror` order); check translate, brightness or a "
+                          "rotation instead")
 
 
 def geometry(name: str, params: Mapping[str, Any]) -> Geometric | None:
@@ -162,11 +168,27 @@ def expected(name: str, params: Mapping[str, Any], adapter: Any, clean: Any) -> 
     if isinstance(clean, Detections):
         boxes = geo.map_boxes(clean.boxes, 1, 1).astype(np.float32)
         return Detections(boxes, clean.scores, clean.classes), f"boxes follow the frame through {name}, same classes"
+    if isinstance(clean, Keypoints):
+        return _moved_keypoints(name, geo, adapter, clean), f"keypoints follow the frame through {name}" + (
+            ", mirrored joints trade places" if name in _MIRRORS and getattr(adapter, "mirror", None) else "") + (
+            ", handedness swaps" if name in _MIRRORS and clean.side is not None else "")
     if isinstance(clean, SegmentationMask):
         return SegmentationMask(geo.map_mask(clean.labels)), f"mask follows the frame through {name}"
     if name in _QUARTER_TURNS and getattr(adapter, "name", "") == "classification":
         return _orientation_label(name, params, geo, int(clean.top1), len(clean.probs))
     return None, f"prediction unchanged under {name}"
+
+
+def _moved_keypoints(name: str, geo: Geometric, adapter: Any, clean: Keypoints) -> Keypoints:
+    """The clean keypoints through the transform; a mirror reorders left/right joints and swaps a hand's side."""
+    points = geo.map_points(clean.points, 1, 1).astype(np.float32)
+    side = clean.side
+    if name in _MIRRORS:
+        order = getattr(adapter, "mirror", None)
+        if order is not None:
+            points = points[np.asarray(order)]
+        side = None if side is None else 1.0 - side
+    return Keypoints(points, clean.score, clean.present, side)
 
 
 def violated(adapter: Any, expect: Any, clean: Any, got: Any) -> bool:

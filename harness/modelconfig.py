@@ -71,7 +71,7 @@ class ModelConfig(_Strict):
 
 #: Keys of the task section handed to the adapter when set (kind and labels are handled apart).
 _ADAPTER_KEYS = ("output", "threshold", "layout", "metric", "top_k", "iou", "score_threshold", "nms_iou",
-                 "box_order", "strides", "mask_threshold", "anchors")
+                 "box_order", "strides", "mask_threshold", "anchors", "tolerance")
 
 
 class TaskConfig(_Strict):
@@ -97,6 +97,8 @@ class TaskConfig(_Strict):
     mask_threshold: Unit | None = None
     #: ssd_anchors: MediaPipe SsdAnchorsCalculator options (input_size, strides, min_scale, max_scale, ...)
     anchors: dict[str, Any] | None = None
+    #: keypoints: a keypoint moved when further than this share of the keypoint box diagonal
+    tolerance: Unit | None = None
     #: any other adapter option (plugins' own), passed through as keywords
     options: dict[str, Any] = msgspec.field(default_factory=dict)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from edgeprobe.harness.errors import EdgeprobeError
 
 _DEB_DATA = "usr/share/doc/opencv-doc/examples/data/"
+_DEB_HTML = "usr/share/doc/opencv-doc/opencv4/html/"
 _MEDIAPIPE = ("pypi", "mediapipe==0.10.21", "manylinux_2_28_x86_64")
 
 
@@ -70,6 +71,14 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
           "mediapipe/modules/pose_detection/pose_detection.tflite",
           "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
           "BlazePose person detector (SSD anchors, 2254), 224x224, TFLite"),
+    Asset("hand_landmark_full.tflite", _MEDIAPIPE,
+          "mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
+          "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3",
+          "hand landmarks (21 x 3), presence and handedness, 224x224, TFLite"),
+    Asset("pose_landmark_full.tflite", _MEDIAPIPE,
+          "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+          "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
+          "BlazePose landmarks (39 x 5), presence, segmentation, 256x256, TFLite"),
     Asset("face_landmark_with_attention.tflite", _MEDIAPIPE,
           "mediapipe/modules/face_landmark/face_landmark_with_attention.tflite",
           "e06a804e0144f9929eda782122916b35d60c697c3c9344013ca2bbe76a6ce2b4",
@@ -86,6 +95,12 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
     Asset("messi5.jpg", ("deb", "opencv-doc", ""), _DEB_DATA + "messi5.jpg",
           "1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9",
           "footballer, 548x342: a real face and person for the TFLite face and segmentation tests"),
+    Asset("hand_side.jpg", ("deb", "opencv-doc", ""), _DEB_HTML + "handSrc.jpg",
+          "088532ab39ada21d9e332fa576d01d516bf4b8999c54a2c75665b35989f197fd",
+          "an open left hand on a table, palm up, fingers to the right, 640x480 (OpenCV docs' handSrc.jpg)"),
+    Asset("hand_upright.jpg", ("deb", "opencv-doc", ""), _DEB_HTML + "Back_Projection1_Source_Image.jpg",
+          "f5b788ad24ba1c164a291a6d4091ba01b443ebee93edebf86c713358eb2bb28f",
+          "an open left hand, palm to the camera, fingers up, in a 200x207 window screenshot (OpenCV docs)"),
 )}
 
 

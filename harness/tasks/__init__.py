@@ -30,6 +30,7 @@ from edgeprobe.harness.tasks.base import LayoutMisfit, OutputSpec, Prediction, T
 from edgeprobe.harness.tasks.classification import ClassificationAdapter
 from edgeprobe.harness.tasks.detection import DetectionAdapter
 from edgeprobe.harness.tasks.embedding import EmbeddingAdapter, TensorAdapter
+from edgeprobe.harness.tasks.keypoints import KeypointsAdapter
 from edgeprobe.harness.tasks.segmentation import SegmentationAdapter
 from edgeprobe.harness.tasks.ssd_anchors import SsdAnchorsAdapter
 
@@ -38,10 +39,13 @@ from edgeprobe.harness.tasks.ssd_anchors import SsdAnchorsAdapter
 ADAPTERS: Registry[Callable[..., TaskAdapter]] = Registry(
     "task", group="edgeprobe.adapters", listing="edgeprobe tasks"
 )
-ADAPTERS.register("classification", ClassificationAdapter)
+# Order is the order `init` and `task.kind: auto` try them in: the adapters that read several outputs of exact
+# shapes first, then the ones any score vector fits (a landmark model's (1, 63) reads as 63 "classes" too).
 ADAPTERS.register("detection", DetectionAdapter)
 ADAPTERS.register("ssd_anchors", SsdAnchorsAdapter)
 ADAPTERS.register("segmentation", SegmentationAdapter)
+ADAPTERS.register("keypoints", KeypointsAdapter)
+ADAPTERS.register("classification", ClassificationAdapter)
 ADAPTERS.register("embedding", EmbeddingAdapter)
 ADAPTERS.register("tensor", TensorAdapter)
 

@@ -33,6 +33,8 @@ MODELS = {
     "palm_detection_full.tflite": ("ssd_anchors", "palm_lite"),  # same anchors as lite: the first preset that fits
     "pose_detection.tflite": ("ssd_anchors", "pose"),
     "selfie_segmentation.tflite": ("segmentation", "nhwc"),
+    "hand_landmark_full.tflite": ("keypoints", "mediapipe_hand"),
+    "pose_landmark_full.tflite": ("keypoints", "mediapipe_pose"),
     "yolov8_layout.onnx": ("detection", "yolov8"),
 }
 
@@ -163,6 +165,87 @@ def test_clean_predictions_are_plausible_on_images_that_hold_the_object(suites: 
     assert len(_clean("yolov8_layout.onnx", suites["yolov8_layout.onnx"], np.zeros_like(blob))) == 0  # type: ignore[arg-type]
 
 
+def _unletterbox(xy: np.ndarray, image: np.ndarray, size: int) -> np.ndarray:
+    """Points normalised to a letterboxed ``size`` x ``size`` model frame -> pixels of ``image``."""
+    h, w = image.shape[:2]
+    s = min(size / w, size / h)
+    pad = np.array([(size - w * s) / 2, (size - h * s) / 2])
+    return (np.asarray(xy, np.float64).reshape(-1, 2) * size - pad) / s
+
+
+def _iou(a: np.ndarray, b: tuple[float, float, float, float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _hand_images() -> tuple[np.ndarray, np.ndarray]:
+    """Two real photographs of an open hand from OpenCV's documentation (opencv-doc, sha256-checked assets).
+
+    ``hand_upright.jpg`` is a window screenshot: its title bar and trackbar (the top 32 rows) are cut off.
+    """
+    return cv2.imread(str(asset("hand_side.jpg"))), cv2.imread(str(asset("hand_upright.jpg")))[32:205, 2:198]
+
+
+#: The palm of each hand image in its pixels (x1, y1, x2, y2), read off the images by eye: from the wrist edge
+#: (the left border of hand_side, the bottom of the upright crop) to the finger bases, between the palm's two
+#: outer edges (under the thumb web and along the little finger's side).
+PALMS = ((0.0, 130.0, 300.0, 395.0), (52.0, 70.0, 142.0, 173.0))
+
+
+@pytest.mark.parametrize("name", ["palm_detection_lite.tflite", "palm_detection_full.tflite"])
+def test_palm_detectors_find_the_palm_on_real_hand_photographs(name: str, suites: dict[str, Path]) -> None:
+    for image, palm in zip(_hand_images(), PALMS, strict=True):
+        det = _clean(name, suites[name], image)
+        assert len(det) == 1, (name, det)  # type: ignore[arg-type]  # one hand, one palm
+        box = _unletterbox(det.boxes[0], image, 192).ravel()  # type: ignore[attr-defined]
+        assert _iou(box, palm) >= 0.5, (name, box.round(), palm)
+    for other in (cv2.imread(str(asset("baboon.jpg"))), np.full((480, 640, 3), 128, np.uint8)):
+        assert len(_clean(name, suites[name], other)) == 0, name  # type: ignore[arg-type]  # no hand, no palm
+
+
+#: Fingertips (thumb, index, middle, ring, little: MediaPipe's landmarks 4, 8, 12, 16, 20) in the upright
+#: hand crop's pixels, read off the image by eye.
+FINGERTIPS = ((10, 105), (80, 20), (107, 7), (146, 22), (187, 62))
+
+
+def test_hand_landmarks_land_on_the_fingertips_and_mirror_with_the_hand(suites: dict[str, Path]) -> None:
+    from edgeprobe.harness.metamorphic import expected
+
+    name = "hand_landmark_full.tflite"
+    _, hand = _hand_images()
+    kp = _clean(name, suites[name], hand)
+    assert kp.present and kp.side is not None  # type: ignore[attr-defined]
+    tips = _unletterbox(kp.points[[4, 8, 12, 16, 20]], hand, 224)  # type: ignore[attr-defined]
+    assert np.hypot(*(tips - np.asarray(FINGERTIPS)).T).max() < 12, tips.round()
+    assert not _clean(name, suites[name], np.full_like(hand, 128)).present  # type: ignore[attr-defined]
+    # a mirror image of a left hand is a right hand: the model's handedness swaps, and the joints follow the frame
+    loaded = load_suite(suites[name])
+    backend = load_backend(loaded.suite.model)
+    adapter = open_adapter(backend, loaded.suite.task)
+    flipped = adapter.decode(backend.infer(backend.preprocess(np.ascontiguousarray(hand[:, ::-1]))))
+    assert (kp.side > 0.5) != (flipped.side > 0.5)  # type: ignore[attr-defined]
+    want, _ = expected("hflip", {}, adapter, kp)
+    assert adapter.disagreement(want, flipped) <= adapter.threshold
+    assert adapter.disagreement(kp, flipped) == 1.0  # unmirrored, the answer is the other hand
+
+
+def test_pose_landmarks_find_the_footballers_joints(suites: dict[str, Path]) -> None:
+    name = "pose_landmark_full.tflite"
+    messi = cv2.imread(str(asset("messi5.jpg")))
+    kp = _clean(name, suites[name], messi)
+    assert kp.present  # type: ignore[attr-defined]
+    p = _unletterbox(kp.points, messi, 256)  # type: ignore[attr-defined]
+    nose, l_sh, r_sh, l_wr, r_wr, l_hip, r_hip, l_an, r_an = p[[0, 11, 12, 15, 16, 23, 24, 27, 28]]
+    assert 160 < nose[0] < 330 and 40 < nose[1] < 200, nose  # the face region the face detectors find
+    # arms spread: his right wrist far to the image's left, his left wrist to its right (he faces the camera)
+    assert r_wr[0] < 150 < 300 < l_wr[0], (r_wr, l_wr)
+    assert nose[1] < min(l_sh[1], r_sh[1]) and max(l_sh[1], r_sh[1]) < min(l_hip[1], r_hip[1])
+    assert max(l_hip[1], r_hip[1]) < min(l_an[1], r_an[1])
+    assert not _clean(name, suites[name], np.full_like(messi, 128)).present  # type: ignore[attr-defined]
+
+
 def _every_layout() -> list[tuple[str, str | None]]:
     return [(kind, layout) for kind in ADAPTERS.names() if kind not in GENERIC_KINDS for layout in layouts_of(kind)]
 
@@ -178,9 +261,11 @@ def test_every_wrong_layout_of_every_model_exits_2_with_one_sentence(
         right = MODELS[name]
         for kind, layout in _every_layout():
             if (kind, layout) == right or (name.startswith("palm") and layout in ("palm_lite", "palm_full")) or (
-                    kind == "embedding" and right[0] == "classification") or (
+                    kind in ("embedding", "classification") and right[0] in ("classification", "keypoints")) or (
                     name == "ppocr_det.onnx" and (kind, layout) == ("segmentation", "db_text")):
-                continue  # layouts that do fit this model (palm presets share anchors; a DB map is a 1-channel map)
+                # layouts that do fit this model (palm presets share anchors; a DB map is a 1-channel map; any
+                # (1, D) vector reads as an embedding or as D class scores, a landmark vector too)
+                continue
             data["task"] = {"kind": kind, **({"layout": layout} if layout else {})}
             wrong = tmp_path / "wrong.yaml"
             wrong.write_text(yaml.safe_dump(data))
@@ -192,7 +277,7 @@ def test_every_wrong_layout_of_every_model_exits_2_with_one_sentence(
             fit = f"{right[0]}/{right[1]}" if right[1] else right[0]
             assert fit in message, (name, kind, layout, message)  # names the layout that would fit
             tried += 1
-    assert tried >= 10 * 12
+    assert tried >= 12 * 14
 
 
 def test_check_with_a_wrong_layout_exits_2_before_measuring(suites: dict[str, Path], tmp_path: Path) -> None:

@@ -157,6 +157,11 @@ def _preprocess(backend: Any, kind: str, layout: str | None) -> tuple[dict[str, 
                 f"MediaPipe {layout} detector: RGB in [-1, 1], letterboxed, as its graph feeds it")
     if kind == "ssd_anchors":
         return unit, f"MediaPipe {layout} detector: RGB in [0, 1], letterboxed, as its graph feeds it"
+    if kind == "keypoints":
+        # MediaPipe's landmark graphs feed a square crop around the hand/person, RGB in [0, 1].
+        return ({**unit, "resize": "letterbox"},
+                f"MediaPipe {layout} landmarks: RGB in [0, 1], letterboxed (frames should be crops around one "
+                "hand/person, as MediaPipe's detector stage gives it)")
     if "mean" in meta and "std" in meta:
         mean, std = (f"[{meta[k].strip('[]() ')}]" for k in ("mean", "std"))
         return {**unit, "mean": mean, "std": std}, "mean and std from the model's metadata"
