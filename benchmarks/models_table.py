@@ -155,7 +155,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     for name, r in results.items():
         origin = ASSETS[name].origin[1] if name in ASSETS else "built in tests/models/yolov8_graph.py"
         if "status" not in r:
-            lines.append(f"| `{name}` ({origin}) | {MODELS[name][0]} | init failed ({r.get('init_exit')}) | | | | | | | |")
+            failed = f"init failed ({r.get('init_exit')})"
+            lines.append(f"| `{name}` ({origin}) | {MODELS[name][0]} | {failed} |" + " |" * 7)
             continue
         by = {c["name"]: c for c in r["checks"]}
         noise, blur = by.get("gaussian_noise @ severity 2"), by.get("gaussian_blur @ severity 2")
