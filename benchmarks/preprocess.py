@@ -2,14 +2,22 @@
 
 The demo's case: a 768x576 frame of vtest.avi to the rotation model's 224x224
 NCHW float input (centre crop, BGR, ImageNet mean/std), plus NHWC, RGB and
-int8-quantised variants. Each round times a block of ``cv2.resize`` alone (the
-resize the preprocessor itself must do), a block of the preprocessor, and a
-block of the plain formula with full-size temporaries (the way it used to be
-written), in rotating order; the figure is the median over rounds of each
-round's ratio to that round's resize (paired, so a shared machine's load hits
-both sides alike), with min-max.
+int8-quantised variants. For a centre crop the preprocessor resizes only
+the part of the frame its crop keeps (agent/backends/resize.py, same pixels),
+so the resize of that part alone is measured too, and the preprocessor's
+ratio to it printed beside the goal's ratio (to the whole frame's resize, what
+a plain implementation calls). The contenders are ``cv2.resize`` alone (the resize
+the preprocessor itself must do: the whole frame to the crop's scale), the
+preprocessor, and the plain formula with full-size temporaries (the way it used
+to be written). Each round calls the resize and one contender alternately,
+call by call, timing each call alone; a round's figure is the median per-call
+time of each, and the contender's ratio to the resize of the same round. The
+result is the median over rounds of those paired ratios with min-max and
+quartiles: on a shared machine a preempted call lands in the tail of one
+contender's calls and the per-call medians ignore it, and calls microseconds
+apart see the same load. The load average is printed beside the figures.
 
-    python benchmarks/preprocess.py [--quick] [--json]
+    python benchmarks/preprocess.py [--quick] [--json] [--rounds N] [--calls N]
 """
 
 from __future__ import annotations
@@ -43,24 +51,40 @@ def _frame() -> np.ndarray:
     return img
 
 
-def _block(fn: Callable[[], object], n: int) -> float:
-    t0 = time.perf_counter_ns()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter_ns() - t0) / n / 1000  # us per call
+def _round(fns: dict[str, Callable[[], object]], n: int) -> dict[str, float]:
+    """Median us per call of each contender over ``n`` interleaved calls of each."""
+    names = list(fns)
+    times: dict[str, list[int]] = {k: [] for k in names}
+    clock = time.perf_counter_ns
+    for i in range(n):
+        for k in names[i % len(names):] + names[:i % len(names)]:
+            fn = fns[k]
+            t0 = clock()
+            fn()
+            times[k].append(clock() - t0)
+    return {k: statistics.median(v) / 1000 for k, v in times.items()}
+
+
+def _spread(xs: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return {"median": statistics.median(xs), "q1": q[0], "q3": q[2], "min": min(xs), "max": max(xs)}
 
 
 def main() -> None:
     from test_preprocess import reference  # the plain formula the tests hold the preprocessor to
 
     from edgeprobe.agent.backends.preprocess import Preprocessor
+    from edgeprobe.agent.backends.resize import FrameResizer
     from edgeprobe.agent.config import PreprocessConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--calls", type=int, help="calls of each contender per round")
     args = ap.parse_args()
-    rounds, n = (5, 100) if args.quick else (15, 200)
+    rounds, n = (5, 100) if args.quick else (15, 300)
+    rounds, n = args.rounds or rounds, args.calls or n
     img = _frame()
     imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": 1 / 255}
     cases = {
@@ -74,33 +98,54 @@ def main() -> None:
     h, w = img.shape[:2]
     s = max(224 / h, 224 / w)
     size = (max(224, round(w * s)), max(224, round(h * s)))
-    summary: dict[str, object] = {"frame": list(img.shape), "rounds": rounds, "calls_per_block": n, "goal": GOAL}
+    summary: dict[str, object] = {"frame": list(img.shape), "rounds": rounds, "calls_per_round": n, "goal": GOAL,
+                                  "opencv_threads": cv2.getNumThreads(), "loadavg_before": list(os.getloadavg())}
     for name, (cfg, layout, dtype, quant) in cases.items():
         pre = Preprocessor(cfg, 224, 224, 3, layout, dtype, quantization=quant)
         assert np.array_equal(pre(img), reference(cfg, 224, 224, 3, layout, dtype, quant, img))
-        fns: dict[str, Callable[[], object]] = {
-            "resize": partial(cv2.resize, img, size, interpolation=cv2.INTER_LINEAR),
-            "preprocessor": partial(pre, img),
-            "plain_formula": partial(reference, cfg, 224, 224, 3, layout, dtype, quant, img)}
-        us: dict[str, list[float]] = {k: [] for k in fns}
-        names = list(fns)
-        for r in range(rounds):
-            for k in names[r % 3:] + names[:r % 3]:
-                us[k].append(_block(fns[k], n))
-        ratios = {k: [a / b for a, b in zip(us[k], us["resize"], strict=True)]
-                  for k in ("preprocessor", "plain_formula")}
+        resize = partial(cv2.resize, img, size, interpolation=cv2.INTER_LINEAR)
+        part = FrameResizer(img.shape, img.dtype, 224, 224, cfg.resize).plan
+        contenders: dict[str, Callable[[], object]] = {
+            "preprocessor": partial(pre, img), "plain_formula": partial(reference, cfg, 224, 224, 3, layout, dtype,
+                                                                        quant, img)}
+        if part.part is not None:  # what the preprocessor's own resize costs: only the part its crop keeps
+            contenders["resize_of_the_part"] = partial(cv2.resize, img[:part.part[0], :part.part[1]], None,
+                                                       fx=part.fx, fy=part.fy, interpolation=cv2.INTER_LINEAR)
+        us: dict[str, list[float]] = {"resize": [], **{k: [] for k in contenders}}
+        ratios: dict[str, list[float]] = {k: [] for k in contenders}
+        for _ in range(rounds):
+            # each contender interleaved with the resize alone, never with the other: the plain formula's
+            # frame-sized temporaries would evict the preprocessor's buffers and move glibc's mmap threshold
+            for k, fn in contenders.items():
+                t = _round({"resize": resize, k: fn}, n)
+                ratios[k].append(t[k] / t["resize"])
+                us[k].append(t[k])
+                if k == "preprocessor":
+                    us["resize"].append(t["resize"])
         summary[name] = {
             "us_median": {k: statistics.median(v) for k, v in us.items()},
-            "ratio_to_resize": {k: {"median": statistics.median(v), "min": min(v), "max": max(v)}
-                                for k, v in ratios.items()},
+            "ratio_to_resize": {k: _spread(v) for k, v in ratios.items()},
             "bit_identical": True,
+            "resized_part": list(part.part) if part.part else None,
         }
+        if part.part is not None:
+            summary[name]["preprocessor_over_its_own_resize"] = _spread(  # type: ignore[index]
+                [a / b for a, b in zip(ratios["preprocessor"], ratios["resize_of_the_part"], strict=True)])
         if not args.json:
             r = summary[name]["ratio_to_resize"]  # type: ignore[index]
             print(f"{name}: resize {statistics.median(us['resize']):.0f} us, preprocessor "
                   f"{statistics.median(us['preprocessor']):.0f} us = x{r['preprocessor']['median']:.2f} of the resize "
                   f"[{r['preprocessor']['min']:.2f}-{r['preprocessor']['max']:.2f}] (goal <= {GOAL}); plain formula "
                   f"x{r['plain_formula']['median']:.2f}; bit-identical", file=sys.stderr)
+            if part.part is not None:
+                own = summary[name]["preprocessor_over_its_own_resize"]  # type: ignore[index]
+                print(f"  it resizes only the {part.part[1]}x{part.part[0]} part its crop keeps: that resize alone is "
+                      f"x{r['resize_of_the_part']['median']:.2f} of the whole frame's, and the preprocessor "
+                      f"x{own['median']:.2f} [{own['min']:.2f}-{own['max']:.2f}] of it", file=sys.stderr)
+    summary["loadavg_after"] = list(os.getloadavg())
+    if not args.json:
+        print(f"load average before {summary['loadavg_before']}, after {summary['loadavg_after']} "
+              f"on {os.cpu_count()} CPUs; OpenCV threads {cv2.getNumThreads()}", file=sys.stderr)
     print(json.dumps(summary))
 
 
