@@ -7,7 +7,7 @@ position's source taps and weights, and OpenCV computes those from the output
 index and the scale factor alone, so resizing just the frame's top-left part
 that the kept outputs read (at the same scale factor, passed as ``fx``/``fy``)
 gives exactly the same pixels for every output it covers. Cropping 768x576 to
-224x224 that is 670 of 768 source columns and 261 of 299 output columns
+224x224 that is 671 of 768 source columns and 261 of 299 output columns
 (-11% time). OpenCV builds differ (SIMD, IPP, a board's HAL), so the shortcut
 is taken only after it gave the identical crop on a noise frame of that shape
 in this process; otherwise the whole frame is resized.
