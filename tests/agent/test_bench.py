@@ -21,8 +21,10 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cfg(model: Path, source: Path, **kw: object) -> BenchConfig:
+    # max_seconds far above what any run here needs: on a loaded machine the samples or the budgets still end
+    # the run, so stopped_by and the counts do not depend on the machine's pace
     return BenchConfig(model=ModelConfig(path=str(model), threads=1), source=str(source), frames=8,
-                       max_seconds=kw.pop("max_seconds", 20.0), **kw)  # type: ignore[arg-type]
+                       max_seconds=kw.pop("max_seconds", 3600.0), **kw)  # type: ignore[arg-type]
 
 
 def test_generous_budget_passes_and_a_microsecond_budget_fails(chain: Path, short_clip: Path) -> None:
@@ -46,22 +48,30 @@ def test_generous_budget_passes_and_a_microsecond_budget_fails(chain: Path, shor
 
 def test_more_work_takes_longer(tmp_path: Path, short_clip: Path) -> None:
     light = run_bench(_cfg(matmul_chain(tmp_path / "a.onnx", depth=1, size=32), short_clip, max_samples=300))
-    heavy = run_bench(_cfg(matmul_chain(tmp_path / "b.onnx", depth=60, size=256), short_clip, max_samples=60))
-    # 60 MatMuls of 256^3 against one of 32^3: ~30,000x the arithmetic; a 5x margin survives any noise.
+    heavy = run_bench(_cfg(matmul_chain(tmp_path / "b.onnx", depth=20, size=256), short_clip, max_samples=20))
+    # 20 MatMuls of 256^3 against one of 32^3: ~10,000x the arithmetic, measured side by side; a 5x margin
+    # survives load, which slows the heavy model at least as much as the light one
     assert heavy.stages["inference"]["p50"] > 5 * light.stages["inference"]["p50"]
     assert heavy.stopped_by == light.stopped_by == "max_samples"
+    assert (heavy.stages["inference"]["count"], light.stages["inference"]["count"]) == (20, 300)
 
 
 def test_paced_mode_counts_deadline_misses_and_dropped_frames(chain: Path, short_clip: Path) -> None:
-    # At 20,000 fps (50 us period) no frame can make its deadline, and frames overtake each other.
+    # At 20,000 fps (50 us period) no frame can make its deadline, and frames overtake each other; load only makes
+    # frames later, so this holds however busy the machine is.
     r = run_bench(_cfg(chain, short_clip, mode="paced", fps=20_000.0, max_samples=100))
     f = r.mode_figures
     assert f["frames_processed"] == 100 and f["deadline_misses"] == 100 and f["frames_dropped"] > 0
     assert f["frames_issued"] == f["frames_processed"] + f["frames_dropped"]
     assert "capture_wait" in r.stages
-    # At 200 fps (5 ms period) the model is early: every frame is waited for, none dropped.
-    slow = run_bench(_cfg(chain, short_clip, mode="paced", fps=200.0, max_samples=30))
-    assert slow.mode_figures["frames_dropped"] == 0 and slow.stages["capture_wait"]["p50"] > 0
+    # At 10 fps (100 ms period) the sub-millisecond model is early: frames are waited for, as from a camera. Only
+    # the shape and the accounting are asserted (a preemption of 100 ms on a loaded machine may drop a frame),
+    # and that most frames were waited for, which load would have to delay by over 100 ms each to undo.
+    slow = run_bench(_cfg(chain, short_clip, mode="paced", fps=10.0, max_samples=8))
+    s = slow.mode_figures
+    assert s["frames_processed"] == slow.stages["capture_wait"]["count"] == 8 and slow.stopped_by == "max_samples"
+    assert s["frames_issued"] == s["frames_processed"] + s["frames_dropped"]
+    assert slow.stages["capture_wait"]["p50"] > 0
 
 
 def test_throughput_mode_batches_and_threads(tmp_path: Path, short_clip: Path) -> None:

@@ -72,7 +72,7 @@ def test_check_runs_the_plugin_adapter_and_perturbation(plugin_python: Path, tmp
                                     "preprocess": {"resize": "center_crop", "color": "bgr"}},
         "source": {"uri": str(short_clip), "frames": 4},
         "task": {"kind": "score_margin", "threshold": 0.2},
-        "latency": {"samples": 20, "max_seconds": 5},
+        "latency": {"samples": 20, "max_seconds": 600},  # the samples, not the pace, end the timing
         "checks": [{"kind": "robustness", "perturbation": "invert", "severity": 5, "max_unstable": 1.0},
                    {"kind": "robustness", "perturbation": "invert", "severity": 0, "max_unstable": 0.0}],
     }

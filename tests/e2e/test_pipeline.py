@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,22 +11,8 @@ import pytest
 
 from edgeprobe.cli.localbroker import LocalBroker
 from edgeprobe.collector import queries
-from tests.conftest import REPO, demo_config, run_cli
-
-
-def _start_collector(db: Path, broker: LocalBroker, tmp_path: Path) -> subprocess.Popen[bytes]:
-    ready = tmp_path / "collector.ready"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeprobe", "collect", "--db", str(db), "--broker", broker.address,
-         "--client-id", "test-collector", "--ready-file", str(ready)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        assert time.monotonic() < deadline, "collector never subscribed"
-        time.sleep(0.05)
-    return proc
+from tests.conftest import demo_config, run_cli
+from tests.e2e.util import start_collector, stop
 
 
 def _wait_rows(db: Path, sql: str, want: int, timeout: float = 20) -> int:
@@ -54,7 +37,7 @@ def test_agent_to_collector_through_real_mosquitto(
     write_config: Callable[..., Path],
 ) -> None:
     db = tmp_path / "fleet.db"
-    collector = _start_collector(db, broker, tmp_path)
+    collector = start_collector(db, broker.address, tmp_path)
     try:
         cfg = write_config(demo_config(orientation_model, short_clip, tmp_path / "spool.db",
                                        device_id="e2e-cam", windows={"frames": 25}))
@@ -62,8 +45,7 @@ def test_agent_to_collector_through_real_mosquitto(
         assert agent.returncode == 0, agent.stderr
         assert _wait_rows(db, "SELECT COUNT(*) FROM messages WHERE kind = 'death'", 1) == 1
     finally:
-        collector.send_signal(signal.SIGTERM)
-        collector.wait(timeout=20)
+        stop(collector)  # SIGTERM, then killed if it has not exited: never left running
     assert collector.returncode == 0
 
     import sqlite_utils
@@ -111,14 +93,13 @@ def test_spool_is_drained_after_the_broker_comes_back(
     assert queued == 1 + 3 * 4 + 1  # birth, 3 windows of latency/robustness/health/drift, death
     with broker:
         db = tmp_path / "fleet.db"
-        collector = _start_collector(db, broker, tmp_path)
+        collector = start_collector(db, broker.address, tmp_path)
         try:
             online = run_cli("run", "-c", str(cfg), "--broker", broker.address, "--max-frames", "10")
             assert online.returncode == 0, online.stderr
             assert _wait_rows(db, "SELECT COUNT(*) FROM messages WHERE kind = 'death'", 2) == 2
         finally:
-            collector.send_signal(signal.SIGTERM)
-            collector.wait(timeout=20)
+            stop(collector)
     with sqlite3.connect(db) as conn:
         stored = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
         sessions = conn.execute("SELECT COUNT(DISTINCT session_id) FROM messages").fetchone()[0]

@@ -6,8 +6,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -55,8 +57,28 @@ def start_collector(db: Path, address: str, workdir: Path, *extra: str, client_i
     )
     log.close()
     ok = wait_for(lambda: ready.exists() or proc.poll() is not None, timeout=30)
-    assert ok and proc.poll() is None, (workdir / f"{client_id}.log").read_text()
+    if not (ok and proc.poll() is None):
+        stop(proc)  # one that never subscribed is reaped here: the caller never got it to stop
+        raise AssertionError((workdir / f"{client_id}.log").read_text())
     return proc
+
+
+@contextmanager
+def collectors() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """``start_collector`` for a test that runs several: every one started is stopped when the block ends,
+    whether the test passed, failed in the middle, or a later collector failed to start."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        proc = start_collector(*args, **kwargs)
+        procs.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            stop(proc)
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = 15) -> None:
