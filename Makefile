@@ -7,14 +7,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := dev,tflite,report,collector
+EXTRAS := dev,tflite,report,collector,postgres
 
-.PHONY: demo test install broker browser systemd prometheus assets lint typecheck check bench clean arm64-wheels arm64-tools arm64-smoke stream-deps ref-venv gst-venv
+.PHONY: demo test install broker browser systemd prometheus postgres assets lint typecheck check bench clean arm64-wheels arm64-tools arm64-smoke stream-deps ref-venv gst-venv
 
 demo: install broker assets
 	$(BIN)/edgeprobe demo
 
-test: install broker browser systemd stream-deps prometheus gst-venv assets ref-venv
+test: install broker browser systemd stream-deps prometheus postgres gst-venv assets ref-venv
 	$(BIN)/python -m pytest -q
 
 install: $(STAMP)
@@ -63,6 +63,16 @@ prometheus:
 	  echo "installing prometheus (Debian package, for promtool in the metrics and alert tests)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	else echo "promtool is missing: the Prometheus lint and alert-rule tests will be skipped (apt-get install prometheus)"; fi
+
+# Debian's PostgreSQL server binaries (initdb, postgres) for the tests that run the store on a real
+# PostgreSQL (tests/pgserver.py starts a throwaway cluster on a private port; no service is enabled or used).
+# Only when missing and only as root (the PostgreSQL tests skip and say so otherwise).
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing postgresql (Debian package, for the PostgreSQL store tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	else echo "PostgreSQL is missing: the PostgreSQL store tests will be skipped (apt-get install postgresql)"; fi
 
 # GStreamer's RTSP server for the RTSP source test, run by Debian's /usr/bin/python3 (python3-gi);
 # about 18 s to install once apt lists are fresh; only when missing and only as root (else the test skips).

@@ -167,7 +167,7 @@ class FleetMetrics(Collector):
             for st in sorted(set(VERDICT_STATUSES) | ({r["status"]} if r["status"] else set())):
                 verdict.add_metric(lab(r["device_id"], r["suite"], st), float(st == r["status"]))
         yield from (unstable, breaking, verdict)
-        qstats = quarantine_stats(db)  # type: ignore[arg-type]
+        qstats = quarantine_stats(db)
         quarantined = GaugeMetricFamily("edgeprobe_quarantined_messages",
                                         "Messages quarantined and still kept (repeats of one payload included)")
         quarantined.add_metric([], float(qstats["messages"]))
@@ -177,19 +177,20 @@ class FleetMetrics(Collector):
         yield from (quarantined, q_dropped)
 
 
-def sqlite_reader(db_path: str | Path) -> Callable[[], tuple[Any, Callable[[], None]]]:
+def db_reader(db: str | Path) -> Callable[[], tuple[Any, Callable[[], None]]]:
+    """A read-only connection per scrape, to a SQLite file or a PostgreSQL URL (collector/backend.py)."""
     def open_reader() -> tuple[Any, Callable[[], None]]:
-        import sqlite3
+        from edgeprobe.collector.backend import connect
 
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
-        return conn, conn.close
+        conn = connect(db, readonly=True)
+        return conn.db, conn.close
 
     return open_reader
 
 
 def registry_for(db_path: str | Path, collector: Any = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetMetrics(sqlite_reader(db_path)))
+    registry.register(FleetMetrics(db_reader(db_path)))
     if collector is not None:
         from edgeprobe.collector.selfmetrics import CollectorMetrics
 

@@ -4,8 +4,9 @@
 on its own connection. Raw messages are aged by when the collector received them (a device
 with a wrong clock cannot get its windows pruned on arrival, or kept forever), rollups by
 their hour. Each transaction deletes at most ``chunk`` messages (with their child rows) or
-rollup rows, so the writer waits for the lock a few milliseconds at most; between chunks
-the lock is free and ingest batches go first. Latest-state tables are never pruned: they
+``chunk`` (device, hour) pairs of a rollup, so a SQLite writer waits for the lock a few
+milliseconds at most; between chunks the lock is free and ingest batches go first (on
+PostgreSQL old rows and new ones never share a lock). Latest-state tables are never pruned: they
 hold one row per device (or per device and stage, perturbation, suite).
 """
 
@@ -13,20 +14,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edgeprobe.collector import backend, tables
 from edgeprobe.collector.rollups import ROLLUP_TABLES
 
 log = logging.getLogger("edgeprobe.collector")
 
 DEFAULT_RAW = "7d"
 DEFAULT_ROLLUPS = "400d"
-#: child tables keyed by (device_id, msg_id) that go with their message
-RAW_CHILDREN = ("latency", "robustness", "health")
+#: tables keyed by (device_id, msg_id) that go with their message (the browseable ones too: else they grow forever)
+RAW_CHILDREN = ("latency", "robustness", "health", *tables.TABLES)
 
 
 @dataclass
@@ -39,26 +40,18 @@ class Retention:
 
 
 class Pruner:
-    """Deletes what is past retention, ``chunk`` rows per transaction (SQLite)."""
+    """Deletes what is past retention, ``chunk`` rows per transaction, on its own connection to ``db``."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], retention: Retention):
-        self.connect = connect
+    def __init__(self, db: str | Callable[[], backend.Backend], retention: Retention):
+        self.connect: Callable[[], backend.Backend] = (lambda: backend.connect(db)) if isinstance(db, str) else db
         self.retention = retention
         self.transactions = 0
-        self._indexed = False
-
-    def _ensure_index(self, conn: sqlite3.Connection) -> None:
-        if not self._indexed:  # once, on a database from before retention (takes a while on a big one)
-            with conn:
-                conn.execute("CREATE INDEX IF NOT EXISTS messages_received_ts ON messages (received_ts)")
-            self._indexed = True
 
     def prune(self, now: float | None = None) -> dict[str, int]:
         """One pass: everything past retention, in small transactions; returns rows deleted per table."""
         now = time.time() if now is None else now
         conn = self.connect()
         try:
-            self._ensure_index(conn)
             deleted = {"messages": 0, **{t: 0 for t in ROLLUP_TABLES}}
             raw_cutoff = dt.datetime.fromtimestamp(now - self.retention.raw_s, dt.timezone.utc).isoformat()
             while True:
@@ -70,29 +63,37 @@ class Pruner:
             hour_cutoff = int((now - self.retention.rollups_s) // 3600 * 3600)
             for table in ROLLUP_TABLES:
                 while True:
-                    with conn:
-                        cur = conn.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
-                                           "WHERE hour < ? LIMIT ?)", (hour_cutoff, self.retention.chunk))
-                    self.transactions += 1
-                    deleted[table] += cur.rowcount
-                    if cur.rowcount < self.retention.chunk:
+                    n = self._rollup_chunk(conn, table, hour_cutoff)
+                    deleted[table] += n
+                    if n == 0:
                         break
                     time.sleep(self.retention.pause_s)
             return deleted
         finally:
             conn.close()
 
-    def _raw_chunk(self, conn: sqlite3.Connection, cutoff: str) -> int:
-        with conn:
-            conn.execute("BEGIN IMMEDIATE")
-            rows = conn.execute("SELECT rowid, device_id, msg_id FROM messages WHERE received_ts < ? "
-                                "ORDER BY received_ts LIMIT ?", (cutoff, self.retention.chunk)).fetchall()
-            keys = [(d, m) for _, d, m in rows]
-            for table in RAW_CHILDREN:
-                conn.executemany(f"DELETE FROM {table} WHERE device_id = ? AND msg_id = ?", keys)
-            conn.executemany("DELETE FROM messages WHERE rowid = ?", [(r,) for r, _, _ in rows])
+    def _raw_chunk(self, conn: backend.Backend, cutoff: str) -> int:
+        with conn.write():
+            keys = [(d, m) for d, m in conn.execute(
+                "SELECT device_id, msg_id FROM messages WHERE received_ts < ? ORDER BY received_ts LIMIT ?",
+                (cutoff, self.retention.chunk)).fetchall()]
+            if keys:
+                for table in (*RAW_CHILDREN, "messages"):
+                    conn.executemany(f"DELETE FROM {table} WHERE device_id = ? AND msg_id = ?", keys)
         self.transactions += 1
-        return len(rows)
+        return len(keys)
+
+    def _rollup_chunk(self, conn: backend.Backend, table: str, hour_cutoff: int) -> int:
+        """Up to ``chunk`` (device, hour) pairs of one rollup table (all their stages, perturbations, flags)."""
+        with conn.write():
+            pairs = [(d, int(h)) for d, h in conn.execute(
+                f"SELECT DISTINCT device_id, hour FROM {table} WHERE hour < ? LIMIT ?",
+                (hour_cutoff, self.retention.chunk)).fetchall()]
+            n = 0
+            for d, h in pairs:  # rowcount per statement: executemany's total is not the same on every driver
+                n += conn.execute(f"DELETE FROM {table} WHERE device_id = ? AND hour = ?", (d, h)).rowcount
+        self.transactions += 1
+        return n
 
     def run(self, stop: threading.Event, every_s: float = 300.0) -> None:
         """Prune now and then every ``every_s`` until ``stop`` is set (the collector's pruner thread)."""
@@ -101,15 +102,6 @@ class Pruner:
                 deleted = self.prune()
                 if any(deleted.values()):
                     log.info("retention pruned %s", deleted)
-            except sqlite3.Error:
+            except Exception:  # the database away for a while: the next pass catches up
                 log.exception("retention pass failed; trying again in %.0f s", every_s)
             stop.wait(every_s)
-
-
-def sqlite_connect(path: str) -> Callable[[], sqlite3.Connection]:
-    def connect() -> sqlite3.Connection:
-        conn = sqlite3.connect(path, timeout=60, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout=60000")
-        return conn
-
-    return connect

@@ -1,6 +1,7 @@
-"""The collector's SQLite database, written with sqlite-utils.
+"""The collector's database: validation, dedupe, quarantine, and what each stored message updates.
 
-One row per message in ``messages`` (primary key ``(device_id, msg_id)``: a
+The same on every backend (collector/backend.py: a SQLite file, the embedded default, or PostgreSQL
+for several collectors). One row per message in ``messages`` (primary key ``(device_id, msg_id)``: a
 redelivered message changes nothing, and one device cannot shadow another's
 message by reusing its id), typed child tables per kind for queries, a
 ``devices`` table kept current from birth/death/seq, and ``quarantine`` for
@@ -20,9 +21,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
-import sqlite_utils
 
-from edgeprobe.collector import rollups, tables
+from edgeprobe.collector import backend, rollups, tables
 from edgeprobe.harness import schema
 
 log = logging.getLogger("edgeprobe.collector")
@@ -43,89 +43,49 @@ class Incoming(NamedTuple):
 
 
 class Store:
-    def __init__(self, path: str | Path, max_message_bytes: int = schema.DEFAULT_MAX_BYTES,
+    """Validates and stores batches; the same semantics on every backend (collector/backend.py)."""
+
+    def __init__(self, db: str | Path, max_message_bytes: int = schema.DEFAULT_MAX_BYTES,
                  quarantine_max_rows: int = QUARANTINE_MAX_ROWS,
                  quarantine_max_bytes: int = QUARANTINE_MAX_TOTAL_BYTES):
-        self.path = str(path)
+        self.path = str(db)
         #: payloads over this are quarantined unread (their first QUARANTINE_MAX_BYTES kept)
         self.max_message_bytes = max_message_bytes
         self.quarantine_max_rows, self.quarantine_max_bytes = quarantine_max_rows, quarantine_max_bytes
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # The collector opens the store in one thread and writes from another;
-        # only one thread at a time uses the connection.
-        # timeout: several collectors (a shared subscription group) write to one file and queue for the lock
-        self.db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False, timeout=60))
-        self.db.execute("PRAGMA busy_timeout=60000")
-        # WAL, synchronous=FULL: every commit fsyncs the log before it returns, and the collector
-        # acknowledges a batch to the broker only after that, so an acked message is on disk
-        # even through a power cut. NORMAL would skip that fsync (synced only at checkpoints):
-        # the file stays consistent and a killed collector loses nothing (the OS holds the
-        # write), but a power cut could drop the last commits whose messages were already acked
-        # and so deleted at the broker -- lost for good, not redelivered. FULL costs one fsync per
-        # batch (hundreds of messages), a few us per message, and the network thread keeps
-        # receiving during it (the GIL is released); measured in benchmarks/ingest.py.
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self._create()
+        self.backend = backend.connect(self.path)
+        #: what queries read through: ``execute(sql, params)`` with ``?`` placeholders on every backend
+        self.db = self.backend.db
+        with self.backend.schema():
+            self._create()
 
     def _create(self) -> None:
-        db = self.db
-        db.table("messages").create({
-            "msg_id": str, "device_id": str, "fleet": str, "kind": str, "seq": int, "ts": str,
-            "session_id": str, "model_sha256": str, "config_sha256": str, "agent_version": str,
-            "topic": str, "received_ts": str, "body": str,
-        }, pk=("device_id", "msg_id"), if_not_exists=True)
-        db.table("latency").create({
-            "msg_id": str, "device_id": str, "ts": str, "stage": str, "count": int, "p50_ms": float,
-            "p90_ms": float, "p95_ms": float, "p99_ms": float, "max_ms": float, "mean_ms": float,
-            "stdev_ms": float, "hdr": str,
-        }, pk=("device_id", "msg_id", "stage"), if_not_exists=True)
-        db.table("robustness").create({
-            "msg_id": str, "device_id": str, "ts": str, "perturbation": str, "severity": float, "n": int,
-            "unstable": int, "fraction": float, "ci_low": float, "ci_high": float,
-            "mean_disagreement": float,
-        }, pk=("device_id", "msg_id", "perturbation", "severity"), if_not_exists=True)
-        db.table("health").create({
-            "msg_id": str, "device_id": str, "ts": str, "frames": int, "fps": float, "brightness": float,
-            "contrast": float, "sharpness": float, "clipped": float, "frozen_frames": int,
-            "spool_queued": int, "spool_dropped": int, "flags": str, **_HEALTH_EXTRA,
-        }, pk=("device_id", "msg_id"), if_not_exists=True)
-        health_cols = db.table("health").columns_dict
-        for column, kind in _HEALTH_EXTRA.items():  # a database from before these columns
-            if column not in health_cols:
-                try:
-                    db.table("health").add_column(column, kind)
-                except sqlite3.OperationalError as exc:  # another collector of the group added it first
-                    if "duplicate column" not in str(exc):
-                        raise
-        db.table("devices").create({
-            "device_id": str, "fleet": str, "online": int, "last_seen": str, "session_id": str,
-            "last_seq": int, "model_sha256": str, "agent_version": str, "birth_ts": str,
-            "config_sha256": str, "state_ts": str, "sessions": int,
-        }, pk="device_id", if_not_exists=True)
-        # received_ts: the latest arrival of this payload; first_ts: the first; count: how many arrived
-        db.table("quarantine").create({
-            "id": int, "received_ts": str, "topic": str, "reason": str, "payload": str, "payload_bytes": int,
-            "payload_sha256": str, "count": int, "first_ts": str,
-        }, pk="id", if_not_exists=True)
-        quarantine = db.table("quarantine")
-        for column, kind in (("payload_sha256", str), ("count", int), ("first_ts", str)):  # a pre-dedup database
-            if column not in quarantine.columns_dict:
-                quarantine.add_column(column, kind)
-        quarantine.create_index(["payload_sha256"], unique=True, if_not_exists=True)
-        db.table("ingest_stats").create({"name": str, "value": int}, pk="name", if_not_exists=True)
-        for table, cols in (("messages", ["msg_id"]), ("messages", ["device_id", "kind"]),
-                            ("latency", ["device_id", "stage"]), ("robustness", ["device_id", "perturbation"]),
-                            ("health", ["device_id"])):
-            db.table(table).create_index(cols, if_not_exists=True)
+        b = self.backend
+        for name, cols in CORE_TABLES.items():
+            b.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
+        for table, added in (("health", _HEALTH_EXTRA), ("quarantine", _QUARANTINE_EXTRA)):
+            have = b.columns(table)  # a database from before these columns
+            for column, kind in added.items():
+                if column not in have:
+                    try:
+                        b.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    except sqlite3.OperationalError as exc:  # another collector of the group added it first
+                        if "duplicate column" not in str(exc):
+                            raise
+        b.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_quarantine_payload_sha256 ON quarantine (payload_sha256)")
+        for name, on in (("messages", ["msg_id"]), ("messages", ["device_id", "kind"]),
+                         ("latency", ["device_id", "stage"]), ("robustness", ["device_id", "perturbation"]),
+                         ("health", ["device_id"])):
+            b.execute(f"CREATE INDEX IF NOT EXISTS idx_{name}_{'_'.join(on)} ON {name} ({', '.join(on)})")
+        # retention ages raw windows by arrival
+        b.execute("CREATE INDEX IF NOT EXISTS messages_received_ts ON messages (received_ts)")
         # Gaps in a device's seq: messages it numbered that never arrived.
-        db.create_view("device_seq", """
+        b.create_view("device_seq", """
             SELECT device_id, MIN(seq) AS first_seq, MAX(seq) AS last_seq,
                    COUNT(DISTINCT seq) AS received,
                    MAX(seq) - MIN(seq) + 1 - COUNT(DISTINCT seq) AS missing
-            FROM messages GROUP BY device_id""", replace=True)
-        rollups.create(db.conn)
-        tables.create(db.conn)
+            FROM messages GROUP BY device_id""")
+        rollups.create(b)
+        tables.create(b)
 
     # --- ingest ------------------------------------------------------------
 
@@ -138,16 +98,19 @@ class Store:
         message that fails is alone, and that one is quarantined, so one poison
         message never holds up the others (and is never retried). Only the
         database itself failing (locked past the busy timeout, disk full, I/O:
-        ``sqlite3.OperationalError``) raises, because then nothing could be stored
-        or quarantined, and the collector leaves the batch unacknowledged.
+        ``backend.fatal``) raises, because then nothing could be stored or
+        quarantined, and the collector leaves the batch unacknowledged.
         """
         good: list[tuple[Incoming, schema.Envelope, msgspec.Struct]] = []
         bad: list[dict[str, Any]] = []
         for item in batch:
             if item.topic.endswith("/cmd"):  # commands to devices share the collector's subscription: not data
                 continue
+            payload = item.payload
+            if b"\\u0000" in payload:  # PostgreSQL's text cannot hold NUL: U+FFFD on every backend, alike
+                payload = payload.replace(b"\\u0000", b"\\ufffd")
             try:
-                env, body = schema.decode_message(item.payload, item.topic, self.max_message_bytes)
+                env, body = schema.decode_message(payload, item.topic, self.max_message_bytes)
             except schema.SchemaViolation as exc:
                 bad.append(_quarantine_row(item, str(exc)))
             except Exception as exc:  # a decoder bug or an input nobody foresaw: the message's fault, not ours
@@ -160,7 +123,7 @@ class Store:
                           bad: list[dict[str, Any]]) -> tuple[int, int]:
         try:
             return self._commit(good, bad)
-        except sqlite3.OperationalError:
+        except self.backend.fatal:
             raise
         except Exception as exc:
             if not good:  # the quarantine rows themselves: keep only what cannot fail (reason, size)
@@ -177,74 +140,88 @@ class Store:
 
     def _commit(self, good: list[tuple[Incoming, schema.Envelope, msgspec.Struct]],
                 bad: list[dict[str, Any]]) -> tuple[int, int]:
-        """One transaction: new messages and quarantine rows, all or nothing."""
-        with self.db.conn:
-            # Take the write lock before reading which ids are new, so two collectors
-            # cannot both decide a redelivered msg_id is theirs to store.
-            self.db.conn.execute("BEGIN IMMEDIATE")
-            stored = self._stored_keys(good)
-            fresh = []
-            for row in good:  # the same message twice inside one batch: keep the first
-                key = (row[1].device_id, row[1].msg_id)
-                if key not in stored:
-                    stored.add(key)
-                    fresh.append(row)
-            self._insert(fresh)
-            if bad:
-                self._quarantine(bad)
-        return len(fresh), len(bad)
+        """One transaction: new messages and quarantine rows, all or nothing (run again after a deadlock)."""
+        for attempt in range(5):
+            try:
+                with self.backend.write():
+                    fresh = self._insert(good)
+                    if bad:
+                        self._quarantine(bad)
+                return fresh, len(bad)
+            except self.backend.retryable:
+                if attempt == 4:
+                    raise
+                log.info("batch deadlocked with another collector; running it again")
+        raise AssertionError("unreachable")
 
     def _quarantine(self, rows: list[dict[str, Any]]) -> None:
         """Upsert by payload hash (a repeat only counts), then drop the oldest rows past the caps."""
-        conn = self.db.conn
-        conn.executemany(_QUARANTINE_UPSERT, rows)
-        n, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM quarantine").fetchone()
+        b = self.backend
+        b.executemany(_QUARANTINE_UPSERT, [(r["received_ts"], r["received_ts"], r["topic"], r["reason"], r["payload"],
+                                            r["payload_bytes"], r["payload_sha256"]) for r in rows])
+        n, size = b.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM quarantine").fetchone()
         if n <= self.quarantine_max_rows and size <= self.quarantine_max_bytes:
             return
         # newest first, keep while both caps hold; everything older goes
         keep_bytes = 0
         cut: int | None = None
-        newest_first = conn.execute("SELECT id, LENGTH(payload) FROM quarantine ORDER BY id DESC")
-        for kept, (row_id, length) in enumerate(newest_first):
+        for kept, (row_id, length) in enumerate(b.execute("SELECT id, LENGTH(payload) FROM quarantine "
+                                                          "ORDER BY id DESC").fetchall()):
             if kept + 1 > self.quarantine_max_rows or keep_bytes + (length or 0) > self.quarantine_max_bytes:
                 cut = row_id
                 break
             keep_bytes += length or 0
         if cut is None:
             return
-        dropped = conn.execute("DELETE FROM quarantine WHERE id <= ?", (cut,)).rowcount
-        conn.execute("INSERT INTO ingest_stats (name, value) VALUES ('quarantine_dropped', ?) "
-                     "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (dropped,))
+        dropped = b.execute("DELETE FROM quarantine WHERE id <= ?", (cut,)).rowcount
+        b.execute("INSERT INTO ingest_stats (name, value) VALUES ('quarantine_dropped', ?) "
+                  "ON CONFLICT (name) DO UPDATE SET value = ingest_stats.value + excluded.value", (dropped,))
 
     def quarantine_stats(self) -> dict[str, int]:
         """Rows kept, messages they stand for, and rows dropped by the caps (for the collector's metrics)."""
-        return quarantine_stats(self.db.conn)
+        return quarantine_stats(self.db)
 
-    def _stored_keys(self, rows: list[tuple[Incoming, schema.Envelope, msgspec.Struct]]) -> set[tuple[str, str]]:
-        """(device_id, msg_id) of the rows already stored: their redelivery changes nothing."""
-        if not rows:
-            return set()
-        ids = list({env.msg_id for _, env, _ in rows})
-        marks = ",".join("?" * len(ids))
-        return {(r[0], r[1]) for r in self.db.execute(
-            f"SELECT device_id, msg_id FROM messages WHERE msg_id IN ({marks})", ids)}
+    def _insert(self, good: list[tuple[Incoming, schema.Envelope, msgspec.Struct]]) -> int:
+        """Store the messages not stored yet and everything derived from them; how many were new.
 
-    def _insert(self, rows: list[tuple[Incoming, schema.Envelope, msgspec.Struct]]) -> None:
-        """Rows as positional tuples for fixed statements: no per-message dicts (profiled hot path)."""
+        Rows are positional tuples for fixed statements: no per-message dicts (profiled hot path).
+        The backend inserts ``messages`` and says which keys were new (a redelivery, or the same
+        message twice in one batch, is not); only those go on to the child tables and rollups.
+        """
+        if not good:
+            return 0
+        keys: list[backend.Key] = []
+        first: dict[backend.Key, int] = {}
+        for i, (_, env, _) in enumerate(good):
+            key = (env.device_id, env.msg_id)
+            if key not in first:  # the same message twice inside one batch: keep the first
+                first[key] = i
+        if len(first) < len(good):
+            good = [good[i] for i in first.values()]
+        keys = list(first)
+        received: dict[dt.datetime, str] = {}  # a batch arrives within a few instants: format each once
         messages: list[tuple[Any, ...]] = []
+        for item, env, _ in good:
+            rts = received.get(item.received)
+            if rts is None:
+                rts = received[item.received] = item.received.isoformat()
+            messages.append((env.msg_id, env.device_id, env.fleet, env.kind, env.seq, env.ts.isoformat(),
+                             env.session_id, env.model_sha256, env.config_sha256, env.agent_version, item.topic,
+                             rts, _json(env.body)))
+        new = self.backend.insert_new(_INSERT["messages"], messages, keys)
+        rows = good if len(new) == len(good) else [g for g, k in zip(good, keys, strict=True) if k in new]
+        if rows:
+            self._insert_derived(rows)
+        return len(rows)
+
+    def _insert_derived(self, rows: list[tuple[Incoming, schema.Envelope, msgspec.Struct]]) -> None:
+        """Child rows, device state, rollups and browseable tables of freshly stored messages."""
         latency: list[tuple[Any, ...]] = []
         robustness: list[tuple[Any, ...]] = []
         health: list[tuple[Any, ...]] = []
         devices: list[tuple[schema.Envelope, str]] = []
-        received: dict[dt.datetime, str] = {}  # a batch arrives within a few instants: format each once
-        for item, env, body in rows:
+        for _item, env, body in rows:
             msg_id, device_id, ts = env.msg_id, env.device_id, env.ts.isoformat()
-            rts = received.get(item.received)
-            if rts is None:
-                rts = received[item.received] = item.received.isoformat()
-            messages.append((msg_id, device_id, env.fleet, env.kind, env.seq, ts, env.session_id,
-                             env.model_sha256, env.config_sha256, env.agent_version, item.topic, rts,
-                             _json(env.body)))
             devices.append((env, ts))
             if isinstance(body, schema.HealthBody):
                 w = body.window
@@ -262,15 +239,16 @@ class Store:
                 for c in body.cells:
                     robustness.append((msg_id, device_id, ts, c.perturbation, c.severity, c.n, c.unstable,
                                        c.fraction, c.ci_low, c.ci_high, c.mean_disagreement))
-        conn = self.db.conn
-        if messages:
-            conn.executemany(_INSERT["messages"], messages)
-        self._track_devices(devices)
+        b = self.backend
+        self._track_devices(devices)  # first: every other table's device_id refers to a devices row
         for table, data in (("latency", latency), ("robustness", robustness), ("health", health)):
             if data:
-                conn.executemany(_INSERT[table], data)
-        rollups.write(conn, rollups.fold(rows))
-        tables.write(conn, rows)
+                b.executemany(_INSERT[table], data)
+        fold = rollups.fold(rows)
+        if b.row_locks:  # writers lock rows, not the database: a new hour's row exists before it is locked
+            rollups.claim_hours(b, fold)
+        rollups.write(b, fold, b.lock_rows)
+        tables.write(b, rows)
 
     def _track_devices(self, envs: list[tuple[schema.Envelope, str]]) -> None:
         """Fold a batch into one upsert per device, without reading the table first.
@@ -302,13 +280,17 @@ class Store:
                     row.update(session_id=env.session_id, model_sha256=env.model_sha256,
                                agent_version=env.agent_version, config_sha256=env.config_sha256, birth_ts=ts)
         if rows:
-            self.db.conn.executemany(_DEVICE_UPSERT, list(rows.values()))
+            self.backend.executemany(_DEVICE_UPSERT, [
+                (r["device_id"], r["fleet"], 1 if r["online"] is None else r["online"], r["last_seen"], r["last_seq"],
+                 r["state_ts"], r["session_id"], r["model_sha256"], r["agent_version"], r["config_sha256"],
+                 r["birth_ts"], int(r["birth_ts"] is not None)) for r in rows.values()])
 
     def counts(self) -> dict[str, int]:
-        return {t: self.db.table(t).count for t in ("messages", "latency", "robustness", "health", "quarantine")}
+        return {t: int(self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+                for t in ("messages", "latency", "robustness", "health", "quarantine")}
 
     def close(self) -> None:
-        self.db.close()
+        self.backend.close()
 
 
 #: the hot tables' columns, in the order ``Store._insert`` builds its tuples
@@ -324,8 +306,42 @@ _COLUMNS = {
                "occlusion", "replaying_frames", "replay_lag", "band_source", "alerts"),
 }
 #: health columns added after the first release (window span, every statistic and the open alerts)
-_HEALTH_EXTRA: dict[str, type] = {"window_start": str, "window_s": float, "noise": float, "occlusion": float,
-                                  "replaying_frames": int, "replay_lag": int, "band_source": str, "alerts": str}
+_HEALTH_EXTRA = {"window_start": "TEXT", "window_s": "DOUBLE PRECISION", "noise": "DOUBLE PRECISION",
+                 "occlusion": "DOUBLE PRECISION", "replaying_frames": "BIGINT", "replay_lag": "BIGINT",
+                 "band_source": "TEXT", "alerts": "TEXT"}
+#: quarantine columns added with its dedup by payload hash
+_QUARANTINE_EXTRA = {"payload_sha256": "TEXT", "count": "BIGINT", "first_ts": "TEXT"}
+
+#: the raw tables, in DDL both backends take (SQLite maps BIGINT/DOUBLE PRECISION onto its affinities; the
+#: PostgreSQL backend spells the quarantine's INTEGER PRIMARY KEY as an identity column)
+CORE_TABLES: dict[str, str] = {
+    "messages": """
+        msg_id TEXT, device_id TEXT, fleet TEXT, kind TEXT, seq BIGINT, ts TEXT, session_id TEXT,
+        model_sha256 TEXT, config_sha256 TEXT, agent_version TEXT, topic TEXT, received_ts TEXT, body TEXT,
+        PRIMARY KEY (device_id, msg_id)""",
+    "latency": """
+        msg_id TEXT, device_id TEXT, ts TEXT, stage TEXT, count BIGINT, p50_ms DOUBLE PRECISION,
+        p90_ms DOUBLE PRECISION, p95_ms DOUBLE PRECISION, p99_ms DOUBLE PRECISION, max_ms DOUBLE PRECISION,
+        mean_ms DOUBLE PRECISION, stdev_ms DOUBLE PRECISION, hdr TEXT, PRIMARY KEY (device_id, msg_id, stage)""",
+    "robustness": """
+        msg_id TEXT, device_id TEXT, ts TEXT, perturbation TEXT, severity DOUBLE PRECISION, n BIGINT,
+        unstable BIGINT, fraction DOUBLE PRECISION, ci_low DOUBLE PRECISION, ci_high DOUBLE PRECISION,
+        mean_disagreement DOUBLE PRECISION, PRIMARY KEY (device_id, msg_id, perturbation, severity)""",
+    "health": """
+        msg_id TEXT, device_id TEXT, ts TEXT, frames BIGINT, fps DOUBLE PRECISION, brightness DOUBLE PRECISION,
+        contrast DOUBLE PRECISION, sharpness DOUBLE PRECISION, clipped DOUBLE PRECISION, frozen_frames BIGINT,
+        spool_queued BIGINT, spool_dropped BIGINT, flags TEXT, """
+        + ", ".join(f"{c} {t}" for c, t in _HEALTH_EXTRA.items()) + ", PRIMARY KEY (device_id, msg_id)",
+    "devices": """
+        device_id TEXT PRIMARY KEY, fleet TEXT, online BIGINT, last_seen TEXT, session_id TEXT, last_seq BIGINT,
+        model_sha256 TEXT, agent_version TEXT, birth_ts TEXT, config_sha256 TEXT, state_ts TEXT,
+        sessions BIGINT""",
+    # received_ts: the latest arrival of this payload; first_ts: the first; count: how many arrived
+    "quarantine": """
+        id INTEGER PRIMARY KEY, received_ts TEXT, topic TEXT, reason TEXT, payload TEXT, payload_bytes BIGINT,
+        payload_sha256 TEXT, count BIGINT, first_ts TEXT""",
+    "ingest_stats": "name TEXT PRIMARY KEY, value BIGINT",
+}
 
 
 def _r(x: float | None, digits: int) -> float | None:
@@ -333,36 +349,44 @@ def _r(x: float | None, digits: int) -> float | None:
     return None if x is None else round(x, digits)
 # One prepared statement per table over a whole batch (executemany): sqlite-utils'
 # insert_all inspects and converts every value of every row, which was 70 % of the
-# collector's time (profiled with benchmarks/ingest.py). ``messages`` is a plain
-# INSERT (new ids are chosen under the write lock first); child rows are keyed by
-# msg_id, so OR IGNORE makes a redelivery a no-op.
+# collector's time (profiled with benchmarks/ingest.py). ``messages`` goes through the
+# backend's insert_new (which adds what its dialect needs to skip stored keys); child rows
+# are keyed by msg_id, so DO NOTHING makes a redelivery a no-op.
 _INSERT = {
-    table: f"{'INSERT' if table == 'messages' else 'INSERT OR IGNORE'} INTO [{table}] "
-           f"({', '.join(f'[{c}]' for c in cols)}) VALUES ({', '.join('?' * len(cols))})"
+    table: f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+           + ("" if table == "messages" else " ON CONFLICT DO NOTHING")
     for table, cols in _COLUMNS.items()
 }
 
+# The newest of what is stored and what arrives wins (last seen, last seq, online state by the
+# lifecycle message's own timestamp, identity by the newest birth), so batches may land out of
+# order and from several collectors at once. CASE, not two-argument MAX: both dialects take it.
 _DEVICE_UPSERT = """
 INSERT INTO devices (device_id, fleet, online, last_seen, last_seq, state_ts, session_id, model_sha256,
                      agent_version, config_sha256, birth_ts, sessions)
-VALUES (:device_id, :fleet, COALESCE(:online, 1), :last_seen, :last_seq, :state_ts, :session_id, :model_sha256,
-        :agent_version, :config_sha256, :birth_ts, :birth_ts IS NOT NULL)
-ON CONFLICT(device_id) DO UPDATE SET
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (device_id) DO UPDATE SET
     fleet = excluded.fleet,
-    last_seen = MAX(COALESCE(last_seen, ''), excluded.last_seen),
-    last_seq = MAX(COALESCE(last_seq, -1), excluded.last_seq),
-    online = CASE WHEN excluded.state_ts >= COALESCE(state_ts, '') THEN excluded.online ELSE online END,
-    state_ts = CASE WHEN excluded.state_ts >= COALESCE(state_ts, '') THEN excluded.state_ts ELSE state_ts END,
-    sessions = COALESCE(sessions, 0) + COALESCE(excluded.birth_ts >= COALESCE(birth_ts, '')
-                                                 AND excluded.session_id IS NOT COALESCE(session_id, ''), 0),
-    session_id = CASE WHEN excluded.birth_ts >= COALESCE(birth_ts, '') THEN excluded.session_id ELSE session_id END,
-    model_sha256 = CASE WHEN excluded.birth_ts >= COALESCE(birth_ts, '') THEN excluded.model_sha256
-                        ELSE model_sha256 END,
-    agent_version = CASE WHEN excluded.birth_ts >= COALESCE(birth_ts, '') THEN excluded.agent_version
-                         ELSE agent_version END,
-    config_sha256 = CASE WHEN excluded.birth_ts >= COALESCE(birth_ts, '') THEN excluded.config_sha256
-                         ELSE config_sha256 END,
-    birth_ts = COALESCE(MAX(birth_ts, excluded.birth_ts), birth_ts, excluded.birth_ts)
+    last_seen = CASE WHEN devices.last_seen IS NULL OR excluded.last_seen > devices.last_seen
+                     THEN excluded.last_seen ELSE devices.last_seen END,
+    last_seq = CASE WHEN devices.last_seq IS NULL OR excluded.last_seq > devices.last_seq
+                    THEN excluded.last_seq ELSE devices.last_seq END,
+    online = CASE WHEN excluded.state_ts >= COALESCE(devices.state_ts, '') THEN excluded.online
+                  ELSE devices.online END,
+    state_ts = CASE WHEN excluded.state_ts >= COALESCE(devices.state_ts, '') THEN excluded.state_ts
+                    ELSE devices.state_ts END,
+    sessions = COALESCE(devices.sessions, 0) + CASE WHEN excluded.birth_ts >= COALESCE(devices.birth_ts, '')
+                    AND excluded.session_id <> COALESCE(devices.session_id, '') THEN 1 ELSE 0 END,
+    session_id = CASE WHEN excluded.birth_ts >= COALESCE(devices.birth_ts, '') THEN excluded.session_id
+                      ELSE devices.session_id END,
+    model_sha256 = CASE WHEN excluded.birth_ts >= COALESCE(devices.birth_ts, '') THEN excluded.model_sha256
+                        ELSE devices.model_sha256 END,
+    agent_version = CASE WHEN excluded.birth_ts >= COALESCE(devices.birth_ts, '') THEN excluded.agent_version
+                         ELSE devices.agent_version END,
+    config_sha256 = CASE WHEN excluded.birth_ts >= COALESCE(devices.birth_ts, '') THEN excluded.config_sha256
+                         ELSE devices.config_sha256 END,
+    birth_ts = CASE WHEN devices.birth_ts IS NULL OR excluded.birth_ts > devices.birth_ts THEN excluded.birth_ts
+                    ELSE devices.birth_ts END
 """
 
 _json_encoder = msgspec.json.Encoder()
@@ -373,14 +397,16 @@ def _json(value: Any) -> str:
 
 
 def _text(value: str, limit: int) -> str:
-    """``value`` cut to ``limit`` characters and made storable (a lone surrogate cannot be UTF-8 encoded)."""
-    return value[:limit].encode("utf-8", errors="replace").decode("utf-8")
+    """``value`` cut to ``limit`` characters and made storable on every backend: a lone surrogate cannot be
+    UTF-8 encoded, and PostgreSQL's text cannot hold NUL (both become U+FFFD)."""
+    return value[:limit].encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
 def _quarantine_row(item: Incoming, reason: str) -> dict[str, Any]:
     raw = item.payload[:QUARANTINE_MAX_BYTES]
     return {"received_ts": item.received.isoformat(), "topic": _text(item.topic, 512), "reason": _text(reason, 1000),
-            "payload": raw.decode("utf-8", errors="replace"), "payload_bytes": len(item.payload),
+            "payload": raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+            "payload_bytes": len(item.payload),
             "payload_sha256": hashlib.sha256(item.payload).hexdigest()}
 
 
@@ -391,7 +417,7 @@ def _bare_quarantine_row(row: dict[str, Any]) -> dict[str, Any]:
             "payload_sha256": str(row.get("payload_sha256", ""))[:64]}
 
 
-def quarantine_stats(conn: sqlite3.Connection) -> dict[str, int]:
+def quarantine_stats(conn: Any) -> dict[str, int]:
     """Quarantine rows kept, messages they stand for, rows dropped by the caps (read by collector/prometheus.py)."""
     rows, messages = conn.execute("SELECT COUNT(*), COALESCE(SUM(count), 0) FROM quarantine").fetchone()
     try:
@@ -403,7 +429,8 @@ def quarantine_stats(conn: sqlite3.Connection) -> dict[str, int]:
 
 _QUARANTINE_UPSERT = """
 INSERT INTO quarantine (received_ts, first_ts, topic, reason, payload, payload_bytes, payload_sha256, count)
-VALUES (:received_ts, :received_ts, :topic, :reason, :payload, :payload_bytes, :payload_sha256, 1)
-ON CONFLICT(payload_sha256) DO UPDATE SET count = count + 1,
-    received_ts = MAX(received_ts, excluded.received_ts)
+VALUES (?, ?, ?, ?, ?, ?, ?, 1)
+ON CONFLICT (payload_sha256) DO UPDATE SET count = quarantine.count + 1,
+    received_ts = CASE WHEN excluded.received_ts > quarantine.received_ts THEN excluded.received_ts
+                       ELSE quarantine.received_ts END
 """

@@ -17,6 +17,7 @@ import yaml
 
 from edgeprobe.cli.assets import ASSETS, cache_dir
 from edgeprobe.cli.localbroker import LocalBroker, find_mosquitto
+from tests.pgserver import PostgresServer, running_server, truncate_all
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,6 +66,49 @@ def broker() -> Iterator[LocalBroker]:
         pytest.skip("mosquitto binary not installed and not installable here (make installs it as root)")
     with LocalBroker() as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the whole session (tests/pgserver.py), stopped by PID at the end, pass or fail."""
+    with running_server() as server:
+        if isinstance(server, str):
+            pytest.skip(server)
+        yield server
+
+
+class Databases:
+    """Fresh collector databases on one backend, as ``--db`` takes them: a SQLite path or a PostgreSQL URL.
+
+    PostgreSQL: the test's first database is created, later ones empty it again (TRUNCATE) so a
+    hypothesis test with dozens of examples does not pay for a database and a schema each.
+    """
+
+    def __init__(self, kind: str, tmp_path: Path, server: PostgresServer | None):
+        self.kind, self.tmp_path, self.server = kind, tmp_path, server
+        self._url: str | None = None
+        self._n = 0
+
+    def fresh(self) -> str:
+        self._n += 1
+        if self.server is None:
+            return str(self.tmp_path / f"db{self._n}.sqlite")
+        if self._url is None:
+            self._url = self.server.create_database()
+        else:
+            truncate_all(self._url)
+        return self._url
+
+    def same(self) -> str:
+        """The database ``fresh`` returned last (to open it again)."""
+        return self._url if self.server is not None and self._url else str(self.tmp_path / f"db{self._n}.sqlite")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Databases:
+    """Run the test on each backend; the PostgreSQL server starts the first time a test asks for it."""
+    server = request.getfixturevalue("postgres") if request.param == "postgresql" else None
+    return Databases(request.param, tmp_path, server)
 
 
 def demo_config(model: Path, source: Path, spool: Path, **extra: Any) -> dict[str, Any]:

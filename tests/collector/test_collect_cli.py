@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import assert_clean_error, run_cli
+from tests.pgserver import PostgresServer
 
 
 def test_missing_ca_file(tmp_path: Path) -> None:
@@ -21,3 +24,32 @@ def test_metrics_port_in_use(tmp_path: Path) -> None:
         r = run_cli("collect", "--db", str(tmp_path / "f.db"), "--broker", "127.0.0.1:1",
                     "--metrics-port", str(port), timeout=60)
     assert r.returncode == 2 and "--metrics-port" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_unreachable_postgresql_is_one_sentence_with_the_password_hidden() -> None:
+    from edgeprobe.cli.localbroker import free_port
+
+    url = f"postgresql://edgeprobe:s3cret@127.0.0.1:{free_port()}/fleet"  # nothing listens there
+    for args in (("collect", "--db", url, "--broker", "127.0.0.1:1"), ("fleet", "status", "--db", url),
+                 ("summary", "--db", url)):
+        r = run_cli(*args, timeout=60)
+        assert_clean_error(r, r"cannot (open|connect to) database postgresql://edgeprobe:\*\*\*@127\.0\.0\.1")
+        assert "s3cret" not in r.stderr
+
+
+def test_a_postgresql_database_that_is_not_the_collectors_is_named(postgres: PostgresServer) -> None:
+    url = postgres.create_database()  # empty: nothing edgeprobe wrote
+    r = run_cli("fleet", "status", "--db", url, timeout=60)
+    assert_clean_error(r, "is not an edgeprobe collector database")
+
+
+def test_the_sqlite_path_never_imports_psycopg(tmp_path: Path) -> None:
+    """PostgreSQL is an optional install: storing into SQLite, querying it and the agent load no psycopg."""
+    code = ("import sys, datetime as dt\n"
+            "from edgeprobe.collector.store import Store\n"
+            "from edgeprobe.collector import queries, prometheus, retention, service\n"
+            "import edgeprobe.agent.runner\n"
+            f"s = Store({str(tmp_path / 'f.db')!r}); queries.fleet_status(s.db); s.close()\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_binary')], 'psycopg'\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

@@ -2,7 +2,7 @@
 
 The property tests throw arbitrary JSON and near-valid messages (extreme
 integers, deep nesting, long strings, wrong types in real fields) at the real
-decoder and a real SQLite store, mixed with valid messages.
+decoder and a real store (a SQLite file and a real PostgreSQL), mixed with valid messages.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import json
 import sqlite3
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from hypothesis import strategies as st
 
 from edgeprobe.collector.store import Incoming, Store
 from edgeprobe.harness import schema
+from tests.conftest import Databases
 
 TOPIC = "edgeprobe/v1/f/cam-1/event"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -61,30 +61,36 @@ def _nested(depth: int) -> bytes:
     (schema.encode(_msg(body={"type": "x", "blob": "b" * 70_000})), TOPIC, "string"),
     (b'{"pad": "' + b"x" * 600_000 + b'"}', TOPIC, "byte limit"),
 ])
-def test_poison_is_quarantined_and_the_rest_of_the_batch_stored(tmp_path: Path, payload: bytes, topic: str,
+def test_poison_is_quarantined_and_the_rest_of_the_batch_stored(databases: Databases, payload: bytes, topic: str,
                                                                  reason: str) -> None:
-    store = Store(tmp_path / "db.sqlite")
+    store = Store(databases.fresh())
     before, after = _msg(seq=1), _msg(seq=3)
     assert store.ingest([_item(schema.encode(before)), _item(payload, topic), _item(schema.encode(after))]) == (2, 1)
     (stored_reason,) = store.db.execute("SELECT reason FROM quarantine").fetchone()
     assert reason in stored_reason
-    ids = {r[0] for r in store.db.execute("SELECT msg_id FROM messages")}
+    ids = {r[0] for r in store.db.execute("SELECT msg_id FROM messages").fetchall()}
     assert ids == {before["msg_id"], after["msg_id"]}
 
 
-def test_body_size_limit_is_configurable(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite", max_message_bytes=2048)
+def test_body_size_limit_is_configurable(databases: Databases) -> None:
+    store = Store(databases.fresh(), max_message_bytes=2048)
     small, big = _msg(seq=1), _msg(seq=2, body={"type": "x", "message": "m" * 3000})
     assert store.ingest([_item(schema.encode(small)), _item(schema.encode(big))]) == (1, 1)
     (reason,) = store.db.execute("SELECT reason FROM quarantine").fetchone()
     assert "over the 2048-byte limit" in reason
 
 
-def test_a_message_the_database_refuses_is_isolated_by_splitting_the_batch(tmp_path: Path) -> None:
-    """A real SQLite trigger refuses one device's rows: that message alone is quarantined, the rest stored."""
-    store = Store(tmp_path / "db.sqlite")
-    store.db.execute("""CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.device_id = 'poison'
-                        BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END""")
+def test_a_message_the_database_refuses_is_isolated_by_splitting_the_batch(databases: Databases) -> None:
+    """A real trigger refuses one device's rows: that message alone is quarantined, the rest stored."""
+    store = Store(databases.fresh())
+    if databases.kind == "sqlite":
+        store.db.execute("""CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.device_id = 'poison'
+                            BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END""")
+    else:
+        store.db.execute("""CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                            BEGIN RAISE EXCEPTION 'refused by trigger'; END $$""")
+        store.db.execute("""CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW
+                            WHEN (NEW.device_id = 'poison') EXECUTE FUNCTION refuse()""")
     batch = [_msg(seq=i) for i in range(40)]
     poison = _msg(seq=7, device="poison")
     items = [_item(schema.encode(m)) for m in batch]
@@ -95,6 +101,24 @@ def test_a_message_the_database_refuses_is_isolated_by_splitting_the_batch(tmp_p
     assert store.counts()["messages"] == 40
     # and the next batch is not held up by it either
     assert store.ingest([_item(schema.encode(_msg(seq=99)))]) == (1, 0)
+
+
+def test_a_postgresql_that_cannot_write_raises_instead_of_quarantining(postgres: Any) -> None:
+    """A table locked by another session past the lock timeout: like SQLite's busy timeout, the batch is not
+    quarantined but raised, so the collector retries it and does not acknowledge it."""
+    import psycopg
+
+    url = postgres.create_database()
+    store = Store(url)
+    store.db.execute("SET lock_timeout = '50ms'")
+    with psycopg.connect(url) as other:
+        other.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(psycopg.OperationalError, match="lock timeout"):
+            store.ingest([_item(schema.encode(_msg()))])
+        other.rollback()
+    assert store.ingest([_item(schema.encode(_msg(seq=2)))]) == (1, 0)
+    assert store.quarantine_stats()["rows"] == 0
+    store.close()
 
 
 def test_a_database_that_cannot_write_raises_instead_of_quarantining(tmp_path: Path) -> None:
@@ -152,34 +176,35 @@ hostile = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
 @given(plan=st.lists(st.one_of(st.just(None), hostile), min_size=1, max_size=25))
-def test_every_message_ends_stored_or_quarantined_exactly_once(plan: list[bytes | None]) -> None:
+def test_every_message_ends_stored_or_quarantined_exactly_once(databases: Databases, plan: list[bytes | None]) -> None:
     """None in the plan is a fresh valid message: all of those are stored, whatever sits around them."""
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "db.sqlite")
-        items, valid_ids = [], []
-        for seq, entry in enumerate(plan):
-            if entry is None:
-                m = _msg(seq=seq)
-                valid_ids.append(m["msg_id"])
-                entry = schema.encode(m)
-            items.append(_item(entry))
-        accepted = []
-        for it in items:  # what the schema lets through is stored, the rest quarantined
-            with contextlib.suppress(schema.SchemaViolation):
-                accepted.append(schema.decode_message(it.payload, it.topic)[0].msg_id)
-        stored, quarantined = store.ingest(items)  # must not raise
-        ids = [r[0] for r in store.db.execute("SELECT msg_id FROM messages")]
-        assert len(ids) == len(set(ids)) == stored
-        assert set(valid_ids) <= set(ids)
-        assert set(ids) == set(accepted)
-        assert stored + quarantined == len(items) - (len(accepted) - len(set(accepted)))
-        assert store.quarantine_stats()["messages"] == quarantined
-        reasons = [r[0] for r in store.db.execute("SELECT reason FROM quarantine")]
-        assert all(reasons)
-        # a second delivery of the same batch stores nothing new and adds no quarantine rows, only counts
-        rows = store.counts()["quarantine"]
-        assert store.ingest(items) == (0, quarantined)
-        assert store.counts()["quarantine"] == rows and store.quarantine_stats()["messages"] == 2 * quarantined
-        store.close()
+    # a fresh database per example (PostgreSQL: the same one, emptied)
+    store = Store(databases.fresh())
+    items, valid_ids = [], []
+    for seq, entry in enumerate(plan):
+        if entry is None:
+            m = _msg(seq=seq)
+            valid_ids.append(m["msg_id"])
+            entry = schema.encode(m)
+        items.append(_item(entry))
+    accepted = []
+    for it in items:  # what the schema lets through is stored, the rest quarantined
+        with contextlib.suppress(schema.SchemaViolation):
+            accepted.append(schema.decode_message(it.payload, it.topic)[0].msg_id)
+    stored, quarantined = store.ingest(items)  # must not raise
+    ids = [r[0] for r in store.db.execute("SELECT msg_id FROM messages").fetchall()]
+    assert len(ids) == len(set(ids)) == stored
+    assert set(valid_ids) <= set(ids)
+    assert set(ids) == set(accepted)
+    assert stored + quarantined == len(items) - (len(accepted) - len(set(accepted)))
+    assert store.quarantine_stats()["messages"] == quarantined
+    reasons = [r[0] for r in store.db.execute("SELECT reason FROM quarantine").fetchall()]
+    assert all(reasons)
+    # a second delivery of the same batch stores nothing new and adds no quarantine rows, only counts
+    rows = store.counts()["quarantine"]
+    assert store.ingest(items) == (0, quarantined)
+    assert store.counts()["quarantine"] == rows and store.quarantine_stats()["messages"] == 2 * quarantined
+    store.close()

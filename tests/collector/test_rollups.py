@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-import sqlite3
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,12 +21,13 @@ from edgeprobe.collector import queries
 from edgeprobe.collector.store import Store
 from edgeprobe.collector.timerange import TimeRange
 from edgeprobe.harness.latency import histogram_summary, merge_histograms, summary_of_packed
-from tests.conftest import assert_clean_error, run_cli
+from tests.conftest import Databases, assert_clean_error, run_cli
 
 START = dt.datetime(2026, 1, 5, 10, 40, tzinfo=dt.timezone.utc)
 
 
-def assert_rollups_match_raw(db: sqlite3.Connection) -> None:
+def assert_rollups_match_raw(db: Any) -> None:
+    """``db``: a store's reader (SQLite or PostgreSQL)."""
     raw = {}
     for dev, ts, stage, hdr in db.execute("SELECT device_id, ts, stage, hdr FROM latency"):
         hour = int(dt.datetime.fromisoformat(ts).timestamp()) // 3600 * 3600
@@ -66,7 +67,7 @@ def assert_rollups_match_raw(db: sqlite3.Connection) -> None:
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), batch=st.integers(4, 40), redeliver=st.floats(0, 0.5),
        drop=st.floats(0, 0.2))
-def test_rollups_match_the_raw_rows_for_any_batching(tmp_path: Path, seed: int, batch: int, redeliver: float,
+def test_rollups_match_the_raw_rows_for_any_batching(databases: Databases, seed: int, batch: int, redeliver: float,
                                                      drop: float) -> None:
     rng = random.Random(seed)
     msgs = [m for tick in stream(2, START, hours=1.5, every_s=900, seed=seed) for m in tick]
@@ -74,18 +75,17 @@ def test_rollups_match_the_raw_rows_for_any_batching(tmp_path: Path, seed: int, 
     rest = [m for m in rest if rng.random() >= drop]  # lost messages: seq gaps
     rng.shuffle(rest)  # out of order, as several collectors and redeliveries make it
     rest += rng.sample(rest, int(len(rest) * redeliver))  # redeliveries
-    path = tmp_path / f"{seed}-{batch}.db"
-    store = Store(path)
+    store = Store(databases.fresh())
     store.ingest(births)
     for i in range(0, len(rest), batch):
         store.ingest(rest[i:i + batch])
+    assert_rollups_match_raw(store.db)
     store.close()
-    with sqlite3.connect(path) as db:
-        assert_rollups_match_raw(db)
 
 
-def test_questions_over_a_range_see_only_its_hours(tmp_path: Path) -> None:
-    store = Store(tmp_path / "f.db")
+def test_questions_over_a_range_see_only_its_hours(databases: Databases) -> None:
+    db_url = databases.fresh()
+    store = Store(db_url)
     for tick in stream(2, START, hours=3, every_s=900):
         store.ingest(tick)
     db = store.db
@@ -95,14 +95,14 @@ def test_questions_over_a_range_see_only_its_hours(tmp_path: Path) -> None:
     assert 0 < late["e2e"] < every["e2e"]
     # 10:40 + 2 h = 12:40 -> whole hours from 12:00: the windows at 12:10 .. 13:40
     hours = {r[0] for r in db.execute("SELECT hour FROM rollup_latency WHERE hour >= ?",
-                                      [int(since.timestamp()) // 3600 * 3600])}
+                                      [int(since.timestamp()) // 3600 * 3600]).fetchall()}
     assert len(hours) == 2
     status = {r["device_id"]: r for r in queries.fleet_status(db, tr=TimeRange.of(since.timestamp()))}
     assert status["cam-0000"]["latency_samples"] == late["e2e"]
     nothing = queries.fleet_status(db, tr=TimeRange.of((START + dt.timedelta(days=1)).timestamp()))
     assert {r["latency_samples"] for r in nothing} == {0} and all(r["worst_perturbation"] is None for r in nothing)
     store.close()
-    r = run_cli("fleet", "status", "--db", str(tmp_path / "f.db"), "--json", "--since", "2026-01-05T12:40:00Z",
+    r = run_cli("fleet", "status", "--db", db_url, "--json", "--since", "2026-01-05T12:40:00Z",
                 "--until", "2026-01-05T14:00:00+00:00")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)

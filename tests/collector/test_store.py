@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 from edgeprobe.collector.store import Incoming, Store
 from edgeprobe.harness import schema
+from tests.conftest import Databases
 
 
 def _incoming(msg: dict, topic: str | None = None) -> Incoming:
@@ -22,16 +22,16 @@ def _msg(kind: str, seq: int, body: dict, device: str = "cam-1") -> dict:
 BIRTH = {"model": {}, "source": {}, "host": {}, "capabilities": {}}
 
 
-def test_redelivery_changes_nothing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite")
+def test_redelivery_changes_nothing(databases: Databases) -> None:
+    store = Store(databases.fresh())
     m = _msg("birth", 0, BIRTH)
     assert store.ingest([_incoming(m)]) == (1, 0)
     assert store.ingest([_incoming(m), _incoming(m)]) == (0, 0)
     assert store.counts()["messages"] == 1
 
 
-def test_bad_payloads_go_to_quarantine_with_reason(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite")
+def test_bad_payloads_go_to_quarantine_with_reason(databases: Databases) -> None:
+    store = Store(databases.fresh())
     good = _msg("event", 1, {"type": "x"})
     spoofed = _msg("event", 2, {"type": "x"}, device="cam-2")
     batch = [
@@ -41,7 +41,8 @@ def test_bad_payloads_go_to_quarantine_with_reason(tmp_path: Path) -> None:
         _incoming(good),
     ]
     assert store.ingest(batch) == (1, 3)
-    rows = list(store.db["quarantine"].rows)
+    rows = [dict(zip(("reason", "payload_bytes", "payload"), r, strict=True)) for r in store.db.execute(
+        "SELECT reason, payload_bytes, payload FROM quarantine ORDER BY id").fetchall()]
     reasons = [r["reason"] for r in rows]
     assert reasons[0].startswith("not JSON") and reasons[1].startswith("not JSON")
     assert reasons[2] == ("topic 'edgeprobe/v1/f/cam-1/event' does not match payload "
@@ -49,16 +50,15 @@ def test_bad_payloads_go_to_quarantine_with_reason(tmp_path: Path) -> None:
     assert rows[1]["payload_bytes"] == 200_000 and len(rows[1]["payload"]) <= 64 * 1024
 
 
-def test_devices_and_seq_gaps(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite")
+def test_devices_and_seq_gaps(databases: Databases) -> None:
+    store = Store(databases.fresh())
     store.ingest([_incoming(_msg("birth", 0, BIRTH)), _incoming(_msg("event", 1, {"type": "a"})),
                   _incoming(_msg("event", 4, {"type": "b"}))])
-    dev = store.db["devices"].get("cam-1")
-    assert dev["online"] == 1 and dev["last_seq"] == 4
+    assert store.db.execute("SELECT online, last_seq FROM devices WHERE device_id = 'cam-1'").fetchone() == (1, 4)
     (missing,) = store.db.execute("SELECT missing FROM device_seq WHERE device_id = 'cam-1'").fetchone()
     assert missing == 2
     store.ingest([_incoming(_msg("death", 5, {"reason": "stopped"}))])
-    assert store.db["devices"].get("cam-1")["online"] == 0
+    assert store.db.execute("SELECT online FROM devices WHERE device_id = 'cam-1'").fetchone() == (0,)
     (raw,) = store.db.execute("SELECT body FROM messages WHERE kind = 'death'").fetchone()
     body = json.loads(raw)
     assert body == {"reason": "stopped"}

@@ -1,4 +1,4 @@
-"""`edgeprobe collect`: MQTT -> SQLite."""
+"""`edgeprobe collect`: MQTT -> the collector database (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
 
 
 def collect(
-    db: Annotated[Path, typer.Option("--db", help="SQLite file to write (created if missing).")],
+    db: Annotated[str, typer.Option("--db", help="SQLite file to write (created if missing), or a PostgreSQL URL "
+                                                 "(postgresql://user@host:port/dbname) for several collectors.")],
     broker: Annotated[str, typer.Option(help="Broker as HOST:PORT.")] = "127.0.0.1:1883",
     client_id: Annotated[str, typer.Option(help="MQTT client id (persistent session).")] = "edgeprobe-collector",
     group: Annotated[str | None, typer.Option(help="Shared-subscription group, to run N collectors.")] = None,
@@ -40,7 +41,7 @@ def collect(
     retain_rollups: Annotated[str, typer.Option(
         help="Keep the hourly rollups this long (fleet questions over older ranges find nothing).")] = "400d",
 ) -> None:
-    """Subscribe to the fleet's messages and store them in SQLite until stopped."""
+    """Subscribe to the fleet's messages and store them (SQLite, or PostgreSQL) until stopped."""
     from edgeprobe.cli.userinput import existing_file, host_port, output_file, sqlite_file, tcp_port
     from edgeprobe.collector.service import Collector
     from edgeprobe.collector.store import Store
@@ -57,7 +58,8 @@ def collect(
     if max_message_bytes < 1024:
         raise ConfigError(f"--max-message-bytes {max_message_bytes} is too small for any real message; "
                           "give at least 1024 (the default is 524288)")
-    from edgeprobe.collector.retention import Pruner, Retention, sqlite_connect
+    from edgeprobe.collector.backend import describe, first_line, is_postgres
+    from edgeprobe.collector.retention import Pruner, Retention
     from edgeprobe.collector.timerange import parse_duration
 
     retention = Retention(parse_duration(retain_raw, "--retain-raw"),
@@ -65,12 +67,17 @@ def collect(
     if retention.rollups_s < retention.raw_s:
         raise ConfigError(f"--retain-rollups {retain_rollups} is shorter than --retain-raw {retain_raw}; "
                           "keep the rollups at least as long as the raw windows")
-    db_hint = "point --db at a .db file of its own (created if missing)"
-    sqlite_file(db, "database", db_hint)
+    if is_postgres(db):
+        db_hint = "check the URL (postgresql://user@host:port/dbname) and that the server accepts connections"
+    else:
+        db_hint = "point --db at a .db file of its own (created if missing)"
+        sqlite_file(Path(db), "database", db_hint)
     try:
         store = Store(db, max_message_bytes=max_message_bytes)
+    except ConfigError:
+        raise
     except Exception as exc:
-        raise ConfigError(f"cannot open database {db} ({exc}); {db_hint}") from None
+        raise ConfigError(f"cannot open database {describe(db)} ({first_line(exc)}); {db_hint}") from None
     try:
         collector = Collector(store, host, port, client_id=client_id, group=group,
                               username=username, password=password, ca_file=_s(ca_file), cert_file=_s(cert_file),
@@ -100,7 +107,7 @@ def collect(
             ready_file.write_text("subscribed\n")
         elif not stop.is_set():
             _say_why(collector, host, port, _s(ca_file))
-    pruner = threading.Thread(target=Pruner(sqlite_connect(str(db)), retention).run, args=(stop,),
+    pruner = threading.Thread(target=Pruner(db, retention).run, args=(stop,),
                               name="edgeprobe-retention", daemon=True)
     pruner.start()
     stop.wait()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 fleet_app = typer.Typer(help="Ask the collector's database about the fleet.", no_args_is_help=True)
 
-DbOption = Annotated[Path, typer.Option("--db", help="The collector's SQLite file (edgeprobe collect --db).")]
+DbOption = Annotated[str, typer.Option("--db", help="The collector's SQLite file or postgresql:// URL "
+                                                      "(edgeprobe collect --db).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of a table.")]
 _RANGE_HELP = ("RFC 3339 time (2026-01-02T00:00:00Z) or a duration back from now (90s, 15m, 1h, 7d); "
                "answered in whole UTC hours")
@@ -22,27 +22,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(fleet_app, name="fleet")
 
 
-def _open(db: Path) -> Any:
-    import sqlite3
+def _open(db: str) -> Any:
+    from edgeprobe.collector.backend import open_existing
 
-    import sqlite_utils
-
-    from edgeprobe.harness.errors import ConfigError
-
-    if db.is_dir():
-        raise ConfigError(f"database {db} is a folder; point --db at the file `edgeprobe collect --db` writes")
-    if not db.is_file():
-        raise ConfigError(f"database {db} does not exist; point --db at the file `edgeprobe collect --db` writes")
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        database = sqlite_utils.Database(conn)
-        if "devices" not in database.table_names():
-            raise ConfigError(f"{db} is not an edgeprobe collector database (no devices table); "
-                              "point --db at the file `edgeprobe collect --db` writes")
-    except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"{db} is not a readable SQLite database ({exc}); "
-                          "point --db at the file `edgeprobe collect --db` writes") from None
-    return database
+    return open_existing(db, "point --db at the file or PostgreSQL URL `edgeprobe collect --db` writes").db
 
 
 def _fmt(v: Any, unit: str = "") -> str:

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 def summary(
-    db: Annotated[Path, typer.Option("--db", help="The collector's SQLite file.")],
+    db: Annotated[str, typer.Option("--db", help="The collector's SQLite file or postgresql:// URL.")],
     device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     since: Annotated[str | None, typer.Option(
@@ -36,36 +36,31 @@ def summary(
         render_summary(data, console)
 
 
-def read_summary(db_path: Path, device: str | None = None, tr: Any = None) -> dict[str, Any]:
-    import sqlite3
-
-    import sqlite_utils
-
+def read_summary(db_path: str | Path, device: str | None = None, tr: Any = None) -> dict[str, Any]:
     from edgeprobe.cli.userinput import existing_file, sqlite_file
     from edgeprobe.collector import queries
+    from edgeprobe.collector.backend import describe, is_postgres, open_existing
     from edgeprobe.collector.timerange import ALL_TIME
-    from edgeprobe.harness.errors import ConfigError
 
     hint = "pass the --db the collector wrote"
-    existing_file(db_path, "database", hint)
-    sqlite_file(db_path, "database", hint)
-    db = sqlite_utils.Database(db_path)
+    if not is_postgres(db_path):
+        existing_file(Path(db_path), "database", hint)
+        sqlite_file(Path(db_path), "database", hint)
+    conn = open_existing(db_path, hint)
+    db = conn.db
     try:
-        tables = db.table_names()
-    except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"database {db_path} cannot be read ({exc}); {hint}") from None
-    if "messages" not in tables:
-        raise ConfigError(f"{db_path} is not an edgeprobe collector database (no messages table); {hint}")
-    return {
-        "database": str(db_path),
-        "devices": queries.devices(db),
-        "kinds": queries.kind_counts(db),
-        "range": (tr or ALL_TIME).describe(),
-        "latency": queries.latency_summary(db, device, tr or ALL_TIME),
-        "robustness": queries.robustness_summary(db, device, tr or ALL_TIME),
-        "health": queries.health_summary(db, device, tr or ALL_TIME),
-        "quarantined": db["quarantine"].count,
-    }
+        return {
+            "database": describe(db_path),
+            "devices": queries.devices(db),
+            "kinds": queries.kind_counts(db),
+            "range": (tr or ALL_TIME).describe(),
+            "latency": queries.latency_summary(db, device, tr or ALL_TIME),
+            "robustness": queries.robustness_summary(db, device, tr or ALL_TIME),
+            "health": queries.health_summary(db, device, tr or ALL_TIME),
+            "quarantined": int(db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]),
+        }
+    finally:
+        conn.close()
 
 
 def render_summary(data: dict[str, Any], console: Console) -> None:
