@@ -21,12 +21,7 @@ import msgspec
 from edgeprobe.harness import yamlconfig
 from edgeprobe.harness.errors import ConfigError
 from edgeprobe.harness.modelconfig import ModelConfig, PreprocessConfig, TaskConfig
-
-PosInt = Annotated[int, msgspec.Meta(ge=1)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
-Severity = Annotated[float, msgspec.Meta(ge=0, le=5)]
-Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
-
+from edgeprobe.harness.yamlconfig import NonNegInt, PosInt, Severity, Unit
 
 __all__ = ["AgentConfig", "LoadedConfig", "ModelConfig", "PreprocessConfig", "TaskConfig", "load_config"]
 

@@ -30,11 +30,8 @@ from edgeprobe.harness.errors import ConfigError
 from edgeprobe.harness.registry import Registry
 from edgeprobe.harness.stability import risk_zone, wilson_interval
 from edgeprobe.harness.verdict import CheckResult, Status, decide
+from edgeprobe.harness.yamlconfig import Confidence, NonNegInt, Severity, Unit
 
-Severity = Annotated[float, msgspec.Meta(ge=0, le=5)]
-Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
-Confidence = Annotated[float, msgspec.Meta(gt=0, lt=1)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Decide = Literal["interval", "point"]
 
 

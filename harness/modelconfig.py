@@ -18,9 +18,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-PosInt = Annotated[int, msgspec.Meta(ge=1)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
-Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
+from edgeprobe.harness.yamlconfig import NonNegInt, PosInt, Unit
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

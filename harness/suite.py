@@ -34,10 +34,10 @@ from edgeprobe.harness.checks import (
 from edgeprobe.harness.errors import ConfigError, did_you_mean
 from edgeprobe.harness.modelconfig import ModelConfig, PreprocessConfig, TaskConfig
 from edgeprobe.harness.verdict import STATUSES, CheckResult, Status, decide, exit_code, headline, north_star
+from edgeprobe.harness.yamlconfig import PosInt
 
 SCHEMA = "edgeprobe-suite/1"
 
-PosInt = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

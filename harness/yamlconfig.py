@@ -10,12 +10,22 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import yaml
 
 from edgeprobe.harness.errors import ConfigError, did_you_mean
+
+# The constrained numbers every config file (agent config, suite, model/task sections, checks) uses, defined once.
+PosInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+#: a perturbation severity on the ImageNet-C scale (0 clean .. 5 worst; fractions interpolate)
+Severity = Annotated[float, msgspec.Meta(ge=0, le=5)]
+#: a share or fraction
+Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
+#: an interval's confidence level
+Confidence = Annotated[float, msgspec.Meta(gt=0, lt=1)]
 
 
 def read_file(path: Path, kind: str, expected: str) -> str:
