@@ -238,9 +238,10 @@ class CheckFigure(msgspec.Struct, forbid_unknown_fields=True):
     """One check of a suite verdict: its status and the figure it was held to (harness/verdict.CheckResult)."""
 
     name: Text
-    kind: Name
     #: pass | fail | error | inconclusive (a name, so a status a later version adds still decodes)
     status: Name
+    #: the check kind (harness/checks.py); every agent sends it, a hand-written verdict may leave it out
+    kind: Name = ""
     figure: float | None = None
     limit: float | None = None
     unit: Name = ""

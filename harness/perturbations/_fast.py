@@ -130,6 +130,14 @@ def zoom_center(image: np.ndarray, factor: float) -> np.ndarray:
     return np.asarray(cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)).reshape(image.shape)
 
 
+def down_up(image: np.ndarray, small_w: int, small_h: int, up: int) -> np.ndarray:
+    """Area-downscaled to (small_w, small_h) and back to the frame's size with ``up`` (a cv2 interpolation):
+    what a low-resolution stream or a pixelated frame looks like at the model's input."""
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, small_w), max(1, small_h)), interpolation=cv2.INTER_AREA)
+    return np.asarray(cv2.resize(small, (w, h), interpolation=up)).reshape(image.shape)
+
+
 def line_kernel(length: float, sigma: float, cos_t: float) -> np.ndarray:
     """Weights of ImageNet-C's motion kernel, projected on the dominant axis.
 

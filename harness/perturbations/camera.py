@@ -13,7 +13,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from edgeprobe.harness.perturbations._fast import gaussian, mask_where, rand_u8, rand_u16
+from edgeprobe.harness.perturbations._fast import down_up, gaussian, mask_where, rand_u8, rand_u16
 from edgeprobe.harness.perturbations.base import Perturbation, register
 
 
@@ -160,8 +160,7 @@ def _down_up(image: np.ndarray, params: tuple[float, ...], rng: np.random.Genera
     """Downscaled then upscaled bilinearly: a low-resolution stream stretched to the model's input."""
     (scale,) = params
     h, w = image.shape[:2]
-    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)).reshape(image.shape)
+    return down_up(image, round(w * scale), round(h * scale), cv2.INTER_LINEAR)
 
 
 def _interlace(image: np.ndarray, params: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:

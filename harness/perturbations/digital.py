@@ -13,7 +13,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from edgeprobe.harness.perturbations._fast import gaussian
+from edgeprobe.harness.perturbations._fast import down_up, gaussian
 from edgeprobe.harness.perturbations.base import Perturbation, register
 
 
@@ -68,8 +68,7 @@ def _pixelate(image: np.ndarray, params: tuple[float, ...], rng: np.random.Gener
     """Box-downscale by ``c`` and upscale nearest (PIL's BOX then NEAREST in the reference)."""
     (c,) = params
     h, w = image.shape[:2]
-    small = cv2.resize(image, (max(1, int(w * c)), max(1, int(h * c))), interpolation=cv2.INTER_AREA)
-    return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)).reshape(image.shape)
+    return down_up(image, int(w * c), int(h * c), cv2.INTER_NEAREST_EXACT)
 
 
 def _jpeg(image: np.ndarray, params: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:

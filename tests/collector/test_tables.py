@@ -33,8 +33,9 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         store.ingest(tick)
     store.ingest([
         _msg("verdict", {"suite": "gate", "status": "fail", "exit_code": 1, "headline": "jpeg broke",
-                         "duration_s": 12.3456789, "checks": [{"name": "jpeg@5", "kind": "robustness", "status": "fail"},
-                                                             {"name": "p99", "kind": "latency", "status": "pass"}]}, 900),
+                         "duration_s": 12.3456789,
+                         "checks": [{"name": "jpeg@5", "kind": "robustness", "status": "fail"},
+                                    {"name": "p99", "kind": "latency", "status": "pass"}]}, 900),
         _msg("event", {"type": "command", "message": "ok", "command_id": "42", "status": "ok"}, 901)])
     store.close()
     return path
