@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import msgspec
 
 from edgeprobe.agent.messages import Messenger
+from edgeprobe.harness.registry import Registry
 
 log = logging.getLogger("edgeprobe.agent.commands")
 
@@ -48,7 +49,9 @@ class Commands:
 
     def __init__(self, messenger: Messenger):
         self.messenger = messenger
-        self.handlers: dict[str, Handler] = {}
+        #: the one registry type (harness/registry.py): a name registered twice is a bug, an unknown one is
+        #: answered with the known ones and a did-you-mean
+        self.handlers: Registry[Handler] = Registry("command", error=CommandError)
         self._queue: queue.Queue[bytes] = queue.Queue()
         self.handled = 0
 
@@ -57,7 +60,7 @@ class Commands:
         return self.messenger.topic("cmd")
 
     def register(self, name: str, handler: Handler) -> None:
-        self.handlers[name] = handler
+        self.handlers.register(name, handler)
 
     def submit(self, topic: str, payload: bytes) -> None:
         """Called from the MQTT network thread: queue only, never run here."""
@@ -87,11 +90,10 @@ class Commands:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return self._reply(_salvage_id(payload), "error",
                                f"malformed command: {exc}; send {{\"id\": ..., \"command\": ..., \"args\": {{}}}}")
-        handler = self.handlers.get(cmd.command)
-        if handler is None:
-            known = ", ".join(sorted(self.handlers)) or "none"
-            return self._reply(cmd.id, "error", f"unknown command {cmd.command[:64]!r}; known: {known}",
-                               command=cmd.command[:64])
+        try:  # a name over 64 characters is no command's, and is not echoed back whole
+            handler = self.handlers.get(cmd.command if len(cmd.command) <= 64 else cmd.command[:64] + "...")
+        except CommandError as exc:
+            return self._reply(cmd.id, "error", str(exc), command=cmd.command[:64])
         try:
             result = handler(cmd.args)
         except CommandError as exc:

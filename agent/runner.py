@@ -171,7 +171,7 @@ class Agent:
                 "task": self.adapter.name,
                 "perturbations": perturbations.names(),
                 "probe": {"every_n_frames": self.cfg.probe.every_n_frames, "seed": self.cfg.probe.seed},
-                "commands": sorted(self.commands.handlers),
+                "commands": self.commands.handlers.names(),
                 "session_id": self.messenger.session_id,
             },
         }
