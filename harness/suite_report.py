@@ -1,7 +1,9 @@
 """The suite result's report data: degradation curves, latency CDFs and brightness slices, from measurements.
 
 Pure functions of what the agent measured, so the on-device runner, the verdict message and the CLI's report
-(edgeprobe/cli/report.py, junit.py) share one shape.
+(edgeprobe/cli/report.py, junit.py) share one shape. It lives in harness rather than beside the CLI's report
+because the suite result the agent returns (and ``run_check`` answers from, on a device without the CLI)
+already carries this data section; the HTML and JUnit writers only render it.
 """
 
 from __future__ import annotations
