@@ -23,7 +23,7 @@ from edgeprobe.harness.metamorphic import check_relation, evaluate_relations, ex
 from edgeprobe.harness.modelconfig import TaskConfig
 from edgeprobe.harness.tasks import LayoutMisfit, OutputSpec, make_adapter
 from edgeprobe.harness.tasks.keypoints import POSE_MIRROR, Keypoints, KeypointsAdapter, pck_disagreement
-from tests.conftest import asset
+from tests.conftest import asset, run_cli
 
 points = arrays(np.float64, st.tuples(st.integers(2, 40), st.just(2)), elements=st.floats(0.0, 1.0))
 
@@ -155,3 +155,16 @@ def test_a_frame_without_a_person_stays_stable_when_it_stays_empty(pose: tuple[A
     (r,) = evaluate_relations(_frames([grey]), lambda im: adapter.decode(backend.infer(backend.preprocess(im))),
                               adapter, ["hflip"], clean=[clean])
     assert r.violations == 0
+
+
+def test_edgeprobe_tasks_lists_keypoints_with_both_layouts() -> None:
+    import json
+
+    proc = run_cli("tasks", "--json")
+    assert proc.returncode == 0, proc.stderr
+    kinds = {a["kind"]: a for a in json.loads(proc.stdout)["adapters"]}
+    layouts = {row["layout"]: row["accepts"] for row in kinds["keypoints"]["layouts"]}
+    assert set(layouts) == {"mediapipe_hand", "mediapipe_pose"}
+    assert "(1, 63)" in layouts["mediapipe_hand"] and "(1, 195)" in layouts["mediapipe_pose"]
+    order = list(kinds)
+    assert order.index("keypoints") < order.index("classification") < order.index("embedding")
