@@ -28,7 +28,7 @@ from edgeprobe.harness.baseline import Baseline, Recorder
 from edgeprobe.harness.drift import DriftError, Row, Table, Thresholds, compare, describe_output
 from edgeprobe.harness.errors import ConfigError
 from edgeprobe.harness.exemplars import Exemplars
-from edgeprobe.harness.health import METRICS, FrameStats, HealthWindow, health_flags
+from edgeprobe.harness.health import METRICS, FrameStats, HealthWindow, health_flags, thumbnail
 from edgeprobe.harness.replay import ReplayDetector
 from edgeprobe.harness.slices import SliceTable
 from edgeprobe.harness.temporal import FlipCounter
@@ -84,9 +84,10 @@ class Monitor:
         min_run = h.replay_min_run if self.every == 1 else max(3, -(-h.replay_min_run // self.every))
         self.replay = ReplayDetector(max(3, -(-h.replay_buffer_frames // self.every)), min_run)
         self._seen = 0
-        #: the frame just before and its prediction (references, no copies: sources hand out a fresh array
-        #: per frame), so each sampled frame is compared with its real predecessor
-        self._prev_image: np.ndarray | None = None
+        #: the thumbnail and prediction of the frame just before the next sampled one, made as that frame
+        #: goes by, so each sampled frame is compared with its real predecessor without keeping any frame
+        #: (the source may decode the next one into the same buffer)
+        self._prev_thumb: np.ndarray | None = None
         self._prev_prediction: Any = None
         self.alerts = HealthAlerts(device_id, None, h.window_frames, h.check_every, h.frozen_share)
         self.flips = FlipCounter(adapter.disagreement, float(adapter.threshold), cfg.temporal.max_frame_diff)
@@ -126,15 +127,17 @@ class Monitor:
         and remembered as the next sampled frame's predecessor.
         """
         seen, self._seen = self._seen, self._seen + 1
+        sampling = self.every > 1
         if seen % self.every or image is None or prediction is None:  # (the SDK keeps no pixels of other frames)
             self.health.tick(t_capture_ns)
-            self._prev_image, self._prev_prediction = image, prediction
+            before_sample = sampling and (seen + 1) % self.every == 0 and image is not None
+            self._prev_thumb = thumbnail(image) if before_sample and image is not None else None
+            self._prev_prediction = prediction if before_sample else None
             return []
-        sampling = self.every > 1
-        previous_image = self._prev_image if sampling else None
+        previous_thumb = self._prev_thumb if sampling else None
         previous_prediction = self._prev_prediction if sampling else None
-        self._prev_image = self._prev_prediction = None
-        stats = self.health.add(image, t_capture_ns, previous_image)
+        self._prev_thumb = self._prev_prediction = None
+        stats = self.health.add(image, t_capture_ns, previous_thumb)
         if not self.cfg.enabled:
             return []
         wall = time.time()

@@ -99,8 +99,9 @@ class Agent:
         src = self.src = require_source(cfg, str(loaded.path or "config"))
         self.source: FrameSource = open_source(
             src.uri, loop=src.loop, pace=src.pace, on_event=lambda event: self.messenger.send("event", event),
-            fail_fast=src.fail_fast, open_timeout_s=src.open_timeout_s, read_timeout_s=src.read_timeout_s,
-            backoff_initial_s=src.backoff_initial_s, backoff_max_s=src.backoff_max_s)
+            reuse_buffer=True, fail_fast=src.fail_fast, open_timeout_s=src.open_timeout_s,
+            read_timeout_s=src.read_timeout_s, backoff_initial_s=src.backoff_initial_s,
+            backoff_max_s=src.backoff_max_s)
         self.worker = ProbeWorker(self.prober, size=cfg.probe.queue, wait=self._probes_wait())
         #: camera health, bands and alerts, frozen/replayed streams, temporal flips, drift, slices (agent/monitor.py)
         self.monitor = Monitor(cfg.monitor, cfg.device_id, self.adapter, self.backend.sha256, cfg.probe.seed)
@@ -278,7 +279,7 @@ class Agent:
                         stats.windows += 1
                         win_first = None
                 self.guards.poll()
-                self._last_frame = frame.image
+                self._last_frame = frame.image  # the decode buffer: commands (snapshot) run before the next decode
                 t_now = time.perf_counter_ns()
                 if t_now >= next_command_poll:
                     next_command_poll = t_now + COMMAND_POLL_NS

@@ -37,21 +37,24 @@ _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
-    """Grey uint8 thumbnail, at most THUMB_WIDTH wide."""
-    if image.ndim == 2:
-        grey = image
-    else:
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.shape[2] == 3 else image[..., 0]
-    h, w = grey.shape[:2]
+    """Grey uint8 thumbnail, at most THUMB_WIDTH wide: every statistic of a sampled frame works on this one."""
+    h, w = image.shape[:2]
     if w > THUMB_WIDTH:
         # An integer factor on a frame cropped to a multiple of it takes OpenCV's fast INTER_AREA path
         # (box averaging): 2x faster on 768x576 than an arbitrary ratio, which cost 1.6 ms of an 8 ms frame.
         k = -(-w // THUMB_WIDTH)
         if h >= k:
-            grey = grey[: h - h % k, : w - w % k]
+            grey = _grey(image[: h - h % k, : w - w % k])  # only the pixels the boxes cover are converted
             return cv2.resize(grey, (grey.shape[1] // k, grey.shape[0] // k), interpolation=cv2.INTER_AREA)
-        grey = cv2.resize(grey, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
-    return grey
+        return cv2.resize(_grey(image), (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))),
+                          interpolation=cv2.INTER_AREA)
+    return _grey(image)
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.shape[2] == 3 else image[..., 0]
 
 
 def noise_patch(image: np.ndarray) -> np.ndarray:
@@ -150,14 +153,16 @@ class HealthWindow:
             self.first_ns = t_capture_ns
         self.last_ns = t_capture_ns
 
-    def add(self, image: np.ndarray, t_capture_ns: int, previous: np.ndarray | None = None) -> FrameStats:
-        """Statistics of one frame; motion is against ``previous`` (the frame just before) when given.
+    def add(self, image: np.ndarray, t_capture_ns: int, previous_thumb: np.ndarray | None = None) -> FrameStats:
+        """Statistics of one frame, all from its one thumbnail (plus the noise patch, which must be full size).
 
-        Without ``previous`` the last frame passed to :meth:`add` is the predecessor, which is the frame just
-        before when every frame is added.
+        Motion is against ``previous_thumb`` (:func:`thumbnail` of the frame just before) when given: a
+        sampler makes it when that frame goes by, so no frame is kept past its turn (sources may decode the
+        next frame into the same buffer). Without it the last frame passed to :meth:`add` is the predecessor,
+        which is the frame just before when every frame is added. Nothing here keeps ``image``.
         """
         thumb = thumbnail(image)
-        before = thumbnail(previous) if previous is not None else self._previous
+        before = previous_thumb if previous_thumb is not None else self._previous
         motion = None
         # A frozen camera repeats the same frame while fps counters stay healthy.
         if before is not None and before.shape == thumb.shape:

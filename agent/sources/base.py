@@ -14,7 +14,9 @@ class Frame:
     """One captured frame.
 
     ``t_capture_ns`` is ``perf_counter_ns()`` when the frame arrived (not when
-    the model got to it), so end-to-end latency includes any queueing.
+    the model got to it), so end-to-end latency includes any queueing. A
+    source opened with ``reuse_buffer`` decodes the next frame into the same
+    ``image``: copy what must outlive the frame.
     """
 
     image: np.ndarray  # BGR (or grey) uint8, HxW[xC]

@@ -17,12 +17,21 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 
 class VideoFileSource:
-    """Frames of a video file, optionally looping and paced at its native fps."""
+    """Frames of a video file, optionally looping and paced at its native fps.
 
-    def __init__(self, path: str, loop: bool = False, pace: bool = False):
+    With ``reuse_buffer`` every frame is decoded into the same array (``VideoCapture.read(image)``: no
+    frame-sized allocation per frame, and the loop keeps touching the same cache-warm memory). A frame's
+    image is then valid only until the next frame is asked for: for a consumer that handles each frame
+    before asking for the next (the agent's loop, which copies what it keeps: a probe-due frame, the health
+    predecessor's thumbnail). Collecting frames into a list needs the default, a fresh array per frame.
+    """
+
+    def __init__(self, path: str, loop: bool = False, pace: bool = False, reuse_buffer: bool = False):
         self.path = Path(path)
         self.loop = loop
         self.pace = pace
+        self.reuse_buffer = reuse_buffer
+        self._buffer: np.ndarray | None = None
         self.source_id = self.path.name
         if not self.path.is_file():
             raise SourceError(f"video file {self.path} does not exist; check source.uri")
@@ -43,12 +52,12 @@ class VideoFileSource:
         next_due = time.perf_counter_ns()
         while True:
             t0 = time.perf_counter_ns()
-            ok, image = self._cap.read()
+            ok, image = self._read()
             t1 = time.perf_counter_ns()
             if not ok:
                 if self.loop and index > 0:
                     self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                    ok, image = self._cap.read()
+                    ok, image = self._read()
                     t1 = time.perf_counter_ns()
                 if not ok:
                     if index == 0:
@@ -65,6 +74,16 @@ class VideoFileSource:
             decode_ns = 0 if period_ns else t1 - t0  # paced frames include the wait, not just decoding
             yield Frame(image=image, t_capture_ns=t1, index=index, source_id=self.source_id, decode_ns=decode_ns)
             index += 1
+
+    def _read(self) -> tuple[bool, np.ndarray]:
+        if not self.reuse_buffer:
+            return self._cap.read()
+        # OpenCV writes into the array when its size and type fit the frame and makes a new one otherwise
+        # (the first frame, a change of resolution): that one becomes the buffer from then on
+        ok, image = self._cap.read(self._buffer) if self._buffer is not None else self._cap.read()
+        if ok:
+            self._buffer = image
+        return ok, image
 
     def close(self) -> None:
         self._cap.release()

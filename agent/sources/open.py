@@ -28,11 +28,17 @@ def live_kind(uri: str) -> str | None:
 
 
 def open_source(uri: str, loop: bool = False, pace: bool = False, *, on_event: EventSink | None = None,
-                **live: Any) -> FrameSource:
-    """Open the source a URI names; ``live`` holds timeouts, backoff and fail_fast for cameras."""
+                reuse_buffer: bool = False, **live: Any) -> FrameSource:
+    """Open the source a URI names; ``live`` holds timeouts, backoff and fail_fast for cameras.
+
+    ``reuse_buffer``: decode every frame into one array where the source can (a video file), so a frame
+    is valid only until the next is asked for (see :class:`VideoFileSource`). Cameras and streams hand out
+    a fresh array per frame either way: their grabber thread decodes while the consumer still works on
+    the frame before, so one buffer would be overwritten under it.
+    """
     kind = live_kind(uri)
     if kind is not None:
         return LiveSource(uri, kind, on_event=on_event, **live)
     if Path(uri).is_dir():
         return ImageFolderSource(uri, loop=loop)
-    return VideoFileSource(uri, loop=loop, pace=pace)
+    return VideoFileSource(uri, loop=loop, pace=pace, reuse_buffer=reuse_buffer)
