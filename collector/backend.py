@@ -28,8 +28,6 @@ class Backend(Protocol):
     """The store's connection: ``?`` SQL in, rows out, write transactions, the dialect's few differences."""
 
     kind: str
-    #: writers lock rows, not the database (a new rollup row is claimed before it is locked and merged)
-    row_locks: bool
     #: errors that mean the database itself failed (nothing could be stored): the batch is retried, not quarantined
     fatal: tuple[type[BaseException], ...]
     #: errors after which the same transaction simply runs again (PostgreSQL: a deadlock between collectors)
@@ -123,8 +121,6 @@ class SqliteBackend:
     """One SQLite file; a writer takes the file's write lock for the whole batch (BEGIN IMMEDIATE)."""
 
     kind = "sqlite"
-    #: False: a writer holds the whole file (BEGIN IMMEDIATE), so read-merge-write needs no row locks
-    row_locks = False
     fatal: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
     retryable: tuple[type[BaseException], ...] = ()
 

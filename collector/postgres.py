@@ -11,9 +11,11 @@ What differs from SQLite, and why:
   and then inserts nothing. Upserts of shared rows (a device's state, an hour's rollup) take row
   locks; every statement's rows are sorted by key, so collectors take them in one order and do not
   deadlock (should one happen anyway, the transaction runs again);
-* the hour's latency histogram is read, merged and written back under ``SELECT ... FOR UPDATE``,
-  after an ``INSERT ... DO NOTHING`` of an empty row, so a brand-new hour is claimed by one
-  collector at a time instead of overwritten;
+* read-merge-write of an hour's latency histogram cannot interleave: each batch first upserts the
+  ``devices`` row of every device it holds, which row-locks that device until commit, so two
+  collectors whose batches share a device fold its state and hours one after the other (a new
+  hour included, which ``SELECT ... FOR UPDATE`` alone could not lock: it does not exist yet);
+  batches of different devices run in parallel;
 * text columns use the "C" collation: timestamps are compared as ISO strings, byte by byte, as on
   SQLite, whatever the server's default locale;
 * ``?`` placeholders become ``%s`` (translated once per statement text and cached).
@@ -49,7 +51,6 @@ def translate(sql: str) -> str:
 
 class PostgresBackend:
     kind = "postgresql"
-    row_locks = True
     fatal: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
     retryable: tuple[type[BaseException], ...] = (errors.DeadlockDetected, errors.SerializationFailure)
 

@@ -333,21 +333,6 @@ def write(conn: Conn, f: _Fold, lock_rows: Callable[[str], str] = lambda sql: sq
         _merge_hours(conn, f, lock_rows)
 
 
-def claim_hours(conn: Conn, f: _Fold) -> None:
-    """Make sure each hour's latency row exists (empty) before ``write`` locks and merges it.
-
-    For backends whose writers lock rows rather than the database (PostgreSQL): ``SELECT ... FOR UPDATE``
-    locks nothing for a row that does not exist yet, so two collectors opening the same hour would both
-    merge into nothing and the second write would replace the first's. Inserting an empty row first makes
-    the second wait on the first's, then merge into what it committed.
-    """
-    if f.hdr:
-        empty = merge_into_packed(None, [])
-        conn.executemany("INSERT INTO rollup_latency (device_id, hour, stage, windows, count, total_ms, hist) "
-                         "VALUES (?, ?, ?, 0, 0, 0, ?) ON CONFLICT DO NOTHING",
-                         [(*k, empty) for k in sorted(f.hdr)])
-
-
 def _merge_hours(conn: Conn, f: _Fold, lock_rows: Callable[[str], str]) -> None:
     keys = sorted(f.hdr)  # one order for every collector: row locks are taken without deadlocks
     existing: dict[tuple[str, int, str], tuple[int, int, float, bytes]] = {}

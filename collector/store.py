@@ -240,14 +240,13 @@ class Store:
                     robustness.append((msg_id, device_id, ts, c.perturbation, c.severity, c.n, c.unstable,
                                        c.fraction, c.ci_low, c.ci_high, c.mean_disagreement))
         b = self.backend
-        self._track_devices(devices)  # first: every other table's device_id refers to a devices row
+        # first: every other table's device_id refers to a devices row, and on PostgreSQL this upsert row-locks
+        # each of the batch's devices until commit, so two collectors fold one device's state and hours in turn
+        self._track_devices(devices)
         for table, data in (("latency", latency), ("robustness", robustness), ("health", health)):
             if data:
                 b.executemany(_INSERT[table], data)
-        fold = rollups.fold(rows)
-        if b.row_locks:  # writers lock rows, not the database: a new hour's row exists before it is locked
-            rollups.claim_hours(b, fold)
-        rollups.write(b, fold, b.lock_rows)
+        rollups.write(b, rollups.fold(rows), b.lock_rows)
         tables.write(b, rows)
 
     def _track_devices(self, envs: list[tuple[schema.Envelope, str]]) -> None:

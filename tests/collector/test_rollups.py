@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from edgeprobe.collector.store import Store
 from edgeprobe.collector.timerange import TimeRange
 from edgeprobe.harness.latency import histogram_summary, merge_histograms, summary_of_packed
 from tests.conftest import Databases, assert_clean_error, run_cli
+from tests.pgserver import PostgresServer
 
 START = dt.datetime(2026, 1, 5, 10, 40, tzinfo=dt.timezone.utc)
 
@@ -117,3 +119,32 @@ def test_bad_time_ranges_are_one_sentence(tmp_path: Path) -> None:
                        (["--since", "1h", "--until", "2h"], "before")):
         r = run_cli("fleet", "status", "--db", str(tmp_path / "f.db"), *args)
         assert_clean_error(r, word)
+
+
+def test_two_writers_on_one_postgresql_fold_every_message_once(postgres: PostgresServer) -> None:
+    """Two stores (two collectors) ingest one stream at once, in batches of their own, some messages handed to
+    both: each is stored once, and the hours' histograms, which both read, merge and write back, hold
+    every window exactly once (no lost update on a new hour, no double count of a message both saw)."""
+    url = postgres.create_database()
+    msgs = [m for tick in stream(8, START, hours=8, every_s=1800, seed=3) for m in tick]
+    stores = [Store(url), Store(url)]
+    stores[0].ingest(msgs[:8])  # births
+    rest = msgs[8:]
+    # each gets every other message in time order (both open the same new hours at once), and every fifth
+    # message of the other's share too, as a redelivery would hand it over
+    plans = [sorted(rest[i::2] + rest[1 - i::10], key=rest.index) for i in range(2)]
+
+    def run(i: int) -> None:
+        for j in range(0, len(plans[i]), 4):
+            stores[i].ingest(plans[i][j:j + 4])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads)
+    assert stores[0].counts()["messages"] == len(msgs)
+    assert_rollups_match_raw(stores[0].db)
+    for s in stores:
+        s.close()

@@ -21,7 +21,7 @@ from edgeprobe.agent.messages import Messenger
 from edgeprobe.agent.publisher import Publisher
 from edgeprobe.agent.spool import Spool
 from edgeprobe.cli.localbroker import LocalBroker, find_mosquitto, free_port
-from tests.conftest import REPO
+from tests.conftest import REPO, Databases
 from tests.e2e.util import count, start_collector, stop, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed")]
@@ -54,10 +54,13 @@ def _logs(folder: Path) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(folder.rglob("*.log")))
 
 
-def _assert_complete(db: Path, last_seq: int, first_seq: int = 0) -> None:
+def _assert_complete(db: Path | str, last_seq: int, first_seq: int = 0, workdir: Path | None = None) -> None:
+    """Every seq from ``first_seq`` to ``last_seq`` stored exactly once (``workdir``: where the logs are, for a
+    PostgreSQL ``db``)."""
     want = last_seq - first_seq + 1
+    logs = workdir or Path(db).parent
     assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages WHERE device_id = 'cam-a'") >= want,
-                    timeout=30), f"{count(db, 'SELECT COUNT(*) FROM messages')} of {want} stored\n{_logs(db.parent)}"
+                    timeout=30), f"{count(db, 'SELECT COUNT(*) FROM messages')} of {want} stored\n{_logs(logs)}"
     time.sleep(0.3)  # a late duplicate would land now
     assert count(db, "SELECT COUNT(*) FROM messages WHERE device_id = 'cam-a'") == want
     assert count(db, "SELECT COUNT(DISTINCT seq) FROM messages WHERE device_id = 'cam-a'") == want
@@ -163,8 +166,9 @@ def test_agent_sigkilled_mid_publish_then_restarted_loses_nothing(broker: LocalB
         stop(collector)
 
 
-def test_collector_restarted_loses_nothing(broker: LocalBroker, tmp_path: Path) -> None:
-    db, spool = tmp_path / "fleet.db", tmp_path / "spool.db"
+def test_collector_restarted_loses_nothing(broker: LocalBroker, tmp_path: Path, databases: Databases) -> None:
+    """On each backend: a SIGKILLed collector's uncommitted batch was never acknowledged, so it comes again."""
+    db, spool = databases.fresh(), tmp_path / "spool.db"
     collector = start_collector(db, broker.address, tmp_path)
     pusher = _pusher(spool, broker.port, 500, 300)
     try:
@@ -173,7 +177,7 @@ def test_collector_restarted_loses_nothing(broker: LocalBroker, tmp_path: Path) 
         time.sleep(0.5)
         collector = start_collector(db, broker.address, tmp_path)  # same client id: the broker kept its queue
         assert pusher.wait(timeout=60) == 0
-        _assert_complete(db, 499)
+        _assert_complete(db, 499, workdir=tmp_path)
     finally:
         stop(pusher)
         stop(collector)

@@ -27,7 +27,17 @@ def wait_for(cond: Callable[[], bool], timeout: float = 20.0, step: float = 0.05
     return cond()
 
 
-def count(db: Path, sql: str) -> int:
+def count(db: Path | str, sql: str) -> int:
+    """One number from the collector's database (a SQLite file or a PostgreSQL URL); -1 while it cannot say."""
+    if str(db).startswith("postgresql://"):
+        import psycopg
+
+        try:
+            with psycopg.connect(str(db), connect_timeout=10) as pg:
+                row = pg.execute(sql).fetchone()
+        except psycopg.Error:
+            return -1
+        return -1 if row is None or row[0] is None else int(row[0])
     try:
         with sqlite3.connect(db, timeout=10) as conn:
             return int(conn.execute(sql).fetchone()[0])
@@ -44,7 +54,7 @@ def message(kind: str, seq: int, device: str = "cam-a", fleet: str = "f", body: 
                                 body=body if body is not None else bodies[kind])
 
 
-def start_collector(db: Path, address: str, workdir: Path, *extra: str, client_id: str = "test-collector",
+def start_collector(db: Path | str, address: str, workdir: Path, *extra: str, client_id: str = "test-collector",
                     ) -> subprocess.Popen[bytes]:
     """`edgeprobe collect` as its own process, returned once it has subscribed."""
     ready = workdir / f"{client_id}.ready"
