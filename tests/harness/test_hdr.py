@@ -12,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeprobe.harness import hdr, schema
-from edgeprobe.harness.latency import _to_us, histogram_of_ns, histogram_summary, merge_histograms, new_histogram
+from edgeprobe.harness.latency import (
+    _to_us,
+    histogram_of_ns,
+    histogram_summary,
+    merge_histograms,
+    merge_into_packed,
+    new_histogram,
+    pack_histogram,
+    unpack_histogram,
+)
 
 # Written by hdrhistogram 0.10.8 (the dependency edgeprobe used before its own histogram): HdrHistogram(1,
 # 3_600_000_000, 3) recording 200 lognormal(9, 0.6) values (numpy default_rng(7), rounded, clipped to
@@ -160,3 +169,49 @@ def test_recording_outside_the_range_is_refused() -> None:
     with pytest.raises(ValueError, match="beyond"):
         h.record_values(np.asarray([2**45]))
     assert h.get_total_count() == 0 and h.encode().decode("ascii") == OLD_EMPTY
+
+
+def _decoded_or_error(decode: object, body: bytes) -> tuple[list[int], list[int]] | str:
+    try:
+        index, counts = decode(body, 23_552)  # type: ignore[operator]
+    except hdr.HistogramDecodeError as exc:
+        return str(exc)
+    return index.tolist(), counts.tolist()
+
+
+_NUMBER = st.one_of(st.integers(min_value=-30_000, max_value=2**20),
+                    st.integers(min_value=-(2**63), max_value=2**63 - 1))
+
+
+def _varints(values: list[int]) -> bytes:
+    out = bytearray()
+    for v in values:
+        hdr._zigzag_leb128(v, out)
+    return bytes(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=64), st.lists(_NUMBER, max_size=80).map(_varints),
+                 st.tuples(st.lists(_NUMBER, max_size=20).map(_varints), st.binary(max_size=9)).map(b"".join)))
+def test_vectorised_counts_decoding_reads_every_body_as_the_loop_does(body: bytes) -> None:
+    """Any bytes at all (hostile bodies, 9-byte numbers, runs past the end, numbers cut short): the same
+    buckets and counts as the number-by-number reference, or the same error."""
+    assert _decoded_or_error(hdr._decode_counts, body) == _decoded_or_error(hdr._decode_counts_loop, body)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.integers(min_value=0, max_value=10**10), max_size=60), max_size=6),
+       st.lists(st.integers(min_value=0, max_value=10**10), max_size=60))
+def test_the_sparse_rollup_merge_packs_what_the_full_merge_packs(windows: list[list[int]], earlier: list[int]) -> None:
+    """The collector's hour merge (sparse) against merging full histograms, byte for byte, starting from
+    no rollup and from a stored one."""
+    encoded = [histogram_of_ns(np.asarray(w, dtype=np.int64)).encode().decode("ascii") if w else "" for w in windows]
+    stored = pack_histogram(histogram_of_ns(np.asarray(earlier, dtype=np.int64)))
+    assert merge_into_packed(None, encoded) == pack_histogram(merge_histograms(encoded))
+    full = merge_histograms(encoded)
+    full.add(unpack_histogram(stored))
+    assert merge_into_packed(stored, encoded) == pack_histogram(full)
+    coarse = hdr.Histogram(1, 10**6, 2)  # a window in another layout is re-bucketed by value, as before
+    coarse.record_values(np.asarray([5, 900, 123_456]))
+    mixed = [*encoded, coarse.encode().decode("ascii")]
+    assert merge_into_packed(stored, mixed) == pack_histogram(hdr.merge(mixed, unpack_histogram(stored)))
