@@ -215,3 +215,79 @@ def test_the_sparse_rollup_merge_packs_what_the_full_merge_packs(windows: list[l
     coarse.record_values(np.asarray([5, 900, 123_456]))
     mixed = [*encoded, coarse.encode().decode("ascii")]
     assert merge_into_packed(stored, mixed) == pack_histogram(hdr.merge(mixed, unpack_histogram(stored)))
+
+
+def _sparse_lists(parts: list[hdr.Sparse]) -> list[tuple[int, int, int, list[int], list[int]]]:
+    return [(p.lowest, p.highest, p.digits, p.buckets.tolist(), p.counts.tolist()) for p in parts]
+
+
+_WINDOW = st.one_of(
+    st.lists(st.integers(min_value=0, max_value=10**10), max_size=40).map(
+        lambda w: histogram_of_ns(np.asarray(w, dtype=np.int64)).encode().decode("ascii") if w else ""),
+    st.sampled_from([OLD_WIRE, OLD_EMPTY]),
+    st.just("lone zeros").map(lambda _: _wire(_payload(b"\x00\x04\x00\x01\x02")).decode("ascii")),  # 0, 2, 0, run, 1
+    st.dictionaries(st.integers(min_value=0, max_value=23_551), st.integers(min_value=1, max_value=2**58),
+                    max_size=5).map(lambda cells: _hist_of_cells(cells).encode().decode("ascii")),
+)
+
+
+def _hist_of_cells(cells: dict[int, int]) -> hdr.Histogram:
+    h = new_histogram()
+    for i, c in cells.items():
+        h.counts[i] = c
+    return h
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(min_value=0, max_value=10**9), max_size=30),
+                          st.lists(_WINDOW, max_size=4)), max_size=8),
+       st.sampled_from([None, "coarse", "malformed"]))
+def test_a_whole_batch_merged_at_once_equals_merging_each_rollup(groups: list[tuple[list[int], list[str]]],
+                                                                  odd_one: str | None) -> None:
+    """The collector's one-pass merge of a batch against rollup-by-rollup merging: the same buckets and
+    counts (empty windows, old agents' windows, 9-byte counts, a window in another layout), or the same
+    error for a malformed window."""
+    pairs = [(hdr.sparse_of(histogram_of_ns(np.asarray(s, dtype=np.int64))), list(w)) for s, w in groups]
+    if odd_one and pairs:
+        coarse = hdr.Histogram(1, 10**6, 2)
+        coarse.record_values(np.asarray([5, 900]))
+        odd = coarse.encode().decode("ascii") if odd_one == "coarse" else _wire(_payload(b"\x80")).decode("ascii")
+        pairs[-1][1].append(odd)
+    try:
+        expected: object = _sparse_lists([hdr.merge_sparse(w, into) for into, w in pairs])
+    except hdr.HistogramDecodeError as exc:
+        expected = str(exc)
+    try:
+        got: object = _sparse_lists(hdr.merge_groups(pairs))
+    except hdr.HistogramDecodeError as exc:
+        got = str(exc)
+    assert got == expected
+
+
+def _eph1(hist: hdr.Histogram) -> bytes:
+    """The rollup form collectors wrote before EPH2 (zlib'd 2-byte gaps and 8-byte counts)."""
+    index = np.flatnonzero(hist.counts != 0)
+    header = struct.pack("<4sqqBI", b"EPH1", hist.lowest, hist.highest, hist.digits, index.size)
+    gaps = np.diff(index, prepend=0).astype("<u2").tobytes()
+    return zlib.compress(header + gaps + hist.counts[index].astype("<u8").tobytes(), 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.integers(min_value=0, max_value=23_551),
+                       st.one_of(st.integers(min_value=1, max_value=300), st.integers(min_value=1, max_value=2**62)),
+                       max_size=60))
+def test_rollups_pack_in_the_fewest_bytes_and_old_rollups_still_read(cells: dict[int, int]) -> None:
+    h = _hist_of_cells(cells)
+    packed = pack_histogram(h)
+    assert (unpack_histogram(packed).counts == h.counts).all()
+    assert (unpack_histogram(_eph1(h)).counts == h.counts).all()  # what older collectors stored
+    widest = max(cells.values(), default=0)
+    assert len(packed) <= 30 + len(cells) * (2 + (1 if widest < 256 else 2 if widest < 65536 else 8))
+    window = histogram_of_ns(np.asarray([1_000_000, 2_000_000])).encode().decode("ascii")
+    assert merge_into_packed(_eph1(h), [window]) == merge_into_packed(packed, [window])
+
+
+@pytest.mark.parametrize("blob", [b"EPH2" + b"\x00" * 10, pack_histogram(new_histogram()) + b"\x00", b"junk"])
+def test_a_damaged_rollup_is_refused_with_a_reason(blob: bytes) -> None:
+    with pytest.raises(ValueError, match=r"size does not match|does not inflate"):
+        unpack_histogram(blob)
