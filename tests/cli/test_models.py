@@ -231,6 +231,37 @@ def test_hand_landmarks_land_on_the_fingertips_and_mirror_with_the_hand(suites: 
     assert adapter.disagreement(kp, flipped) == 1.0  # unmirrored, the answer is the other hand
 
 
+def test_mirror_and_turn_relations_on_hand_landmarks_through_check(
+        suites: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through `check`: mirrored upright hands keep their joints (mirrored) with the handedness swapped; a quarter
+    turn breaks the model (it is trained on upright crops: MediaPipe turns the crop upright before it)."""
+    import json
+
+    from edgeprobe.cli import main
+
+    _, hand = _hand_images()
+    frames = tmp_path / "hands"
+    frames.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(frames / f"{i}.png"), hand[(i // 3) * 8:(i // 3) * 8 + 160, (i % 3) * 8:(i % 3) * 8 + 180])
+    suite = suites["hand_landmark_full.tflite"]
+    data = yaml.safe_load(suite.read_text())
+    data["model"]["path"] = str((suite.parent / data["model"]["path"]).resolve())
+    data["source"] = {"uri": str(frames), "frames": 6, "stride": 1}
+    data["checks"] = [{"kind": "metamorphic", "relation": r, "max_violation_rate": 0.5} for r in ("hflip", "rotate90")]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    capsys.readouterr()
+    sys.argv = ["edgeprobe", "check", str(tmp_path / "s.yaml"), "--json"]
+    with pytest.raises(SystemExit) as done:
+        main()
+    out = capsys.readouterr().out
+    assert done.value.code in (0, 1, 3), out
+    rows = {c["name"]: c for c in json.loads(out)["checks"]}
+    flip, turn = rows["metamorphic hflip"], rows["metamorphic rotate90"]
+    assert flip["figure"] == 0.0 and "handedness swaps" in flip["message"], flip
+    assert turn["figure"] > 0.5 and turn["status"] == "fail", turn
+
+
 def test_pose_landmarks_find_the_footballers_joints(suites: dict[str, Path]) -> None:
     name = "pose_landmark_full.tflite"
     messi = cv2.imread(str(asset("messi5.jpg")))
