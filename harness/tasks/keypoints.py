@@ -46,7 +46,9 @@ class Keypoints:
     #: presence score and whether it clears the adapter's ``score_threshold``
     score: float
     present: bool
-    #: handedness score of a hand model (MediaPipe's, > 0.5 one hand, < 0.5 the other); None without one
+    #: handedness score of a hand model, None without one. MediaPipe's is the probability of its label 0,
+    #: "Left", for a mirrored (selfie) picture: the unmirrored left hand of hand_upright.jpg scores 0.04, its
+    #: mirror image 0.94. Only which side of 0.5 it falls on is compared.
     side: float | None = None
 
     def __len__(self) -> int:
