@@ -185,11 +185,18 @@ def test_collector_restarted_loses_nothing(broker: LocalBroker, tmp_path: Path, 
 
 def test_broker_down_longer_than_a_window_spool_overflow_is_counted_exactly(tmp_path: Path) -> None:
     port = free_port()
+    db = tmp_path / "fleet.db"
+    broker = LocalBroker(port=port, persistence=True, workdir=tmp_path / "broker")
+    # The collector's persistent session exists before the outage (as in production): whatever the
+    # agent sends the moment the broker is back is queued for it even if the agent reconnects first.
+    with broker:
+        stop(start_collector(db, broker.address, tmp_path))
+        _save_now(broker)
     spool = Spool(tmp_path / "spool.db", max_rows=50)
     messenger = Messenger(spool, "cam-a", "f", "a" * 64, "b" * 64)
     pub = Publisher(spool, "127.0.0.1", port, client_id="cam-a-overflow")
     messenger.on_put = pub.wake
-    pub.start()  # nobody listens yet: the agent keeps measuring into the spool
+    pub.start()  # nobody listens: the agent keeps measuring into the spool
     for i in range(80):
         messenger.send("event", {"type": "tick", "message": str(i)})
     assert spool.pending() == 50 and spool.dropped() == 30
@@ -199,8 +206,7 @@ def test_broker_down_longer_than_a_window_spool_overflow_is_counted_exactly(tmp_
         "fps": 1.0, "brightness": 0.5, "contrast": 0.2, "sharpness": 1.0, "clipped": 0.0, "frozen_frames": 0,
         "spool_queued": spool.pending(), "spool_dropped": spool.dropped(), "flags": []})
     assert spool.dropped() == 31  # the health message itself pushed one more out
-    db = tmp_path / "fleet.db"
-    with LocalBroker(port=port, workdir=tmp_path / "broker") as broker:
+    with broker:
         collector = start_collector(db, broker.address, tmp_path)
         try:
             assert pub.flush(60)
