@@ -7,13 +7,13 @@ same cells, so a severity tried by one is never inferred again for another, and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from edgeprobe.harness import perturbations
 from edgeprobe.harness import suite as S
 from edgeprobe.harness.breaking_point import DEFAULT_GRID, BreakingPoint, find_breaking_point
-from edgeprobe.harness.metamorphic import RelationResult, evaluate_relations
+from edgeprobe.harness.metamorphic import RelationResult, check_relation, evaluate_relations
 
 if TYPE_CHECKING:
     from edgeprobe.agent.suite_session import Session
@@ -63,22 +63,46 @@ def breaking_point(session: Session, probes: Probes, check: S.BreakingPointCheck
     The search is harness.breaking_point's (grid over (0, 5], then bisection in
     the first grid interval that may be broken); the check's ``min_severity`` is
     one more grid look so the verdict has evidence at its limit. Every severity
-    tried is cached in ``probes`` and reused by the report's curves.
+    tried is cached in ``probes`` and reused by the report's curves. Frames with
+    nothing to lose are left out, as in a robustness check: a detector that finds
+    nothing "holds" under any perturbation, and that must not read as robust.
     """
+    kept = [i for i, empty in enumerate(probes.empty) if not empty]
+    if not kept:
+        return BreakingPoint.without_evidence(check.threshold, check.confidence, check.tolerance, len(probes.empty))
+
     def at(sev: float) -> tuple[int, int]:
         d = probe(session, probes, check.perturbation, round(sev, 4))
-        return sum(x > probes.threshold for x in d), len(d)
+        return sum(d[i] > probes.threshold for i in kept), len(kept)
 
     grid = sorted({*DEFAULT_GRID, *([check.min_severity] if check.min_severity > 0 else [])})
-    return find_breaking_point(at, threshold=check.threshold, confidence=check.confidence, grid=grid,
-                               tolerance=check.tolerance, max_rounds=check.max_rounds)
+    bp = find_breaking_point(at, threshold=check.threshold, confidence=check.confidence, grid=grid,
+                             tolerance=check.tolerance, max_rounds=check.max_rounds)
+    bp.nothing_to_lose = len(probes.empty) - len(kept)
+    return bp
 
 
 def metamorphic(session: Session, probes: Probes, check: S.MetamorphicCheck) -> RelationResult:
-    """Violations of one relation on the frame set, with what the relation expects."""
-    (r,) = evaluate_relations(session.probe_images, session.predict, session.adapter,
-                              [{"name": check.relation, **check.params}], clean=probes.clean)
-    return r
+    """Violations of one relation on the frames with something to lose, with what the relation expects.
+
+    Frames whose clean prediction is empty are judged apart: a prediction appearing on one of them under
+    the transform is counted (``gained``) and reported, but an empty frame that stays empty is no evidence
+    that the relation holds.
+    """
+    relation = [{"name": check.relation, **check.params}]
+    kept = [i for i, empty in enumerate(probes.empty) if not empty]
+    left_out = [i for i, empty in enumerate(probes.empty) if empty]
+
+    def on(frames: list[int]) -> RelationResult:
+        (r,) = evaluate_relations([session.probe_images[i] for i in frames], session.predict, session.adapter,
+                                  relation, clean=[probes.clean[i] for i in frames])
+        return r
+
+    gained = on(left_out).violations if left_out else 0
+    if not kept:
+        check_relation(relation[0], session.adapter)
+        return RelationResult(check.relation, 0, 0, check.relation, nothing_to_lose=len(left_out), gained=gained)
+    return replace(on(kept), nothing_to_lose=len(left_out), gained=gained)
 
 
 def worst_frames(session: Session, probes: Probes, count: int) -> list[dict[str, Any]]:

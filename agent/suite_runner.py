@@ -257,8 +257,9 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None, strict: b
             "guards": guard_report.as_dict() if latency_checks else None,
         },
         "data": suite_report.data(
-            cells=m.probes.cells, threshold=m.probes.threshold, latency=latency, breaking=m.breaking,
-            metamorphic=m.metamorphic, health=m.health, brightness=brightness, worst=artifacts.worst,
+            cells=m.probes.cells, threshold=m.probes.threshold, empty=m.probes.empty, latency=latency,
+            breaking=m.breaking, metamorphic=m.metamorphic, health=m.health, brightness=brightness,
+            worst=artifacts.worst,
             budgets=[{"stage": c.stage, **dict(zip(("percentile", "budget_ms"), S.parse_budget_text(c.budget),
                                                     strict=True))} for c in latency_checks]),
     }

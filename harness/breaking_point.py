@@ -153,6 +153,14 @@ class BreakingPoint:
     surely: float | None = None
     #: frames per look could never show "holding" at this threshold and confidence, even with no unstable frame
     too_few_frames: bool = False
+    #: frames left out because their clean prediction is empty (no box, no foreground): nothing to lose
+    nothing_to_lose: int = 0
+
+    @classmethod
+    def without_evidence(cls, threshold: float, confidence: float, tolerance: float,
+                         nothing_to_lose: int) -> BreakingPoint:
+        """No frame had a clean prediction to lose: there is no curve, and no verdict but inconclusive."""
+        return cls(threshold, confidence, tolerance, nothing_to_lose=nothing_to_lose)
 
     @property
     def found(self) -> bool:
@@ -182,6 +190,8 @@ class BreakingPoint:
 
     def decide(self, min_severity: float) -> Literal["pass", "fail", "inconclusive"]:
         """A ``min_severity`` verdict: pass when the bracket lies above it, fail below it, inconclusive across it."""
+        if not self.looks:
+            return "inconclusive"
         if self.holds and min_severity <= self.max_grid:
             return "pass"
         if self.low >= min_severity:
@@ -193,7 +203,12 @@ class BreakingPoint:
     def describe(self) -> str:
         """One sentence a reader can act on, never stronger than the looks."""
         n = max((lk.n for lk in self.looks), default=0)
+        if not self.looks:
+            return (f"no breaking point can be measured: none of the {self.nothing_to_lose} frames had a clean "
+                    "prediction to lose (no box, no foreground); give frames that show what the model finds")
         at = f"{self.threshold:.0%} unstable at {self.confidence:.0%} confidence, {n} frames per look"
+        if self.nothing_to_lose:
+            at += f"; {self.nothing_to_lose} frames with nothing to lose left out"
         if self.holds:
             return f"holds up to severity {self.max_grid:g} (every grid look below {at})"
         surely = f"{self.surely:.2f}" if self.surely is not None else f"beyond {self.max_grid:g} or never"
@@ -207,7 +222,8 @@ class BreakingPoint:
         return {"verdict": self.verdict, "holds": self.holds, "low": self.low, "possibly": self.possibly,
                 "surely": self.surely, "severity": self.severity, "found": self.found, "rounds": self.rounds,
                 "threshold": self.threshold, "confidence": self.confidence, "tolerance": self.tolerance,
-                "too_few_frames": self.too_few_frames, "summary": self.describe(),
+                "too_few_frames": self.too_few_frames, "nothing_to_lose": self.nothing_to_lose,
+                "summary": self.describe(),
                 "looks": [lk.as_dict() for lk in self.looks]}
 
 

@@ -173,9 +173,9 @@ def z_of(confidence: float) -> float:
 def _share(name: str, kind: CheckKind, check: Any, k: int, n: int, limit: float, bad: bool,
            what: str, details: dict[str, Any]) -> CheckResult:
     """A share of frames with its Wilson interval; ``bad``: the share counts failures (lower is better)."""
-    share = (k / n if bad else (n - k) / n) if n else float("nan")
+    share = (k / n if bad else (n - k) / n) if n else None  # no frame: no figure (JSON has no NaN)
     lo, hi = wilson_interval(k if bad else n - k, n, z_of(check.confidence)) if n else (0.0, 1.0)
-    status: Status = (decide(share, limit, kind.op) if check.decide == "point"
+    status: Status = ("inconclusive" if share is None else decide(share, limit, kind.op) if check.decide == "point"
                       else decide(share, limit, kind.op, lo, hi))
     how = "; judged on the point estimate, as the check asks" if check.decide == "point" else ""
     return CheckResult(name=name, kind=kind.name, status=status, figure=share, limit=limit, unit=kind.unit,
@@ -202,29 +202,38 @@ def _robustness(name: str, check: RobustnessCheck, ev: Counts) -> CheckResult:
         r.message += f", zone {r.details['zone']}"
     # frames with nothing to lose are counted apart: "22% unstable" must not mean "every frame that had a box
     # lost it"; a prediction appearing on one of them (a hallucinated box) is reported beside the verdict
-    empty, gained = int(ev.details.get("nothing_to_lose", 0)), int(ev.details.get("gained_a_prediction", 0))
+    return _nothing_to_lose(r, int(ev.details.get("nothing_to_lose", 0)), int(ev.details.get("gained_a_prediction", 0)))
+
+
+def _nothing_to_lose(r: CheckResult, empty: int, gained: int | None = None) -> CheckResult:
+    """Frames with nothing to lose are counted apart; with no other frame there is no verdict."""
     if empty:
-        r.message += (f"; {empty} frames had nothing to lose (no clean prediction), {gained} of them gained one "
-                      "under the perturbation")
-        if not ev.n:
+        r.details["nothing_to_lose"] = empty
+        if gained is not None:
+            r.details["gained_a_prediction"] = gained
+            r.message += (f"; {empty} frames had nothing to lose (no clean prediction), {gained} of them gained one "
+                          "under the perturbation")
+        if not r.details.get("n"):
             r.status = "inconclusive"
     return r
 
 
 def _breaking_point(name: str, check: BreakingPointCheck, bp: BreakingPoint) -> CheckResult:
     n = max((lk.n for lk in bp.looks), default=0)
-    return CheckResult(name=name, kind="breaking_point", status=bp.decide(check.min_severity), figure=bp.low,
-                       limit=check.min_severity, unit="severity", op=">=",
-                       message=f"{bp.describe()}; must hold up to {check.min_severity:g}",
-                       details={"n": n, "verdict": bp.verdict, "low": bp.low, "possibly": bp.possibly,
-                                "surely": bp.surely, "holds": bp.holds, "rounds": bp.rounds,
-                                "threshold": check.threshold, "confidence": check.confidence,
-                                "tolerance": check.tolerance, "perturbation": check.perturbation})
+    result = CheckResult(name=name, kind="breaking_point", status=bp.decide(check.min_severity),
+                         figure=bp.low if bp.looks else None, limit=check.min_severity, unit="severity", op=">=",
+                         message=f"{bp.describe()}; must hold up to {check.min_severity:g}",
+                         details={"n": n, "verdict": bp.verdict, "low": bp.low, "possibly": bp.possibly,
+                                  "surely": bp.surely, "holds": bp.holds, "rounds": bp.rounds,
+                                  "threshold": check.threshold, "confidence": check.confidence,
+                                  "tolerance": check.tolerance, "perturbation": check.perturbation})
+    return _nothing_to_lose(result, bp.nothing_to_lose)
 
 
 def _metamorphic(name: str, check: MetamorphicCheck, r: metamorphic.RelationResult) -> CheckResult:
-    return _share(name, KINDS.get("metamorphic"), check, r.violations, r.n, check.max_violation_rate, True,
-                  f"violate: {r.expect}", {"violations": r.violations, "relation": check.relation})
+    result = _share(name, KINDS.get("metamorphic"), check, r.violations, r.n, check.max_violation_rate, True,
+                    f"violate: {r.expect}", {"violations": r.violations, "relation": check.relation})
+    return _nothing_to_lose(result, r.nothing_to_lose, r.gained)
 
 
 def _golden(name: str, check: GoldenCheck, ev: Counts) -> CheckResult:

@@ -62,6 +62,9 @@ class RelationResult:
     violations: int
     n: int
     expect: str
+    #: frames left out of ``n`` because their clean prediction is empty, and how many of them gained one
+    nothing_to_lose: int = 0
+    gained: int = 0
 
     @property
     def rate(self) -> float:
@@ -70,7 +73,8 @@ class RelationResult:
     def as_dict(self) -> dict[str, Any]:
         lo, hi = wilson_interval(self.violations, self.n)
         return {"relation": self.relation, "violations": self.violations, "n": self.n, "rate": self.rate,
-                "ci_low": lo, "ci_high": hi, "expect": self.expect}
+                "ci_low": lo, "ci_high": hi, "expect": self.expect, "nothing_to_lose": self.nothing_to_lose,
+                "gained_a_prediction": self.gained}
 
 
 def parse(relation: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

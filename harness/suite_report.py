@@ -8,6 +8,7 @@ already carries this data section; the HTML and JUnit writers only render it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,11 +21,18 @@ from edgeprobe.harness.stability import wilson_interval
 Cells = dict[tuple[str, float], list[float]]
 
 
-def curves(cells: Cells, threshold: float) -> dict[str, list[dict[str, Any]]]:
-    """Unstable share with its Wilson interval per (perturbation, severity) measured."""
+def curves(cells: Cells, threshold: float, empty: Sequence[bool] = ()) -> dict[str, list[dict[str, Any]]]:
+    """Unstable share with its Wilson interval per (perturbation, severity) measured.
+
+    ``empty`` marks frames with nothing to lose (no clean prediction): they are left out, as the checks leave
+    them out, so a curve never shows a detector that found nothing as robust. No frame left: no curve.
+    """
     out: dict[str, list[dict[str, Any]]] = {}
     for (name, sev), d in sorted(cells.items()):
-        k, n = sum(x > threshold for x in d), len(d)
+        kept = [x for i, x in enumerate(d) if not (i < len(empty) and empty[i])]
+        k, n = sum(x > threshold for x in kept), len(kept)
+        if not n:
+            continue
         lo, hi = wilson_interval(k, n)
         out.setdefault(name, []).append({"severity": sev, "fraction": k / n, "ci_low": lo, "ci_high": hi, "n": n})
     return out
@@ -68,12 +76,12 @@ def slices(cells: Cells, threshold: float, brightness: list[float]) -> list[dict
     return rows
 
 
-def data(*, cells: Cells, threshold: float, latency: dict[str, list[int]], budgets: list[dict[str, Any]],
-         breaking: dict[str, dict[str, Any]], metamorphic: list[dict[str, Any]], health: dict[str, Any],
-         brightness: list[float], worst: list[dict[str, Any]]) -> dict[str, Any]:
+def data(*, cells: Cells, threshold: float, empty: Sequence[bool], latency: dict[str, list[int]],
+         budgets: list[dict[str, Any]], breaking: dict[str, dict[str, Any]], metamorphic: list[dict[str, Any]],
+         health: dict[str, Any], brightness: list[float], worst: list[dict[str, Any]]) -> dict[str, Any]:
     """The result's ``data`` section (what the HTML report draws) from what the suite measured."""
     return {
-        "curves": curves(cells, threshold), "breaking_points": breaking, "metamorphic": metamorphic,
+        "curves": curves(cells, threshold, empty), "breaking_points": breaking, "metamorphic": metamorphic,
         "latency": {s: cdf(v) for s, v in latency.items() if v}, "latency_budgets": budgets, "health": health,
         "slices": slices(cells, threshold, brightness),
         # the pictures travel beside the JSON (suite_runner.Artifacts), not in it

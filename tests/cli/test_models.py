@@ -347,3 +347,39 @@ def test_bad_keypoint_options_are_one_sentence_and_exit_2(name: str, task: dict[
     assert code == 2 and "Traceback" not in err, err
     assert message.startswith("error: ") and message.count(". ") == 0, message
     assert re.search(says, message), message
+
+
+def test_a_detector_with_nothing_to_find_gets_no_verdict_from_curves_or_relations(
+        suites: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A face detector on frames without a face "holds" under any perturbation and keeps every relation: with no
+    clean prediction to lose there is no evidence either way, so robustness, breaking-point and metamorphic
+    checks are inconclusive and say why, never a pass."""
+    import json
+
+    from edgeprobe.cli import main
+
+    frames = tmp_path / "empty"
+    frames.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(frames / f"{i}.png"), np.full((128, 128, 3), 60 + 20 * i, np.uint8))
+    suite = suites["face_detection_short_range.tflite"]
+    data = yaml.safe_load(suite.read_text())
+    data["model"]["path"] = str((suite.parent / data["model"]["path"]).resolve())
+    data["source"] = {"uri": str(frames), "frames": 4, "stride": 1}
+    data["checks"] = [
+        {"kind": "robustness", "perturbation": "gaussian_blur", "severity": 1, "max_unstable": 0.5},
+        {"kind": "breaking_point", "perturbation": "gaussian_blur", "min_severity": 1, "max_rounds": 0},
+        {"kind": "metamorphic", "relation": "hflip", "max_violation_rate": 0.5},
+    ]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    capsys.readouterr()
+    sys.argv = ["edgeprobe", "check", str(tmp_path / "s.yaml"), "--json"]
+    with pytest.raises(SystemExit) as done:
+        main()
+    out = capsys.readouterr().out
+    assert done.value.code == 1, out  # nothing could pass; the starter suite counts inconclusive as failed
+    rows = json.loads(out)["checks"]
+    assert [r["status"] for r in rows] == ["inconclusive"] * 3, rows
+    assert all(r["details"]["nothing_to_lose"] == 4 for r in rows), rows
+    assert "none of the 4 frames had a clean prediction to lose" in rows[1]["message"]
+    assert "4 frames had nothing to lose" in rows[2]["message"]
