@@ -49,8 +49,10 @@ def _run_as() -> dict[str, Any]:
 
 
 class PostgresServer:
-    def __init__(self, bin_dir: Path):
-        self.bin_dir = bin_dir
+    def __init__(self, bin_dir: Path, durable: bool = False):
+        """``durable``: fsync and synchronous commit on, as a collector's server must run (benchmarks); tests
+        leave them off, since their cluster is thrown away."""
+        self.bin_dir, self.durable = bin_dir, durable
         self.port = free_port()
         # not under pytest's tmp_path: that folder is 0700 root's, which `nobody` cannot enter
         self.root = Path(tempfile.mkdtemp(prefix="edgeprobe-pg-"))
@@ -78,8 +80,9 @@ class PostgresServer:
         log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - the server keeps it
         self.proc = subprocess.Popen(
             [str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", str(self.root), "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=60", "-c", "shared_buffers=32MB"],
+             "-k", str(self.root), *(() if self.durable else ("-c", "fsync=off", "-c", "synchronous_commit=off",
+                                                               "-c", "full_page_writes=off")),
+             "-c", "max_connections=60", "-c", "shared_buffers=128MB" if self.durable else "shared_buffers=32MB"],
             stdout=log, stderr=log, env=env, **drop)
         log.close()
         deadline = time.monotonic() + 60
@@ -134,7 +137,7 @@ def truncate_all(url: str) -> None:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[PostgresServer | str]:
+def running_server(durable: bool = False) -> Iterator[PostgresServer | str]:
     """The server, or a sentence saying why there is none (the tests skip with it)."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
@@ -146,7 +149,7 @@ def running_server() -> Iterator[PostgresServer | str]:
     except ImportError:
         yield "psycopg is not installed: pip install -e '.[postgres]'"
         return
-    server = PostgresServer(bin_dir)
+    server = PostgresServer(bin_dir, durable=durable)
     try:
         server.start()
         yield server
