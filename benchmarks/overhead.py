@@ -189,6 +189,7 @@ def main() -> None:
     skip = 20
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     runs: dict[str, list[dict[str, Any]]] = {}
+    loadavg_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         conds = conditions(tmp, frames, skip)
@@ -203,7 +204,9 @@ def main() -> None:
         cli = [cli_rss(frames, tmp) for _ in range(1 if args.quick else 3)]
     bare = [d["ms_per_frame"] for d in runs["bare"]]
     bare_cpu = [d["cpu_ms_per_frame"] for d in runs["bare"]]
-    summary: dict[str, Any] = {"frames": frames, "rounds": rounds, "conditions": {}}
+    summary: dict[str, Any] = {"frames": frames, "rounds": rounds, "loadavg_before": loadavg_before,
+                               "loadavg_after": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
+                               "conditions": {}}
     for name, ds in runs.items():
         ms = [d["ms_per_frame"] for d in ds]
         entry: dict[str, Any] = {
@@ -239,6 +242,7 @@ def main() -> None:
         print(f"edgeprobe run (demo config, probing on): peak RSS {cr['median']:.1f} MB "
               f"[{cr['min']:.1f}-{cr['max']:.1f}] "
               f"(goal < {GOALS['peak_rss_mb']:.0f})")
+        print(f"load average {summary['loadavg_before']} -> {summary['loadavg_after']} on {os.cpu_count()} CPUs")
         print("bookkeeping by part (ms per frame, each timed alone): "
               + ", ".join(f"{k} {v:.4f}" for k, v in summary["breakdown_ms_per_frame"].items()))
     print(json.dumps(summary))

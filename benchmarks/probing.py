@@ -128,11 +128,17 @@ def child(condition: str, frames: int, fps: float) -> dict[str, Any]:
                 return n
 
             agent.reporter.settle = settle_and_wait  # type: ignore[method-assign]
+        import resource
+
+        u0 = resource.getrusage(resource.RUSAGE_SELF)
         stats = agent.run(max_frames=frames)
+        u1 = resource.getrusage(resource.RUSAGE_SELF)
     ms = np.asarray(e2e, np.float64) / 1e6
+    cpu_ms = (u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime) * 1000 / max(1, stats.frames)
     return {"condition": condition, "frames": stats.frames, "fps": stats.fps, "e2e_p50_ms": float(np.median(ms)),
             "e2e_p99_ms": float(np.percentile(ms, 99)), "dropped": camera.dropped,
-            "probed": stats.probed_frames, "probe_dropped": agent.prober.run_dropped + agent.prober.dropped}
+            "probed": stats.probed_frames, "probe_dropped": agent.prober.run_dropped + agent.prober.dropped,
+            "cpu_ms_per_frame": cpu_ms}
 
 
 def _run(cmd: list[str]) -> dict[str, Any]:
@@ -162,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.frames, args.embed_runs = 1, 90, 1
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CONDITIONS}
+    loadavg_before = [round(x, 2) for x in os.getloadavg()]
     for r in range(args.rounds):
         order = CONDITIONS[r % 3:] + CONDITIONS[:r % 3]
         for cond in order:
@@ -170,11 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print(f"round {r + 1} {cond}: {runs[cond][-1]}", file=sys.stderr)
     summary: dict[str, Any] = {"fps_source": args.fps, "frames": args.frames, "rounds": args.rounds,
-                               "conditions": {}}
+                               "loadavg_before": loadavg_before, "conditions": {}}
     for cond, rs in runs.items():
         summary["conditions"][cond] = {k: _spread([float(x[k]) for x in rs])
                                        for k in ("e2e_p50_ms", "e2e_p99_ms", "fps", "dropped", "probed",
-                                                 "probe_dropped")}
+                                                 "probe_dropped", "cpu_ms_per_frame")}
     off = runs["off"]
     for cond in ("worker", "inline"):
         summary[f"{cond}_vs_off"] = {
@@ -188,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                             "fps_ratio": _spread([e["fps_ratio"] for e in embed]),
                             "observe_us_p50": _spread([e["with_probe"]["observe_us"]["p50"] for e in embed]),
                             "messages": embed[-1]["probe"]["messages"]}
+    summary["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -201,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         e = summary["embed_app"]
         print(f"embed_app fps with/without probe: x{e['fps_ratio']['median']:.3f} "
               f"(spread {e['fps_ratio']['min']:.3f}-{e['fps_ratio']['max']:.3f})")
+        print(f"load average {summary['loadavg_before']} -> {summary['loadavg_after']} on {os.cpu_count()} CPUs")
     return 0
 
 

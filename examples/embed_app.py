@@ -6,8 +6,11 @@ preprocessing and the loop are the app's, not edgeprobe's), and is instrumented 
 
     python examples/embed_app.py --frames 300 --no-broker --json
 
-runs the same loop twice, without and with the probe (probing off, then on), and prints the app's own fps
-for both and the messages spooled per kind.
+runs the same loop without and with the probe attached, in ``--pairs`` pairs (default 5) whose order
+alternates (without first, then with first, ...), and prints the app's own fps for both, the median of the
+pairs' with/without ratios with their spread (a shared machine's load drifts between runs seconds apart;
+pairs cancel most of it), CPU time per frame (the process's, all threads: with the probe it includes the
+probe's own background thread), the load average, and the messages spooled per kind.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -51,6 +55,7 @@ def run_app(video: str, model: str, frames: int, probe: Any = None, threads: int
         raise SystemExit(f"cannot open {video}")
     counts = np.zeros(4, np.int64)
     done = 0
+    cpu_start = time.process_time()
     t_start = time.perf_counter()
     observe_ns = []
     while done < frames:
@@ -71,9 +76,10 @@ def run_app(video: str, model: str, frames: int, probe: Any = None, threads: int
             observe_ns.append(time.perf_counter_ns() - t3)
         done += 1
     wall = time.perf_counter() - t_start
+    cpu = time.process_time() - cpu_start
     cap.release()
     out: dict[str, Any] = {"frames": done, "wall_s": round(wall, 3), "fps": round(done / wall, 2),
-                           "answers": counts.tolist()}
+                           "cpu_ms_per_frame": round(cpu * 1000 / done, 3), "answers": counts.tolist()}
     if observe_ns:
         ns = np.asarray(observe_ns, np.float64)
         out["observe_us"] = {"p50": round(float(np.median(ns)) / 1e3, 1),
@@ -90,10 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--broker", default=None, help="HOST:PORT of the MQTT broker (default: the config's)")
     ap.add_argument("--spool", default=None, help="spool file (default: a temporary one)")
     ap.add_argument("--probe-only", action="store_true", help="skip the run without the probe")
+    ap.add_argument("--pairs", type=int, default=5, help="runs without and with the probe, order alternating")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.frames < 1:
         ap.error("--frames must be at least 1")
+    if args.pairs < 1:
+        ap.error("--pairs must be at least 1")
 
     import edgeprobe
     from edgeprobe.cli.assets import cache_dir
@@ -115,19 +124,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     model = str(probe.cfg.model.path)
-    result: dict[str, Any] = {}
-    if not args.probe_only:
-        result["without_probe"] = run_app(video, model, args.frames)
-    result["with_probe"] = run_app(video, model, args.frames, probe)
+    result: dict[str, Any] = {"loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+    pairs: list[dict[str, Any]] = []
+    for i in range(1 if args.probe_only else args.pairs):
+        pair: dict[str, Any] = {}
+        for attached in ((True,) if args.probe_only else (False, True) if i % 2 == 0 else (True, False)):
+            key = "with_probe" if attached else "without_probe"
+            pair[key] = run_app(video, model, args.frames, probe if attached else None)
+        pairs.append(pair)
     probe.close()
     result["probe"] = probe.stats()
+    for key in ("without_probe", "with_probe"):
+        if key in pairs[0]:
+            runs = [p[key] for p in pairs]
+            result[key] = {**runs[-1], "fps": statistics.median(r["fps"] for r in runs),
+                           "cpu_ms_per_frame": statistics.median(r["cpu_ms_per_frame"] for r in runs),
+                           "fps_runs": [r["fps"] for r in runs]}
     if "without_probe" in result:
-        result["fps_ratio"] = round(result["with_probe"]["fps"] / result["without_probe"]["fps"], 4)
+        ratios = [p["with_probe"]["fps"] / p["without_probe"]["fps"] for p in pairs]
+        result["fps_ratio"] = round(statistics.median(ratios), 4)
+        result["fps_ratio_spread"] = {"min": round(min(ratios), 4), "max": round(max(ratios), 4), "pairs": len(ratios)}
+        result["cpu_ratio"] = round(statistics.median(p["with_probe"]["cpu_ms_per_frame"]
+                                                      / p["without_probe"]["cpu_ms_per_frame"] for p in pairs), 4)
+    result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         w = result.get("without_probe", {}).get("fps")
-        print(f"app fps without probe: {w}  with probe: {result['with_probe']['fps']}")
+        print(f"app fps without probe: {w}  with probe: {result['with_probe']['fps']} (medians over {len(pairs)} "
+              f"runs each); paired ratio x{result.get('fps_ratio')} {result.get('fps_ratio_spread', '')}; load "
+              f"average {result['loadavg_before']} -> {result['loadavg_after']}")
         print("messages spooled:", ", ".join(f"{k} {v}" for k, v in sorted(result["probe"]["messages"].items())))
     return 0
 
