@@ -155,6 +155,9 @@ def test_clean_predictions_are_plausible_on_images_that_hold_the_object(suites: 
     assert np.count_nonzero(mask.labels) > 0  # type: ignore[attr-defined]
     assert np.count_nonzero(_clean("ppocr_det.onnx", suites["ppocr_det.onnx"],
                                    np.full_like(text, 255)).labels) == 0  # type: ignore[attr-defined]
+    # ddddocr's YOLOX finds characters with the preprocessing init writes for the YOLOX layout (BGR, 0-255)
+    assert len(_clean("ddddocr_det.onnx", suites["ddddocr_det.onnx"], text)) >= 1  # type: ignore[arg-type]
+    assert len(_clean("ddddocr_det.onnx", suites["ddddocr_det.onnx"], np.full_like(text, 255))) == 0  # type: ignore[arg-type]
     blob = np.zeros((480, 640, 3), np.uint8)
     cv2.rectangle(blob, (100, 100), (200, 180), (255, 255, 255), -1)
     det = _clean("yolov8_layout.onnx", suites["yolov8_layout.onnx"], blob)

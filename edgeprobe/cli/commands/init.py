@@ -162,6 +162,11 @@ def _preprocess(backend: Any, kind: str, layout: str | None) -> tuple[dict[str, 
         return ({**unit, "resize": "letterbox"},
                 f"MediaPipe {layout} landmarks: RGB in [0, 1], letterboxed (frames should be crops around one "
                 "hand/person, as MediaPipe's detector stage gives it)")
+    if kind == "detection" and layout == "yolox":
+        # Megvii's YOLOX feeds BGR pixel values unnormalised (its preprocessing since 0.1.1), letterboxed.
+        return ({**unit, "color": "bgr", "scale": "1.0"},
+                "YOLOX layout: BGR pixels 0-255 unnormalised, letterboxed, as YOLOX's own preprocessing feeds it "
+                "(CHECK if this export was trained otherwise)")
     if "mean" in meta and "std" in meta:
         mean, std = (f"[{meta[k].strip('[]() ')}]" for k in ("mean", "std"))
         return {**unit, "mean": mean, "std": std}, "mean and std from the model's metadata"
