@@ -110,6 +110,12 @@ def test_questions_over_a_range_see_only_its_hours(databases: Databases) -> None
     out = json.loads(r.stdout)
     assert out["range"] == {"from": "2026-01-05T12:00:00+00:00", "to": "2026-01-05T14:00:00+00:00"}
     assert {d["latency_samples"] for d in out["devices"]} == {late["e2e"]}
+    # the summary reads the same rollups on either backend
+    r = run_cli("summary", "--db", db_url, "--json", "--device", "cam-0000")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert {x["stage"]: x["count"] for x in summary["latency"]} == every
+    assert summary["kinds"]["latency"] == 2 * 12 and summary["quarantined"] == 0
 
 
 def test_bad_time_ranges_are_one_sentence(tmp_path: Path) -> None:
