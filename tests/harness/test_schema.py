@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeprobe.harness import schema
 
@@ -67,3 +70,15 @@ def test_latency_body_is_checked() -> None:
 def test_json_schema_export_names_every_kind() -> None:
     exported = schema.json_schema()
     assert set(exported["x-bodies"]) == set(schema.KINDS)
+
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(min_value=0, max_value=25), st.binary(max_size=40))
+def test_the_cheap_bounds_scan_finds_every_run_of_19_digits(before: bytes, digits: int, after: bytes) -> None:
+    """The byte-level pre-scan may only rule out a walk when the payload has no 19-digit run (an int64's
+    most): checked against the plain regex on payloads with digit runs of every length around 19."""
+    payload = before + (b"1234567890" * 3)[:digits] + after
+    nested = payload.count(b"{") + payload.count(b"[") > schema.MAX_DEPTH
+    expected = re.search(rb"\d{19}", payload) is not None or nested
+    assert schema._may_exceed_bounds(payload) == expected
