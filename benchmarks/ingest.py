@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -158,30 +157,103 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def broker_ceiling(items: list[tuple[str, bytes]]) -> dict[str, float]:
-    with LocalBroker() as broker:
+def _count_proc(client: str, port: int, n: int, ready: Any, done: Any, cpu: Any) -> None:
+    """A subscriber in its own process that only counts QoS 1 messages (each acknowledged by the client as
+    it arrives): the broker's pub->sub ceiling on this machine, and the client's own CPU per message."""
+    import asyncio
+
+    if client == "paho":
         got = [0]
-        ready = threading.Event()
-        # the collector's own client (stock paho, MQTT v5), so the ratio is the cost of storing alone
-        sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-sub",
+        sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{os.getpid()}",
                           protocol=mqtt.MQTTv5)
 
         def on_message(*_: Any) -> None:
             got[0] += 1
+            if got[0] >= n:
+                cpu.value = time.process_time() - c0
+                done.set()
 
         sub.on_message = on_message
         sub.on_subscribe = lambda *_: ready.set()
-        sub.connect("127.0.0.1", broker.port)
-        sub.loop_start()
+        sub.connect("127.0.0.1", port)
         sub.subscribe("$share/bench/edgeprobe/v1/#", qos=1)
-        ready.wait(10)
+        c0 = time.process_time()
+        sub.loop_start()
+        done.wait()
+        sub.loop_stop()
+        return
+
+    from gmqtt import Client as GmqttClient  # the alternative measured: asyncio, MQTT 5, pure Python
+
+    # "gmqtt": PUBACK as each message arrives (the client's default); "gmqtt-acked": PUBACK only once the
+    # message's batch of BATCH_MAX is done, as the collector must (after its commit): each message's
+    # handler is a coroutine awaiting its batch, and gmqtt sends the PUBACK when it returns
+    deferred = client == "gmqtt-acked"
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        finished = asyncio.Event()
+        got = [0]
+        batch = [loop.create_future()]
+        c0 = time.process_time()
+
+        def count() -> None:
+            got[0] += 1
+            if got[0] >= n:
+                cpu.value = time.process_time() - c0
+                finished.set()
+
+        def on_message(*_: Any) -> int:
+            count()
+            return 0  # PUBACK reason: success
+
+        async def on_message_acked(*_: Any) -> int:
+            count()
+            mine = batch[0]
+            if got[0] % BATCH_MAX == 0 or got[0] >= n:  # the batch is "committed": release its acks
+                batch[0] = loop.create_future()
+                mine.set_result(None)
+            await mine
+            return 0
+
+        sub = GmqttClient(f"bench-gsub-{os.getpid()}", optimistic_acknowledgement=not deferred)
+        sub.on_message = on_message_acked if deferred else on_message
+        sub.on_subscribe = lambda *_: ready.set()
+        await sub.connect("127.0.0.1", port)
+        sub.subscribe("$share/bench/edgeprobe/v1/#", qos=1)
+        await finished.wait()
+        done.set()
+        await asyncio.sleep(0.2)  # let the last acks go out
+        await sub.disconnect()
+
+    asyncio.run(run())
+
+
+def have_gmqtt() -> bool:
+    try:
+        import gmqtt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def broker_ceiling(items: list[tuple[str, bytes]], client: str = "paho") -> dict[str, float]:
+    """Publishers -> mosquitto -> one counting subscriber (``client``) in its own process."""
+    ctx = mp.get_context("spawn")  # a fresh interpreter: nothing of the benchmark's in its way
+    with LocalBroker() as broker:
+        ready, done, cpu = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
+        proc = ctx.Process(target=_count_proc, args=(client, broker.port, len(items), ready, done, cpu))
+        proc.start()
+        if not ready.wait(60):
+            raise RuntimeError(f"the {client} counting subscriber did not subscribe")
         assert broker.proc is not None
         b0 = _cpu_s(broker.proc.pid)
-        seconds, pub_cpu = publish(broker.port, items, lambda: got[0] >= len(items))
+        seconds, pub_cpu = publish(broker.port, items, done.is_set)
         broker_cpu = _cpu_s(broker.proc.pid) - b0
-        sub.loop_stop()
+        proc.join(timeout=30)
         n = len(items)
-        return {"msg_per_s": n / seconds, "broker_us": 1e6 * broker_cpu / n, "publisher_us": 1e6 * pub_cpu / n}
+        return {"msg_per_s": n / seconds, "broker_us": 1e6 * broker_cpu / n, "publisher_us": 1e6 * pub_cpu / n,
+                "subscriber_us": 1e6 * cpu.value / n}
 
 
 def _count(db: Path, exact: bool = True) -> int:
@@ -234,24 +306,42 @@ def collectors(items: list[tuple[str, bytes]], n: int, work: Path) -> dict[str, 
 
 
 def store_path(items: list[tuple[str, bytes]], work: Path) -> dict[str, float]:
-    """The collector's ingest path with no MQTT: where its time goes per message."""
+    """The collector's ingest path with no MQTT: where its time goes per message (CPU and wall)."""
     store = Store(work / f"store-{time.monotonic_ns()}.db")
     now = dt.datetime.now(dt.timezone.utc)
     batch = BATCH_MAX  # the collector's own batch size
-    t_decode = t_total = 0.0
+    t_decode = t_total = cpu = 0.0
     for i in range(0, len(items), batch):
         chunk = [Incoming(t, p, now) for t, p in items[i:i + batch]]
         t0 = time.perf_counter()
         for it in chunk:
             schema.decode_message(it.payload, it.topic)
         t1 = time.perf_counter()
+        c1 = time.process_time()
         store.ingest(chunk)
+        cpu += time.process_time() - c1
         t2 = time.perf_counter()
         t_decode += t1 - t0
         t_total += t2 - t1
     store.close()
     n = len(items)
-    return {"msg_per_s": n / t_total, "decode_us": 1e6 * t_decode / n, "ingest_us": 1e6 * t_total / n}
+    return {"msg_per_s": n / t_total, "decode_us": 1e6 * t_decode / n, "ingest_us": 1e6 * t_total / n,
+            "cpu_us": 1e6 * cpu / n}
+
+
+def fleet_mix(n: int, offset: int = 0) -> list[tuple[str, bytes]]:
+    """What DEVICES agents send, window by window (benchmarks/fleet_synth.py): latency with a real
+    HdrHistogram per stage (merged into hourly rollups at ingest), robustness, health, drift."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fleet_synth import stream
+
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=offset)
+    out: list[tuple[str, bytes]] = []
+    for tick in stream(DEVICES, start, hours=24 * 30, prefix=f"mix{offset}-"):
+        out.extend((m.topic, m.payload) for m in tick)
+        if len(out) >= n:
+            return out[:n]
+    return out
 
 
 def main() -> None:
@@ -264,46 +354,77 @@ def main() -> None:
     n = args.messages or (10_000 if args.quick else 50_000)
     rounds = args.rounds or (1 if args.quick else 3)
     work = Path(tempfile.mkdtemp(prefix="edgeprobe-ingest-"))
-    results: dict[str, list[Any]] = {"store": [], "ceiling": [], "c1": [], "c2": []}
+    clients = ["paho", "gmqtt", "gmqtt-acked"] if have_gmqtt() else ["paho"]
+    results: dict[str, list[Any]] = {"store": [], "store_mix": [], "c1": [], "c1_mix": [], "c2": [],
+                                     **{f"ceiling_{c}": [] for c in clients}}
+    load = [os.getloadavg()[0]]
     for r in range(rounds):
         items = make_messages(n, offset=r * n)
+        mix = fleet_mix(n, offset=r)
         results["store"].append(store_path(items, work))
-        results["ceiling"].append(broker_ceiling(items))
+        results["store_mix"].append(store_path(mix, work))
+        for c in clients[::1 if r % 2 == 0 else -1]:  # alternate which client goes first (load drifts)
+            results[f"ceiling_{c}"].append(broker_ceiling(items, c))
         results["c1"].append(collectors(items, 1, work))
+        results["c1_mix"].append(collectors(mix, 1, work))
         results["c2"].append(collectors(items, 2, work))
+        load.append(os.getloadavg()[0])
         if not args.json:
-            print(f"round {r + 1}/{rounds}: store {results['store'][-1]['msg_per_s']:,.0f}/s, "
-                  f"broker {results['ceiling'][-1]['msg_per_s']:,.0f}/s, "
-                  f"1 collector {results['c1'][-1]['msg_per_s']:,.0f}/s, "
+            print(f"round {r + 1}/{rounds} (load {load[-1]:.1f}): store {results['store'][-1]['msg_per_s']:,.0f}/s "
+                  f"(mix {results['store_mix'][-1]['msg_per_s']:,.0f}/s), "
+                  + ", ".join(f"{c} ceiling {results[f'ceiling_{c}'][-1]['msg_per_s']:,.0f}/s" for c in clients)
+                  + f", 1 collector {results['c1'][-1]['msg_per_s']:,.0f}/s "
+                  f"(mix {results['c1_mix'][-1]['msg_per_s']:,.0f}/s), "
                   f"2 collectors {results['c2'][-1]['msg_per_s']:,.0f}/s", file=sys.stderr)
-    med = statistics.median
-    summary = {
+
+    def med(key: str, field: str, digits: int = 0) -> float:
+        return round(statistics.median(x[field] for x in results[key]), digits or None)
+
+    def spread(key: str, field: str = "msg_per_s") -> list[float]:
+        values = [x[field] for x in results[key]]
+        return [round(min(values)), round(max(values))]
+
+    summary: dict[str, Any] = {
         "messages": n, "rounds": rounds, "cpus": os.cpu_count(), "publishers": PUBLISHERS, "devices": DEVICES,
-        "store_only_msg_per_s": round(med(x["msg_per_s"] for x in results["store"])),
-        "decode_us_per_msg": round(med(x["decode_us"] for x in results["store"]), 2),
-        "store_ingest_us_per_msg": round(med(x["ingest_us"] for x in results["store"]), 2),
-        "broker_ceiling_msg_per_s": round(med(x["msg_per_s"] for x in results["ceiling"])),
-        "one_collector_msg_per_s": round(med(x["msg_per_s"] for x in results["c1"])),
-        "two_collectors_msg_per_s": round(med(x["msg_per_s"] for x in results["c2"])),
+        "load_average_1m": [round(x, 1) for x in load],
+        "store_only_msg_per_s": med("store", "msg_per_s"),
+        "store_only_cpu_us_per_msg": med("store", "cpu_us", 1),
+        "decode_us_per_msg": med("store", "decode_us", 2),
+        "store_ingest_us_per_msg": med("store", "ingest_us", 2),
+        "store_mix_msg_per_s": med("store_mix", "msg_per_s"),
+        "store_mix_cpu_us_per_msg": med("store_mix", "cpu_us", 1),
+        "broker_ceiling_msg_per_s": med("ceiling_paho", "msg_per_s"),
+        "broker_ceiling_spread": spread("ceiling_paho"),
+        "paho_subscriber_cpu_us_per_msg": med("ceiling_paho", "subscriber_us", 1),
+        "one_collector_msg_per_s": med("c1", "msg_per_s"),
+        "one_collector_spread": spread("c1"),
+        "one_collector_mix_msg_per_s": med("c1_mix", "msg_per_s"),
+        "two_collectors_msg_per_s": med("c2", "msg_per_s"),
         # CPU per message, from /proc: what each part costs whatever the others take of the two cores
-        "collector_cpu_us_per_msg": round(med(x["collector_us"] for x in results["c1"]), 1),
-        "two_collectors_cpu_us_per_msg": round(med(x["collector_us"] for x in results["c2"]), 1),
-        "broker_cpu_us_per_msg": round(med(x["broker_us"] for x in results["c1"]), 1),
-        "publishers_cpu_us_per_msg": round(med(x["publisher_us"] for x in results["c1"]), 1),
+        "collector_cpu_us_per_msg": med("c1", "collector_us", 1),
+        "collector_mix_cpu_us_per_msg": med("c1_mix", "collector_us", 1),
+        "two_collectors_cpu_us_per_msg": med("c2", "collector_us", 1),
+        "broker_cpu_us_per_msg": med("c1", "broker_us", 1),
+        "publishers_cpu_us_per_msg": med("c1", "publisher_us", 1),
     }
+    for c in clients[1:]:
+        name = c.replace("-", "_")
+        summary[f"{name}_ceiling_msg_per_s"] = med(f"ceiling_{c}", "msg_per_s")
+        summary[f"{name}_ceiling_spread"] = spread(f"ceiling_{c}")
+        summary[f"{name}_subscriber_cpu_us_per_msg"] = med(f"ceiling_{c}", "subscriber_us", 1)
     # one collector is one process (its network and writer threads share the GIL): the rate it
     # could sustain with a core to itself, were publishers and broker elsewhere
     summary["one_collector_one_core_msg_per_s"] = round(1e6 / summary["collector_cpu_us_per_msg"])
+    summary["one_collector_mix_one_core_msg_per_s"] = round(1e6 / summary["collector_mix_cpu_us_per_msg"])
     summary["one_collector_vs_ceiling"] = round(
         summary["one_collector_msg_per_s"] / summary["broker_ceiling_msg_per_s"], 3)
     summary["two_vs_one_collector"] = round(summary["two_collectors_msg_per_s"] / summary["one_collector_msg_per_s"], 3)
-    summary["rounds_detail"] = {k: [round(x["msg_per_s"] if isinstance(x, dict) else x) for x in v]
-                                for k, v in results.items()}
+    summary["rounds_detail"] = {k: [round(x["msg_per_s"]) for x in v] for k, v in results.items()}
     if args.json:
         print(json.dumps(summary))
     else:
         for k, v in summary.items():
-            print(f"{k:28s} {v}")
+            print(f"{k:36s} {v}")
 
 
 if __name__ == "__main__":
