@@ -216,12 +216,14 @@ def table_bytes(path: Path) -> dict[str, int]:
         conn.close()
 
 
-def run(devices: int, days: int, hours: float, every_s: float, work: Path) -> dict[str, Any]:
+def run(devices: int, days: int, hours: float, every_s: float, work: Path, ingest_only: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"devices": devices, "days": days, "window_s": every_s, "ingest_hours": hours}
     one = ingest(work / "one.db", devices, 1, hours, every_s)
     two = ingest(work / "two.db", devices, 2, hours, every_s)
     out["ingest_sqlite"] = [one, two]
     out["ingest_postgresql"] = ingest_postgres(devices, hours, every_s)
+    if ingest_only:
+        return out
     db = work / "one.db"
     parts = table_bytes(db)
     raw = sum(parts.get(t, 0) for t in ("messages", "latency", "robustness", "health"))
@@ -261,6 +263,7 @@ def main() -> None:
     ap.add_argument("--window-s", type=float, default=600.0)
     ap.add_argument("--quick", action="store_true", help="100 devices x 3 days, a few seconds of ingest")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--ingest-only", action="store_true", help="only the ingest rows (no history, no questions)")
     ap.add_argument("--soak", action="store_true", help="retention soak instead: database size hour by hour")
     ap.add_argument("--soak-hours", type=int, default=12, help="simulated hours the soak runs")
     ap.add_argument("--soak-raw-h", type=float, default=3.0, help="raw retention in the soak (hours)")
@@ -273,7 +276,7 @@ def main() -> None:
     devices, days = (100, 3) if a.quick else (a.devices, a.days)
     hours = a.ingest_hours or 1.0
     with tempfile.TemporaryDirectory(prefix="edgeprobe-fleet-bench-") as tmp:
-        result = run(devices, days, hours, a.window_s, Path(tmp))
+        result = run(devices, days, hours, a.window_s, Path(tmp), a.ingest_only)
     result["cpu_count"] = os.cpu_count()
     if a.json:
         print(json.dumps(result))
@@ -291,6 +294,8 @@ def main() -> None:
             print(f"  PostgreSQL, {r['collectors']} collector(s){how}: {r['msg_per_s']:.0f} stored msg/s, "
                   f"CPU s per 1000 stored per collector {r['cpu_s_per_1000']}, server "
                   f"{r['server_cpu_s_per_1000']} CPU s per 1000")
+    if a.ingest_only:
+        return
     s, m = result["fleet_status_1h"], result["scrape"]
     print(f"  fleet status --since 1h: {s['median_s']:.3f} s (median of 5, {s['min_s']:.3f}-{s['max_s']:.3f})")
     print(f"  fleet status over all {days} days: {result['fleet_status_whole_history']['median_s']:.3f} s")
