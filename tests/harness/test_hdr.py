@@ -18,6 +18,7 @@ from edgeprobe.harness.latency import (
     histogram_summary,
     merge_histograms,
     merge_into_packed,
+    merge_many_into_packed,
     new_histogram,
     pack_histogram,
     unpack_histogram,
@@ -291,3 +292,29 @@ def test_rollups_pack_in_the_fewest_bytes_and_old_rollups_still_read(cells: dict
 def test_a_damaged_rollup_is_refused_with_a_reason(blob: bytes) -> None:
     with pytest.raises(ValueError, match=r"size does not match|does not inflate"):
         unpack_histogram(blob)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.dictionaries(st.integers(min_value=0, max_value=23_551),
+                                                                 st.integers(min_value=1, max_value=2**40),
+                                                                 max_size=30)),
+                          st.booleans(),
+                          st.lists(st.lists(st.integers(min_value=0, max_value=10**10), max_size=30), max_size=3)),
+                max_size=8))
+def test_a_batch_of_rollups_packs_what_merging_each_in_full_packs(
+        rows: list[tuple[dict[int, int] | None, bool, list[list[int]]]]) -> None:
+    """The collector's call: many stored rollups (none yet, EPH2 of any widths, an old EPH1) and their
+    windows at once, each result byte for byte what merging that rollup's full histogram gives."""
+    batch: list[tuple[bytes | None, list[str]]] = []
+    expected = []
+    for cells, old_form, windows in rows:
+        encoded = [histogram_of_ns(np.asarray(w, dtype=np.int64)).encode().decode("ascii") for w in windows]
+        full = merge_histograms(encoded)
+        stored = None
+        if cells is not None:
+            hist = _hist_of_cells(cells)
+            stored = _eph1(hist) if old_form else pack_histogram(hist)
+            full.add(hist)
+        batch.append((stored, encoded))
+        expected.append(pack_histogram(full))
+    assert merge_many_into_packed(batch) == expected
