@@ -17,7 +17,7 @@ import json
 from typing import Any, Protocol
 
 from edgeprobe.collector.timerange import ALL_TIME, TimeRange
-from edgeprobe.harness.latency import summary_of_packed
+from edgeprobe.harness.rollup_form import summary_of_packed
 from edgeprobe.harness.stability import risk_zone, wilson_interval
 
 STAGE_ORDER = ("decode", "preprocess", "inference", "postprocess", "e2e", "probe")

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import msgspec
 
 from edgeprobe.harness import schema
-from edgeprobe.harness.latency import merge_many_into_packed
+from edgeprobe.harness.rollup_form import merge_many_into_packed
 
 HOUR_S = 3600
 

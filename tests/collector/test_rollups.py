@@ -21,7 +21,8 @@ from benchmarks.fleet_synth import stream
 from edgeprobe.collector import queries
 from edgeprobe.collector.store import Store
 from edgeprobe.collector.timerange import TimeRange
-from edgeprobe.harness.latency import histogram_summary, merge_histograms, summary_of_packed
+from edgeprobe.harness.latency import histogram_summary, merge_histograms
+from edgeprobe.harness.rollup_form import summary_of_packed
 from tests.conftest import Databases, assert_clean_error, run_cli
 from tests.pgserver import PostgresServer
 

@@ -11,18 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeprobe.harness import hdr, schema
-from edgeprobe.harness.latency import (
-    _to_us,
-    histogram_of_ns,
-    histogram_summary,
-    merge_histograms,
-    merge_into_packed,
-    merge_many_into_packed,
-    new_histogram,
-    pack_histogram,
-    unpack_histogram,
-)
+from edgeprobe.harness import hdr, hdr_merge, schema
+from edgeprobe.harness.latency import _to_us, histogram_of_ns, histogram_summary, merge_histograms, new_histogram
+from edgeprobe.harness.rollup_form import merge_into_packed, merge_many_into_packed, pack_histogram, unpack_histogram
 
 # Written by hdrhistogram 0.10.8 (the dependency edgeprobe used before its own histogram): HdrHistogram(1,
 # 3_600_000_000, 3) recording 200 lognormal(9, 0.6) values (numpy default_rng(7), rounded, clipped to
@@ -255,11 +246,11 @@ def test_a_whole_batch_merged_at_once_equals_merging_each_rollup(groups: list[tu
         odd = coarse.encode().decode("ascii") if odd_one == "coarse" else _wire(_payload(b"\x80")).decode("ascii")
         pairs[-1][1].append(odd)
     try:
-        expected: object = _sparse_lists([hdr.merge_sparse(w, into) for into, w in pairs])
+        expected: object = _sparse_lists([hdr_merge.merge_sparse(w, into) for into, w in pairs])
     except hdr.HistogramDecodeError as exc:
         expected = str(exc)
     try:
-        got: object = _sparse_lists(hdr.merge_groups(pairs))
+        got: object = _sparse_lists(hdr_merge.merge_groups(pairs))
     except hdr.HistogramDecodeError as exc:
         got = str(exc)
     assert got == expected

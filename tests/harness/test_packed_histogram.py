@@ -7,15 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeprobe.harness.latency import (
-    histogram_of_ns,
-    histogram_summary,
-    merge_histograms,
-    merge_into_packed,
-    pack_histogram,
-    summary_of_packed,
-    unpack_histogram,
-)
+from edgeprobe.harness.latency import histogram_of_ns, histogram_summary, merge_histograms
+from edgeprobe.harness.rollup_form import merge_into_packed, pack_histogram, summary_of_packed, unpack_histogram
 
 windows = st.lists(st.lists(st.integers(1_000, 3_000_000_000_000), min_size=1, max_size=60), min_size=1,
                    max_size=6)
