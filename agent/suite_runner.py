@@ -243,6 +243,8 @@ def run_suite(loaded: S.LoadedSuite, progress: Progress | None = None, strict: b
                           * (r.kind == "latency"), 3)
         results.append(r)
 
+    # a decoder that differs from the reference host's is the user's to know, beside the golden verdict
+    warnings += [r.details["input_warning"] for r in results if r.kind == "golden" and "input_warning" in r.details]
     status = S.north_star(results, suite.inconclusive)
     artifacts = Artifacts(worst=worst_frames(session, m.probes, suite.report.worst_frames))
     result: dict[str, Any] = {

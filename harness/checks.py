@@ -237,9 +237,15 @@ def _metamorphic(name: str, check: MetamorphicCheck, r: metamorphic.RelationResu
 
 
 def _golden(name: str, check: GoldenCheck, ev: Counts) -> CheckResult:
+    """Same model, same frames: the verdict; how this host decodes the frames is a finding beside it."""
     model, host = ev.details.get("model", "?"), ev.details.get("host", "?")
     r = _share(name, KINDS.get("golden"), check, ev.k, ev.n, check.min_agreement, False,
-               f"differ from the reference ({model} on {host})", {"frames": ev.n, **ev.details})
+               f"differ from the reference ({model} on {host}, {ev.details.get('fed', 'recorded frames')})",
+               {"frames": ev.n, **ev.details})
+    if ev.n == 0:  # every frame decoded differently and the file holds none to feed: nothing to judge the model on
+        r.status = "inconclusive"
+    if "input_warning" in ev.details:
+        r.message += "; inputs differ, see the warning"
     return r
 
 

@@ -1,9 +1,10 @@
 """`edgeprobe golden record`: store reference outputs for a suite's fixed frame set.
 
 Run it on the reference host (the workstation, the fp32 model); the suite's
-`golden` check then compares the board's answers on the same frames within
-task-aware tolerances, and refuses a golden file recorded from another model
-unless the check names that model's hash on purpose.
+`golden` check then feeds the board the recorded frames and compares its
+answers within task-aware tolerances, reports apart whether the board decodes
+the source into the same pixels, and refuses a golden file recorded from
+another model unless the check names that model's hash on purpose.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ def register(app: typer.Typer) -> None:
 def record(
     suite: Annotated[Path, typer.Argument(help="Suite YAML file (its model, task and frame set are used).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Golden file to write (.npz).")],
+    frames: Annotated[bool, typer.Option("--frames/--no-frames", help="Store the decoded frames (lossless) so "
+                                         "another host feeds the very same pixels; without them a host whose "
+                                         "decoder differs can judge only the frames it decodes identically.")] = True,
 ) -> None:
-    """Run the suite's model on its frame set and store the raw outputs with the model hash."""
+    """Run the suite's model on its frame set and store the raw outputs, the frames and the model hash."""
     import os
 
     from edgeprobe.agent.golden import record as record_golden
@@ -40,6 +44,8 @@ def record(
     loaded = load_suite(suite)
     output_file(out, "--out", "golden.npz")
     session = open_session(loaded)
-    meta = record_golden(session, out)
+    meta = record_golden(session, out, frames=frames)
+    stored = f"and the frames themselves ({out.stat().st_size / 1e6:.1f} MB)" if frames else "(frame hashes only)"
     console.print(f"{out}: outputs of {len(meta['frames'])} frames from {meta['model']} "
-                  f"(sha256 {meta['model_sha256'][:12]}...) on {meta['host']}")
+                  f"(sha256 {meta['model_sha256'][:12]}...) on {meta['host']} ({meta['machine']}, "
+                  f"{meta['decoder']}) {stored}")
