@@ -122,10 +122,11 @@ arm64-tools:
 	    qemu-user-static debootstrap >/dev/null; \
 	else echo "qemu-user-static/debootstrap are missing: the aarch64 emulation is skipped (apt-get install qemu-user-static debootstrap)"; fi
 
-# edgeprobe on emulated aarch64 (Debian bookworm root + qemu-aarch64-static, cached in ~/.cache/edgeprobe/arm64):
-# --version, `edgeprobe run` on the demo config, and the deploy/arm64 suites whose golden checks compare
-# aarch64's outputs with x86_64's (deploy/arm64/smoke.sh says how). A few minutes: not part of `make test`.
-# The log is build/arm64-smoke/smoke.log.
+# edgeprobe on emulated aarch64 (Debian bookworm root + Debian 13's qemu-aarch64, cached in ~/.cache/edgeprobe/arm64):
+# the wheels-only check of deploy/resolve-arm64.sh for all six targets, --version, `edgeprobe run` on the demo
+# config, and the deploy/arm64 suites whose golden checks feed aarch64 the frames recorded on x86_64 and report
+# a decoder difference apart (deploy/arm64/smoke.sh says how). Minutes: not part of `make test`, which runs a
+# reduced form where this left the emulated environment cached. The log is build/arm64-smoke/smoke.log.
 arm64-smoke: install assets arm64-tools
 	PYTHON=$(BIN)/python bash deploy/arm64/smoke.sh
 

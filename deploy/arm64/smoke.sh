@@ -8,19 +8,25 @@
 #   2. edgeprobe's own wheel, built from this tree, plus the aarch64 cp311 wheels of every dependency
 #      (deploy/resolve-arm64.sh) installed with pip --target --platform --only-binary=:all:, as on a board
 #      without a compiler;
-#   3. under `qemu-aarch64-static -L ROOT ROOT/usr/bin/python3.11` (no binfmt_misc registration):
+#   3. under `qemu-aarch64 -L ROOT ROOT/usr/bin/python3.11` (no binfmt_misc registration):
 #      edgeprobe --version, `edgeprobe run` on the demo config with --no-broker, and the suites in this
-#      folder, whose golden checks compare aarch64's outputs with those recorded on x86_64;
-#   4. compare.py prints the verdicts and the per-model deltas, and fails when outputs disagree.
+#      folder, whose golden files (outputs and the decoded frames themselves) are recorded on x86_64 and
+#      checked on aarch64 fed those very frames;
+#   4. compare.py prints the verdicts and the per-model deltas, and fails when outputs disagree on the same
+#      frames; a decoder that gives aarch64 other pixels is printed as its own warning, never a failure.
 #
-# ONNX Runtime: the newest onnxruntime aarch64 wheel (1.28.0 .. 1.32.0 when this was written) segfaults at
-# import under Debian 12's qemu 7.2; this script tries the resolved one first, and if it dies installs
-# ORT_EMULATED (1.27.0, the newest that ran when bisected) into the emulated environment only. LiteRT the
-# same: ai-edge-litert 2.3.0 dies in an XNNPACK inference under qemu 7.2, LITERT_EMULATED (1.4.0) runs.
+# The emulator: Debian 12's qemu 7.2 kills onnxruntime 1.28.0 .. 1.32.0 at import and ai-edge-litert 2.3.0 in
+# an XNNPACK inference (SIGSEGV); Debian 13's qemu 10.0 runs both. So unless the system's qemu is 10 or
+# newer (or QEMU_AARCH64 names one), this fetches Debian 13's qemu-user package with apt-get download into
+# the cache (private apt state, unpacked with dpkg-deb, nothing installed) and runs it. Whatever runs, the
+# resolved wheels are tried first; one that dies is replaced in the emulated environment only by
+# ORT_EMULATED (1.27.0) or LITERT_EMULATED (1.4.0), the newest that ran under qemu 7.2.
 #
 # Environment: ARM64_SMOKE_FRAMES (demo-config frames, default 12), ARM64_OUT (logs and results, default
 # build/arm64-smoke), ARM64_REDUCED=1 (imports plus a handful of frames only, for `make test`),
-# ORT_EMULATED, PYTHON (the x86_64 venv python that builds the wheel and records golden outputs).
+# ARM64_TARGETS (wheel targets checked, default all six of deploy/resolve-arm64.sh), QEMU_AARCH64,
+# ORT_EMULATED, LITERT_EMULATED, PYTHON (the x86_64 venv python that builds the wheel and records golden
+# outputs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
@@ -36,7 +42,7 @@ platforms=(--platform manylinux2014_aarch64)
 for m in $(seq 17 35); do platforms+=(--platform "manylinux_2_${m}_aarch64"); done
 say() { printf '\n== %s\n' "$*"; }
 
-for tool in qemu-aarch64-static debootstrap dpkg-deb; do
+for tool in qemu-aarch64-static debootstrap dpkg-deb apt-get; do
   if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
     echo "arm64-smoke: $tool is missing; install Debian's qemu-user-static and debootstrap (make arm64-tools, as root)" >&2
     exit 2
@@ -49,30 +55,59 @@ echo "arm64-smoke $(date -u +%FT%TZ) on $(uname -m), log in $out/smoke.log"
 rm -rf "$out/golden" "$out/results" "$out"/spool-arm64*
 mkdir -p "$out/golden" "$out/results"
 
+# the Debian mirror this machine's apt uses, so the root and the emulator come from the same registry
+mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1 || true)
+[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+
+# --- 0. the emulator --------------------------------------------------------------------------------------
+qemu_major() { "$1" --version 2>/dev/null | sed -n 's/.*version \([0-9][0-9]*\)\..*/\1/p' | head -1; }
+fetch_qemu() {  # fetch_qemu DIR: Debian 13's qemu-user (static binaries) unpacked into DIR, or fail
+  local dir=$1 st=$1.apt
+  [ -n "$mirror" ] || return 1
+  rm -rf "$st" "$dir.tmp" && mkdir -p "$st/lists/partial" "$st/archives/partial" "$dir.tmp"
+  echo "deb $mirror trixie main" >"$st/sources.list"
+  local opts=(-o "Dir::Etc::sourcelist=$st/sources.list" -o Dir::Etc::sourceparts=/nonexistent
+              -o "Dir::State::Lists=$st/lists" -o "Dir::Cache=$st" -o Dir::State::status=/dev/null
+              -o Debug::NoLocking=1 -o "APT::Sandbox::User=$(id -un)")
+  apt-get "${opts[@]}" -qq update && (cd "$st" && apt-get "${opts[@]}" -qq download qemu-user) \
+    && dpkg-deb -x "$st"/qemu-user_*.deb "$dir.tmp" && "$dir.tmp/usr/bin/qemu-aarch64" --version >/dev/null \
+    && rm -rf "$dir" "$st" && mv "$dir.tmp" "$dir"
+}
+qemu=${QEMU_AARCH64:-$(command -v qemu-aarch64-static || echo /usr/bin/qemu-aarch64-static)}
+qemu_sys_major=$(qemu_major "$qemu")
+if [ -z "${QEMU_AARCH64:-}" ] && [ "${qemu_sys_major:-0}" -lt 10 ]; then
+  qemu_dir=$cache/arm64/qemu-trixie
+  if [ ! -x "$qemu_dir/usr/bin/qemu-aarch64" ] && [ "${ARM64_REDUCED:-0}" != 1 ]; then
+    say "the system's $("$qemu" --version | head -1) is older than 10: fetching Debian 13's qemu-user into $qemu_dir"
+    fetch_qemu "$qemu_dir" >"$cache/arm64/qemu-fetch.log" 2>&1 \
+      || { tail -5 "$cache/arm64/qemu-fetch.log"; echo "could not fetch it: staying with the system's qemu"; }
+  fi
+  if [ -x "$qemu_dir/usr/bin/qemu-aarch64" ]; then qemu=$qemu_dir/usr/bin/qemu-aarch64; fi
+fi
+echo "emulator: $qemu ($("$qemu" --version | head -1))"
+
 # --- 1. the arm64 root ----------------------------------------------------------------------------------
 if [ ! -f "$root/.edgeprobe-ready" ]; then
   say "building the arm64 Debian bookworm root in $root (once; ~1 min)"
   rm -rf "$root.tmp"
-  # the Debian mirror this machine's apt uses, so the root comes from the same registry
-  mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1 || true)
-  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
   "$debootstrap" --foreign --arch=arm64 --variant=minbase --include=python3,python3-venv bookworm "$root.tmp" ${mirror:+"$mirror"} \
     >"$cache/arm64/debootstrap.log" 2>&1 || { tail -20 "$cache/arm64/debootstrap.log" >&2; exit 1; }
   # --foreign unpacks only the required packages; the included ones wait as .debs: unpack them all
   for deb in "$root.tmp"/var/cache/apt/archives/*.deb; do dpkg-deb -x "$deb" "$root.tmp"; done
   rm -f "$root.tmp"/var/cache/apt/archives/*.deb
-  qemu-aarch64-static -L "$root.tmp" "$root.tmp/usr/bin/python3.11" -c 'import platform; assert platform.machine() == "aarch64"'
+  "$qemu" -L "$root.tmp" "$root.tmp/usr/bin/python3.11" -c 'import platform; assert platform.machine() == "aarch64"'
   touch "$root.tmp/.edgeprobe-ready"
   rm -rf "$root" && mv "$root.tmp" "$root"
 fi
 # from $out, so this tree's own edgeprobe/ folder cannot shadow the installed wheel
 # with the aarch64 site on its path (never exported: x86_64's python must not see aarch64 wheels)
-run_arm64() { (cd "$out" && PYTHONPATH=$arm_path qemu-aarch64-static -L "$root" "$root/usr/bin/python3.11" "$@"); }
+run_arm64() { (cd "$out" && PYTHONPATH=$arm_path "$qemu" -L "$root" "$root/usr/bin/python3.11" "$@"); }
 
 # --- 2. edgeprobe's wheel and its aarch64 dependencies --------------------------------------------------
 if [ "${ARM64_REDUCED:-0}" != 1 ]; then
-  say "aarch64 cp311 wheels of every dependency (deploy/resolve-arm64.sh)"
-  ARM64_TARGETS=aarch64:3.11 PYTHON="$py" sh deploy/resolve-arm64.sh
+  say "wheels only: every dependency of edgeprobe and edgeprobe[tflite] for aarch64 and x86_64 (deploy/resolve-arm64.sh)"
+  PYTHON="$py" sh deploy/resolve-arm64.sh
+  [ -d "$wheels" ] || { echo "arm64-smoke: ARM64_TARGETS must include aarch64:3.11, the emulated root's Python" >&2; exit 2; }
 fi
 rm -rf "$out/dist"
 isolation=()
@@ -123,13 +158,13 @@ else
     touch "$ort_site/.edgeprobe-ready"
   fi
   arm_path=$out/site-edgeprobe:$ort_site:$site
-  echo "onnxruntime $ort_resolved's aarch64 wheel dies at import under $(qemu-aarch64-static --version | head -1)" \
-    "(exit $rc); the emulated run uses onnxruntime $ort_pin, the newest that ran when bisected"
+  echo "onnxruntime $ort_resolved's aarch64 wheel dies at import under $("$qemu" --version | head -1)" \
+    "(exit $rc); the emulated run uses onnxruntime $ort_pin, the newest that ran under qemu 7.2 when bisected"
   ort_used=$ort_pin
 fi
 
 # --- LiteRT under the emulator: the same, for an XNNPACK inference (ai-edge-litert 2.3.0 segfaults in it
-# under qemu 7.2 when this was written; 1.4.0 runs)
+# under qemu 7.2 when this was written, runs under qemu 10.0; 1.4.0 runs under both)
 litert_resolved=$(ls "$site" | sed -n 's/^ai_edge_litert-\(.*\)\.dist-info$/\1/p')
 litert_probe="
 import numpy as np
@@ -154,8 +189,9 @@ else
     touch "$litert_site/.edgeprobe-ready"
   fi
   arm_path=$litert_site:$arm_path
-  echo "ai-edge-litert $litert_resolved's aarch64 wheel dies in an XNNPACK inference under qemu (exit $rc);" \
-    "the emulated run uses ai-edge-litert $litert_pin, the newest that ran when tried"
+  echo "ai-edge-litert $litert_resolved's aarch64 wheel dies in an XNNPACK inference under $("$qemu" --version | head -1)" \
+    "(exit $rc);" \
+    "the emulated run uses ai-edge-litert $litert_pin, the newest that ran under qemu 7.2 when tried"
   litert_used=$litert_pin
 fi
 
@@ -211,6 +247,6 @@ run_arm64 -m edgeprobe run -c "$out/demo-agent.yaml" --no-broker --max-frames "$
   --spool "$out/spool-arm64" --json >"$out/results/run-aarch64.json"
 
 # --- 4. verdicts ----------------------------------------------------------------------------------------
-say "verdicts (x86_64 vs emulated aarch64; onnxruntime $ort_used and ai-edge-litert $litert_used under emulation)"
+say "verdicts (x86_64 vs emulated aarch64; onnxruntime $ort_used and ai-edge-litert $litert_used under $("$qemu" --version | head -1))"
 "$py" deploy/arm64/compare.py --run "$out/results/run-aarch64.json" --frames "$frames" \
   --results "$out/results" --markdown "$out/deltas.md" "${suites[@]}"
