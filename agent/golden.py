@@ -153,12 +153,13 @@ class Inputs:
                              "with `edgeprobe golden record` (it stores the frames) to compare the model on "
                              "identical inputs")
             else:
-                parts.append("the golden verdict fed the recorded frames, so it measures the model alone; fed this "
-                             f"host's own decoding, {len(self.answers_differ)} of {len(self.differ)} of those frames "
-                             "give a different answer")
+                parts.append("the golden verdict fed the recorded frames, so it judges this host's preprocessing and "
+                             f"model on identical pixels; fed this host's own decoding, {len(self.answers_differ)} of "
+                             f"{len(self.differ)} of those frames give a different answer")
         if self.preprocess_differ:
             parts.append(f"identical frames preprocessed to different input tensors on {len(self.preprocess_differ)} "
-                         f"of {n} frames (this host's resize or colour conversion differs), which the verdict includes")
+                         f"of {n} frames (this host's OpenCV resizes or converts colour with other rounding); the "
+                         "verdict includes that")
         return f"golden {Path(file).name}: " + "; ".join(parts) if parts else None
 
 

@@ -140,3 +140,23 @@ def test_a_schema_1_file_still_compares(tmp_path: Path, orientation_model: Path,
     assert proc.returncode == 0 and check["figure"] == 1.0, proc.stdout[-2000:] + proc.stderr
     assert check["details"]["fed"].startswith("frames decoded here")
     assert check["details"]["inputs"]["decoded_differently"] == 0
+
+
+def test_identical_frames_preprocessed_differently_are_named_in_the_warning(
+        tmp_path: Path, orientation_model: Path, short_clip: Path) -> None:
+    """A host whose resize rounds otherwise (aarch64's OpenCV did, on every frame): said, and in the verdict."""
+    data = small_suite(orientation_model, short_clip, [{"kind": "golden", "file": "ref.npz"}])
+    suite = write_suite(tmp_path / "s.yaml", data)
+    assert run_cli("golden", "record", str(suite), "-o", str(tmp_path / "ref.npz")).returncode == 0
+    with np.load(tmp_path / "ref.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["frames"][1]["input_sha256"] = "0" * 64  # the reference host's tensor for frame 8 was another one
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "ref.npz", **arrays)
+    result = json.loads(run_cli("check", str(suite), "--json").stdout)
+    check = _golden_check(result)
+    assert check["status"] == "pass" and check["details"]["inputs"]["preprocess_differ"] == 1
+    assert check["details"]["inputs"]["decoded_differently"] == 0
+    (warning,) = result["warnings"]
+    assert "preprocessed to different input tensors on 1 of 6 frames" in warning and "decodes" not in warning
