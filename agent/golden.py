@@ -1,17 +1,19 @@
 """Golden outputs: record the model's raw outputs on the suite's frames, and compare a later run with them.
 
-The record is an npz of raw output arrays, the decoded frames themselves (lossless, as fed to the model) and
-a JSON header (model hash, frame indices, each frame's and each input tensor's sha256, host). Another host
-compares two things apart, because a user signing off a board asks two questions:
+The record is an npz of raw output arrays, the model's input tensors and the decoded frames they came from
+(both lossless, exactly as fed), and a JSON header (model hash, frame indices, each frame's and tensor's
+sha256, host, decoder). Another host answers apart the questions a user signing off a board asks:
 
-* the verdict: the same model on the *same frames* gives the same answers (through the task adapter's
-  disagreement, so "equivalent" means the same answers, not the same floats). The recorded frames are fed,
-  so a board whose video decoder differs is not mistaken for a board whose kernels differ;
-* a finding beside it: whether this host decodes the source into the same pixels (per-frame sha256 and the
-  largest pixel difference) and what its own decoding does to the answers. It is a warning with its measured
-  size, never a model failure, and never left out.
+* the verdict: the same model on the *same input tensors* gives the same answers (through the task adapter's
+  disagreement, so "equivalent" means the same answers, not the same floats). The recorded tensors are fed,
+  so a board whose video decoder or resize rounds otherwise is not mistaken for a board whose model kernels
+  differ;
+* the findings beside it, measured on the same frames: whether this host decodes the source into the same
+  pixels (sha256 per frame, largest and mean pixel difference), whether its preprocessing turns the recorded
+  frames into the same tensors (and by how much not), and how many answers this host's own decoding and
+  preprocessing change. They are a warning with their measured size, never a model failure, never left out.
 
-A file recorded without frames (``--no-frames``, or schema 1) can only feed this host's decoding: frames
+A file recorded without them (``--no-frames``, or schema 1) can only feed this host's own decoding: frames
 whose pixels differ are then left out of the verdict, and the warning says so.
 """
 
@@ -55,15 +57,16 @@ def frame_digest(image: np.ndarray) -> str:
 
 
 def record(session: Session, out: Path, frames: bool = True) -> dict[str, Any]:
-    """Store raw outputs of the frame set with the model hash, and the frames themselves unless ``frames`` is off."""
+    """Store raw outputs with the model hash, and the frames and input tensors themselves unless ``frames`` is off."""
     arrays: dict[str, np.ndarray] = {}
     rows = []
     for i, frame in enumerate(session.frames):
-        tensor = session.backend.preprocess(frame.image)
+        tensor = np.array(session.backend.preprocess(frame.image))  # a copy: the preprocessor reuses its buffer
         for k, o in enumerate(session.backend.infer(tensor)):
             arrays[f"f{i}_o{k}"] = np.asarray(o)
         if frames:
             arrays[f"f{i}_in"] = np.ascontiguousarray(frame.image)
+            arrays[f"f{i}_x"] = tensor
         rows.append({"index": frame.index, "sha256": sha256(frame.image), "input_sha256": sha256(tensor)})
     meta = {
         "schema": SCHEMA, "model_sha256": session.backend.sha256, "model": Path(session.backend.path).name,
@@ -114,7 +117,7 @@ def check_model(session: Session, check: S.GoldenCheck, meta: dict[str, Any]) ->
 
 @dataclass
 class Inputs:
-    """How this host's decoding of the frame set compares with the reference host's (the decoder finding)."""
+    """How this host's decoding and preprocessing of the frame set compare with the reference host's."""
 
     frames: int = 0
     #: frames whose decoded pixels (sha256) differ from the recorded ones
@@ -122,21 +125,25 @@ class Inputs:
     #: largest |pixel difference| over those frames (None: unknown, the file holds no frames, or shapes differ)
     max_pixel_diff: int | None = None
     mean_pixel_diff: float | None = None
-    #: of the frames decoded differently, those whose answer differs when this host's decoding is fed
-    answers_differ: list[int] = field(default_factory=list)
-    #: frames where identical pixels preprocessed to a different tensor (this host's resize or colour conversion)
+    #: frames whose recorded pixels this host preprocessed into another tensor than the recorded one
     preprocess_differ: list[int] = field(default_factory=list)
-    #: frames decoded differently that could not be replaced by recorded ones (left out of the verdict)
+    #: largest |difference| between those tensors, in the model's input units (None: no tensors recorded)
+    max_tensor_diff: float | None = None
+    #: frames whose answer differs when this host decodes and preprocesses them itself (the deployed path)
+    answers_differ: list[int] = field(default_factory=list)
+    #: frames decoded differently that could not be replaced by recorded inputs (left out of the verdict)
     left_out: list[int] = field(default_factory=list)
+    #: what the verdict fed: "recorded input tensors", "recorded frames" or "frames decoded here"
+    fed: str = "recorded input tensors"
 
     def as_dict(self) -> dict[str, Any]:
         return {"frames": self.frames, "decoded_differently": len(self.differ), "differ": self.differ[:20],
                 "max_pixel_diff": self.max_pixel_diff, "mean_pixel_diff": self.mean_pixel_diff,
-                "answers_differ_on_local_decoding": len(self.answers_differ),
-                "preprocess_differ": len(self.preprocess_differ), "left_out": len(self.left_out)}
+                "preprocess_differ": len(self.preprocess_differ), "max_tensor_diff": self.max_tensor_diff,
+                "answers_differ_on_local_pipeline": len(self.answers_differ), "left_out": len(self.left_out)}
 
     def warning(self, file: str, source: str, meta: dict[str, Any], decoder: str) -> str | None:
-        """One plain sentence for the user, with the measured size; None when inputs matched everywhere."""
+        """One plain paragraph for the user, with the measured sizes; None when inputs matched everywhere."""
         parts = []
         ref = f"{meta.get('host', '?')} ({meta.get('machine', '?')}, {meta.get('decoder', 'decoder unknown')})"
         n = self.frames
@@ -147,27 +154,34 @@ class Inputs:
                         f"(mean {self.mean_pixel_diff:.2g} over those frames)")
             parts.append(f"this host ({platform.machine()}, {decoder}) decodes {source} differently from the reference "
                          f"host {ref}: {len(self.differ)} of {n} frames differ{size}")
-            if self.left_out:
-                parts.append(f"the golden file holds no frames to feed instead, so those {len(self.left_out)} frames "
-                             f"are left out of the verdict (it rests on {n - len(self.left_out)} frames); re-record "
-                             "with `edgeprobe golden record` (it stores the frames) to compare the model on "
-                             "identical inputs")
-            else:
-                parts.append("the golden verdict fed the recorded frames, so it judges this host's preprocessing and "
-                             f"model on identical pixels; fed this host's own decoding, {len(self.answers_differ)} of "
-                             f"{len(self.differ)} of those frames give a different answer")
         if self.preprocess_differ:
-            parts.append(f"identical frames preprocessed to different input tensors on {len(self.preprocess_differ)} "
-                         f"of {n} frames (this host's OpenCV resizes or converts colour with other rounding); the "
-                         "verdict includes that")
-        return f"golden {Path(file).name}: " + "; ".join(parts) if parts else None
+            size = "" if self.max_tensor_diff is None else f", by up to {self.max_tensor_diff:.3g}"
+            parts.append(f"its preprocessing (OpenCV resize and colour conversion) turns identical frames into "
+                         f"different input tensors on {len(self.preprocess_differ)} of {n} frames{size}")
+        if not parts:
+            return None
+        if self.left_out:
+            parts.append(f"the golden file holds no frames to feed instead, so those {len(self.left_out)} frames are "
+                         f"left out of the verdict (it rests on {n - len(self.left_out)} frames); re-record with "
+                         "`edgeprobe golden record` (it stores the frames) to compare the model on identical inputs")
+        else:
+            judged = ("the model alone" if self.fed == "recorded input tensors"
+                      else "this host's preprocessing and model")
+            parts.append(f"the golden verdict fed the {self.fed}, so it judges {judged} on identical inputs; through "
+                         f"this host's own decoding and preprocessing, {len(self.answers_differ)} of {n} frames give "
+                         "a different answer")
+        return f"golden {Path(file).name}: " + "; ".join(parts)
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
 
 
 def compare(session: Session, check: S.GoldenCheck) -> checks.Counts:
-    """Frames whose decoded prediction moved past the tolerance from the recorded one, fed the recorded frames.
+    """Frames whose decoded prediction moved past the tolerance from the recorded one, fed the recorded inputs.
 
-    The decoder finding (``inputs`` in the details, and ``input_warning`` when anything differed) is measured on
-    the side: what this host's own decoding looks like and what it does to the answers.
+    The decoder and preprocessing findings (``inputs`` in the details, and ``input_warning`` when anything
+    differed) are measured on the side, with what this host's own path does to the answers.
     """
     meta, arrays = load(check.file)
     ref_hash = check_model(session, check, meta)
@@ -180,7 +194,7 @@ def compare(session: Session, check: S.GoldenCheck) -> checks.Counts:
     adapter, backend = session.adapter, session.backend
     differ: list[int] = []
     inputs = Inputs(frames=len(frames))
-    pixel_max, pixel_sum, pixel_count = -1, 0.0, 0
+    pixel_max, pixel_sum, pixel_count, tensor_max = -1, 0.0, 0, -1.0
     max_abs = 0.0
     for i, rec in enumerate(frames):
         frame = session.frames[i]
@@ -189,36 +203,52 @@ def compare(session: Session, check: S.GoldenCheck) -> checks.Counts:
                               f"{frame.index}); keep source.skip/stride as recorded or re-record")
         ref_out = [arrays[f"f{i}_o{k}"] for k in range(n_out)]
         ref_answer = adapter.decode(ref_out)
-        recorded = arrays.get(f"f{i}_in")
+        rec_frame, rec_tensor = arrays.get(f"f{i}_in"), arrays.get(f"f{i}_x")
         same = (sha256(frame.image) == rec["sha256"] if "sha256" in rec
                 else frame_digest(frame.image) == rec["digest"])
         if not same:
             inputs.differ.append(frame.index)
-            if recorded is not None and recorded.shape == frame.image.shape:
-                delta = np.abs(recorded.astype(np.int16) - frame.image.astype(np.int16))
+            if rec_frame is not None and rec_frame.shape == frame.image.shape:
+                delta = np.abs(rec_frame.astype(np.int16) - frame.image.astype(np.int16))
                 pixel_max = max(pixel_max, int(delta.max()))
                 pixel_sum, pixel_count = pixel_sum + float(delta.sum()), pixel_count + delta.size
-            local = adapter.decode(backend.infer(backend.preprocess(frame.image)))
-            if adapter.disagreement(ref_answer, local) > tol:
-                inputs.answers_differ.append(frame.index)
-            if recorded is None:
-                inputs.left_out.append(frame.index)
-                continue
-        fed = recorded if recorded is not None else frame.image
-        tensor = backend.preprocess(fed)
-        if "input_sha256" in rec and sha256(tensor) != rec["input_sha256"]:
+        # the preprocessing finding: this host's tensor from the recorded pixels (its own, where none are recorded)
+        tensor_here = np.array(backend.preprocess(rec_frame if rec_frame is not None else frame.image))  # a copy
+        if (rec_frame is not None or same) and "input_sha256" in rec and sha256(tensor_here) != rec["input_sha256"]:
             inputs.preprocess_differ.append(frame.index)
-        now_out = backend.infer(tensor)
+            if rec_tensor is not None and rec_tensor.shape == tensor_here.shape:
+                tensor_max = max(tensor_max, _max_abs(rec_tensor, tensor_here))
+        # the deployed path on this host: its own decoding and preprocessing, inferred only where they differ
+        local = np.array(backend.preprocess(frame.image)) if rec_frame is not None and not same else tensor_here
+        local_same = "input_sha256" in rec and sha256(local) == rec["input_sha256"]
+        if rec_tensor is not None:
+            fed, inputs.fed = rec_tensor, "recorded input tensors"
+        elif rec_frame is not None:
+            fed, inputs.fed = tensor_here, "recorded frames"
+        elif same:
+            fed, inputs.fed = tensor_here, "frames decoded here"
+        else:
+            inputs.left_out.append(frame.index)
+            fed, inputs.fed = None, "frames decoded here"
+        now_out = backend.infer(fed) if fed is not None else None
+        reuse = now_out is not None and (fed is local or (local_same and fed is rec_tensor))
+        local_out = now_out if reuse and now_out is not None else backend.infer(local)
+        if adapter.disagreement(ref_answer, adapter.decode(local_out)) > tol:
+            inputs.answers_differ.append(frame.index)
+        if now_out is None:
+            continue
         for r, o in zip(ref_out, now_out, strict=True):
             if r.shape == np.shape(o):
-                max_abs = max(max_abs, float(np.max(np.abs(r.astype(np.float64) - np.asarray(o, np.float64)))))
+                max_abs = max(max_abs, _max_abs(r, np.asarray(o)))
         if adapter.disagreement(ref_answer, adapter.decode(now_out)) > tol:
             differ.append(frame.index)
     if pixel_count:
         inputs.max_pixel_diff, inputs.mean_pixel_diff = pixel_max, pixel_sum / pixel_count
+    if tensor_max >= 0:
+        inputs.max_tensor_diff = tensor_max
     details: dict[str, Any] = {
         "differ": differ[:20], "max_abs_output_diff": max_abs, "tolerance": tol, "reference_sha256": ref_hash,
-        "fed": "recorded frames" if meta.get("frames_stored") else "frames decoded here (the file holds none)",
+        "fed": inputs.fed if not inputs.left_out else f"{inputs.fed} (the file holds none)",
         "frames_decoded_differently": len(inputs.differ), "inputs": inputs.as_dict(),
         "recorded": meta.get("recorded"), "model": meta["model"], "host": meta["host"]}
     warning = inputs.warning(check.file, session.loaded.suite.source.uri, meta, _decoder())

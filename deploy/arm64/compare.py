@@ -3,11 +3,12 @@
 Reads what deploy/arm64/smoke.sh left in its results folder (``edgeprobe run --json`` of the aarch64 run,
 ``edgeprobe check --json`` of each suite on both architectures) and prints, per model, two findings apart:
 
-* the verdict, same model and same frames: whether aarch64's outputs on the frames recorded on x86_64 (the
-  golden file holds them, so both runtimes see identical pixels) match x86_64's, the agreement over n frames,
-  the largest absolute output difference and that difference relative to the largest reference output;
-* the decoder: whether aarch64's OpenCV decodes the video into the same pixels as x86_64's, by how much it
-  differs, and how many answers aarch64's own decoding changes. A warning, never a failure.
+* the verdict, same model and same input tensors: whether aarch64's outputs on the tensors recorded on x86_64
+  (the golden file holds them, so both runtimes see identical inputs) match x86_64's, the agreement over n
+  frames, the largest absolute output difference and that difference relative to the largest reference output;
+* the inputs: whether aarch64's OpenCV decodes the video into the same pixels as x86_64's and preprocesses
+  them into the same tensors, by how much not, and how many answers aarch64's own decoding and preprocessing
+  change. A warning, never a failure.
 
 Each robustness figure is shown on both sides. Exits 1 when the aarch64 run or any golden verdict failed,
 2 when a result is missing or unreadable.
@@ -49,9 +50,9 @@ def _golden(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reference_scale(golden_file: Path) -> float:
-    """The largest |output| the x86_64 reference holds (not its stored frames), so a delta reads relative to it."""
+    """The largest |output| the x86_64 reference holds (not its stored inputs), so a delta reads relative to it."""
     with np.load(golden_file, allow_pickle=False) as z:
-        outputs = [k for k in z.files if k != "meta" and not k.endswith("_in")]
+        outputs = [k for k in z.files if k != "meta" and not k.endswith(("_in", "_x"))]
         return max((float(np.max(np.abs(z[k]))) for k in outputs if z[k].size), default=0.0)
 
 
@@ -86,14 +87,20 @@ def _pixels(row: dict[str, Any]) -> str:
     return "identical" if not row["decoded_differently"] else "unknown" if top is None else f"{top}/255"
 
 
-def _decoder_line(row: dict[str, Any]) -> str:
-    """The decoder finding in words: the check's own warning where it gave one, else that the pixels matched."""
+def _tensors(row: dict[str, Any]) -> str:
+    k, top = row["inputs"].get("preprocess_differ", "?"), row["inputs"].get("max_tensor_diff")
+    return f"{k} of {row['frames']}" + (f" ({top:.3g})" if top is not None else "")
+
+
+def _inputs_line(row: dict[str, Any]) -> str:
+    """The inputs finding in words: the check's own warning where it gave one, else that the inputs matched."""
     if row["input_warning"]:
         return f"WARNING (not a model difference) {row['input_warning']}"
     if row["decoded_differently"]:
         return (f"WARNING (not a model difference) {row['decoded_differently']} of {row['frames']} frames decoded "
                 "differently on aarch64")
-    return f"aarch64 decoded all {row['frames']} frames into the same pixels as x86_64"
+    return (f"aarch64 decoded all {row['frames']} frames into the same pixels as x86_64 and preprocessed them into "
+            "the same tensors")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,15 +138,16 @@ def main(argv: list[str] | None = None) -> int:
               f"model fed the {row['fed']}: golden {row['golden'].upper()}, {row['agreement']:.0%} of "
               f"{row['frames']} frames agree (tolerance {row['tolerance']}), max |output diff| "
               f"{row['max_abs_diff']:.3g} ({row['rel_diff']:.2g} of the largest output)" + (f"; {rob}" if rob else ""))
-        print(f"  decoder: {_decoder_line(row)}")
+        print(f"  inputs: {_inputs_line(row)}")
     if args.markdown and rows:
-        lines = ["| model | runtime (aarch64 / x86_64) | golden agreement, same frames | max abs output diff "
-                 "(relative) | frames decoded differently (max pixel diff) | answers changed by aarch64's decoding |",
-                 "| --- | --- | --- | --- | --- | --- |"]
+        lines = ["| model | runtime (aarch64 / x86_64) | golden agreement, same input tensors | max abs output diff "
+                 "(relative) | frames decoded differently (max pixel diff) | tensors preprocessed differently (max "
+                 "diff) | answers changed by aarch64's own decoding and preprocessing |",
+                 "| --- | --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {r['model']} | {r['runtime_aarch64']} / {r['runtime_x86_64']} | {r['agreement']:.0%} of "
                   f"{r['frames']} ({r['golden']}) | {r['max_abs_diff']:.3g} ({r['rel_diff']:.2g}) | "
-                  f"{r['decoded_differently']} of {r['frames']} ({_pixels(r)}) | "
-                  f"{r['inputs'].get('answers_differ_on_local_decoding', '?')} of {r['decoded_differently']} |"
+                  f"{r['decoded_differently']} of {r['frames']} ({_pixels(r)}) | {_tensors(r)} | "
+                  f"{r['inputs'].get('answers_differ_on_local_pipeline', '?')} of {r['frames']} |"
                   for r in rows]
         args.markdown.write_text("\n".join(lines) + "\n")
     print("arm64-smoke: " + ("PASS" if ok else "FAILED"))

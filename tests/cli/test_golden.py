@@ -1,5 +1,5 @@
-"""Golden equivalence across hosts whose video decoders differ: the verdict feeds the recorded frames, and the
-decoder difference is a separate, measured warning (never a model failure, never silent).
+"""Golden equivalence across hosts whose video decoders differ: the verdict feeds the recorded input tensors,
+and the decoder difference is a separate, measured warning (never a model failure, never silent).
 
 "Another host's decoder" is played by the same 60 frames re-encoded as lossy MJPG: the frame indices are the
 recorded ones but every decoded pixel array differs, as vtest.avi's do between x86_64 and aarch64 OpenCV.
@@ -52,6 +52,7 @@ def test_a_host_that_decodes_differently_is_judged_on_the_recorded_frames_and_wa
     assert "and the frames themselves" in rec.stdout
     with np.load(tmp_path / "ref.npz") as z:
         stored = [z[f"f{i}_in"] for i in range(6)]
+        assert z["f0_x"].shape == (1, 3, 224, 224) and z["f0_x"].dtype == np.float32  # the tensor fed, too
     cap = cv2.VideoCapture(str(short_clip))
     first = cap.read()[1]
     cap.release()
@@ -62,22 +63,24 @@ def test_a_host_that_decodes_differently_is_judged_on_the_recorded_frames_and_wa
     proc = run_cli("check", str(suite), "--json")
     result = json.loads(proc.stdout)
     check = _golden_check(result)
-    # the verdict: same model, same frames -> the same outputs, bit for bit on the same host and runtime
+    # the verdict: same model, same input tensors -> the same outputs, bit for bit on one host and runtime
     assert proc.returncode == 0 and check["status"] == "pass", proc.stdout[-2000:] + proc.stderr
     assert check["figure"] == 1.0 and check["details"]["max_abs_output_diff"] == 0.0
-    assert check["details"]["fed"] == "recorded frames"
+    assert check["details"]["fed"] == "recorded input tensors"
     # the finding beside it: every frame decoded differently, by a measured amount
     inputs = check["details"]["inputs"]
     assert inputs["decoded_differently"] == 6 and inputs["frames"] == 6 and inputs["left_out"] == 0
+    assert inputs["preprocess_differ"] == 0 and inputs["max_tensor_diff"] is None  # same host: same resize
     assert 0 < inputs["max_pixel_diff"] <= 255 and 0 < inputs["mean_pixel_diff"] < inputs["max_pixel_diff"]
     (warning,) = result["warnings"]
     assert f"decodes {redecoded_clip} differently" in warning and "6 of 6 frames differ" in warning
-    assert f"by up to {inputs['max_pixel_diff']} of 255" in warning and "fed the recorded frames" in warning
-    assert f"{inputs['answers_differ_on_local_decoding']} of 6 of those frames give a different answer" in warning
+    assert f"by up to {inputs['max_pixel_diff']} of 255" in warning and "fed the recorded input tensors" in warning
+    assert "judges the model alone" in warning
+    assert f"{inputs['answers_differ_on_local_pipeline']} of 6 frames give a different answer" in warning
     # and the table a person reads says so too
     text = run_cli("check", str(suite), env={"COLUMNS": "300"})
     shown = " ".join(text.stdout.split())
-    assert text.returncode == 0 and "warning:" in shown and "fed the recorded frames" in shown
+    assert text.returncode == 0 and "warning:" in shown and "fed the recorded input tensors" in shown
 
 
 def test_identical_decoding_gives_no_warning_and_a_model_change_still_fails(
@@ -105,7 +108,7 @@ def test_without_recorded_frames_differently_decoded_ones_are_left_out_and_said_
     rec = run_cli("golden", "record", str(suite), "-o", str(tmp_path / "ref.npz"), "--no-frames")
     assert rec.returncode == 0 and "frame hashes only" in rec.stdout, rec.stderr
     with np.load(tmp_path / "ref.npz") as z:
-        assert not [k for k in z.files if k.endswith("_in")]
+        assert not [k for k in z.files if k.endswith(("_in", "_x"))]
     data["source"]["uri"] = str(redecoded_clip)
     write_suite(suite, data)
     proc = run_cli("check", str(suite), "--json")
@@ -126,7 +129,7 @@ def test_a_schema_1_file_still_compares(tmp_path: Path, orientation_model: Path,
     suite = write_suite(tmp_path / "s.yaml", data)
     assert run_cli("golden", "record", str(suite), "-o", str(tmp_path / "ref.npz")).returncode == 0
     with np.load(tmp_path / "ref.npz") as z:
-        arrays = {k: z[k] for k in z.files if not k.endswith("_in")}
+        arrays = {k: z[k] for k in z.files if not k.endswith(("_in", "_x"))}
         images = [z[f"f{i}_in"] for i in range(6)]
     meta = json.loads(arrays["meta"].tobytes())
     meta = {k: v for k, v in meta.items() if k not in ("frames_stored", "decoder", "source")}
@@ -144,7 +147,7 @@ def test_a_schema_1_file_still_compares(tmp_path: Path, orientation_model: Path,
 
 def test_identical_frames_preprocessed_differently_are_named_in_the_warning(
         tmp_path: Path, orientation_model: Path, short_clip: Path) -> None:
-    """A host whose resize rounds otherwise (aarch64's OpenCV did, on every frame): said, and in the verdict."""
+    """A host whose resize rounds otherwise (aarch64's OpenCV did, on every frame): said, kept out of the verdict."""
     data = small_suite(orientation_model, short_clip, [{"kind": "golden", "file": "ref.npz"}])
     suite = write_suite(tmp_path / "s.yaml", data)
     assert run_cli("golden", "record", str(suite), "-o", str(tmp_path / "ref.npz")).returncode == 0
@@ -159,4 +162,5 @@ def test_identical_frames_preprocessed_differently_are_named_in_the_warning(
     assert check["status"] == "pass" and check["details"]["inputs"]["preprocess_differ"] == 1
     assert check["details"]["inputs"]["decoded_differently"] == 0
     (warning,) = result["warnings"]
-    assert "preprocessed to different input tensors on 1 of 6 frames" in warning and "decodes" not in warning
+    assert "into different input tensors on 1 of 6 frames, by up to 0" in warning and "decodes" not in warning
+    assert "fed the recorded input tensors, so it judges the model alone" in warning

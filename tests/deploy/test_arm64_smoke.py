@@ -51,8 +51,9 @@ def _compare(*args: str) -> subprocess.CompletedProcess[str]:
 
 def _result(machine: str, golden_status: str, agreement: float, decoded_differently: int = 1) -> dict[str, object]:
     inputs = {"frames": 4, "decoded_differently": decoded_differently, "max_pixel_diff": 38 if decoded_differently
-              else None, "answers_differ_on_local_decoding": decoded_differently, "left_out": 0}
-    details = {"frames": 4, "tolerance": 0.0, "max_abs_output_diff": 0.5, "fed": "recorded frames",
+              else None, "preprocess_differ": decoded_differently, "max_tensor_diff": 0.0118 if decoded_differently
+              else None, "answers_differ_on_local_pipeline": decoded_differently, "left_out": 0}
+    details = {"frames": 4, "tolerance": 0.0, "max_abs_output_diff": 0.5, "fed": "recorded input tensors",
                "frames_decoded_differently": decoded_differently, "inputs": inputs}
     if decoded_differently:
         details["input_warning"] = "golden m.npz: this host decodes v.avi differently (38 of 255)"
@@ -70,9 +71,9 @@ def _results(tmp_path: Path, arm_status: str = "pass", arm_machine: str = "aarch
     results, golden = tmp_path / "results", tmp_path / "golden"
     results.mkdir()
     golden.mkdir()
-    # the stored frame (uint8, up to 255) is not an output: the relative delta is of the largest output, 2.0
+    # the stored frame and tensor are not outputs: the relative delta is of the largest output, 2.0
     np.savez(golden / "m.npz", f0_o0=np.array([[-2.0, 1.0]]), f0_in=np.full((2, 2, 3), 255, np.uint8),
-             meta=np.zeros(3, np.uint8))
+             f0_x=np.full((1, 3, 2, 2), 9.0, np.float32), meta=np.zeros(3, np.uint8))
     (results / "s-x86_64.json").write_text(json.dumps(_result("x86_64", "pass", 1.0, 0)))
     (results / "s-aarch64.json").write_text(json.dumps(_result(arm_machine, arm_status, agreement,
                                                                decoded_differently)))
@@ -86,7 +87,8 @@ def test_compare_reports_the_golden_deltas_and_fails_on_a_mismatch(tmp_path: Pat
                  "--markdown", str(tmp_path / "d.md"), "s")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "golden FAIL, 75% of 4 frames agree" in r.stdout and "max |output diff| 0.5 (0.25 of the largest" in r.stdout
-    assert "same model fed the recorded frames: golden FAIL" in r.stdout and "x86_64 0.25 / aarch64 0.25" in r.stdout
+    assert "same model fed the recorded input tensors: golden FAIL" in r.stdout
+    assert "x86_64 0.25 / aarch64 0.25" in r.stdout
     assert "| model.onnx |" in (tmp_path / "d.md").read_text() and "arm64-smoke: FAILED" in r.stdout
 
 
@@ -97,13 +99,14 @@ def test_a_decoder_difference_is_its_own_warning_and_never_fails_the_smoke(tmp_p
     r = _compare("--run", str(tmp_path / "run.json"), "--frames", "12", "--results", str(results),
                  "--markdown", str(tmp_path / "d.md"), "s")
     assert r.returncode == 0 and "golden PASS, 100% of 4 frames agree" in r.stdout, r.stdout + r.stderr
-    (decoder,) = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("decoder:")]
+    (decoder,) = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("inputs:")]
     table = (tmp_path / "d.md").read_text()
     if decoded_differently:
         assert "WARNING (not a model difference)" in decoder and "38 of 255" in decoder
-        assert "| 3 of 4 (38/255) | 3 of 3 |" in table
+        assert "| 3 of 4 (38/255) | 3 of 4 (0.0118) | 3 of 4 |" in table
     else:
-        assert "decoded all 4 frames into the same pixels" in decoder and "| 0 of 4 (identical) |" in table
+        assert "decoded all 4 frames into the same pixels" in decoder
+        assert "| 0 of 4 (identical) | 0 of 4 | 0 of 4 |" in table
 
 
 def test_compare_refuses_a_result_that_is_missing_or_not_from_aarch64(tmp_path: Path) -> None:
