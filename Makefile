@@ -113,7 +113,8 @@ arm64-wheels: install
 	PYTHON=$(BIN)/python sh deploy/resolve-arm64.sh
 
 # Debian's qemu-user-static and debootstrap for the emulated aarch64 runs; only when missing and only as
-# root. Nothing is registered with binfmt_misc: deploy/arm64/smoke.sh calls qemu-aarch64-static directly.
+# root. Nothing is registered with binfmt_misc: deploy/arm64/smoke.sh calls qemu directly (Debian 13's, fetched
+# into the cache without installing it, where this qemu is older than 10).
 arm64-tools:
 	@if command -v qemu-aarch64-static >/dev/null 2>&1 && { command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ]; }; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

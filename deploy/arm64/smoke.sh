@@ -145,8 +145,14 @@ export EDGEPROBE_ASSETS=${EDGEPROBE_ASSETS:-$cache/assets}
 export ARM64_GOLDEN=$out/golden
 
 # --- ONNX Runtime under the emulator -------------------------------------------------------------------
+# a wheel that ran under this emulator once runs again: the verdict is kept per (emulator, wheel), so the
+# reduced form in `make test` does not pay an emulated import for it
+emulator_key=$("$qemu" --version | head -1 | sha256sum | cut -c1-12)
+ran_before() { [ -f "$cache/arm64/ran-$emulator_key-$1" ]; }
+ran_now() { touch "$cache/arm64/ran-$emulator_key-$1"; }
 ort_resolved=$(ls "$site" | sed -n 's/^onnxruntime-\(.*\)\.dist-info$/\1/p')
-if run_arm64 -c "import onnxruntime" >"$out/ort-import.log" 2>&1; then
+if ran_before "onnxruntime-$ort_resolved" \
+    || { run_arm64 -c "import onnxruntime" >"$out/ort-import.log" 2>&1 && ran_now "onnxruntime-$ort_resolved"; }; then
   echo "onnxruntime $ort_resolved (the resolved aarch64 wheel) imports under qemu"
   ort_used=$ort_resolved
 else
@@ -177,7 +183,8 @@ it.invoke()
 "
 if [ "${ARM64_REDUCED:-0}" = 1 ]; then
   litert_used=$litert_resolved  # the reduced form only imports LiteRT
-elif run_arm64 -c "$litert_probe" >"$out/litert-probe.log" 2>&1; then
+elif ran_before "ai-edge-litert-$litert_resolved" \
+    || { run_arm64 -c "$litert_probe" >"$out/litert-probe.log" 2>&1 && ran_now "ai-edge-litert-$litert_resolved"; }; then
   echo "ai-edge-litert $litert_resolved (the resolved aarch64 wheel) runs an XNNPACK inference under qemu"
   litert_used=$litert_resolved
 else

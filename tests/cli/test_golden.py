@@ -49,7 +49,7 @@ def test_a_host_that_decodes_differently_is_judged_on_the_recorded_frames_and_wa
     suite = write_suite(tmp_path / "s.yaml", data)
     rec = run_cli("golden", "record", str(suite), "-o", str(tmp_path / "ref.npz"))
     assert rec.returncode == 0, rec.stderr
-    assert "and the frames themselves" in rec.stdout
+    assert "and the frames and input tensors themselves" in rec.stdout
     with np.load(tmp_path / "ref.npz") as z:
         stored = [z[f"f{i}_in"] for i in range(6)]
         assert z["f0_x"].shape == (1, 3, 224, 224) and z["f0_x"].dtype == np.float32  # the tensor fed, too
@@ -106,7 +106,7 @@ def test_without_recorded_frames_differently_decoded_ones_are_left_out_and_said_
     data = small_suite(orientation_model, short_clip, [{"kind": "golden", "file": "ref.npz"}])
     suite = write_suite(tmp_path / "s.yaml", data)
     rec = run_cli("golden", "record", str(suite), "-o", str(tmp_path / "ref.npz"), "--no-frames")
-    assert rec.returncode == 0 and "frame hashes only" in rec.stdout, rec.stderr
+    assert rec.returncode == 0 and "frame and tensor hashes only" in rec.stdout, rec.stderr
     with np.load(tmp_path / "ref.npz") as z:
         assert not [k for k in z.files if k.endswith(("_in", "_x"))]
     data["source"]["uri"] = str(redecoded_clip)
