@@ -114,8 +114,10 @@ def overhead_breakdown(frames: int) -> dict[str, float]:
     """The agent's per-frame bookkeeping, each part timed alone in this process (ms per frame).
 
     ``health_sampled``: one sampled frame's statistics (its thumbnail and its predecessor's, the statistics
-    on them and the noise patch; median over calls); ``monitor``: the
-    monitor's average per frame at the default sampling, answers computed beforehand; ``latency_add``:
+    on them and the noise patch; median over calls); ``monitor``: the monitor's average per frame at the
+    default sampling, answers computed beforehand, from the median call of each kind of frame (sampled, the
+    sampled one's predecessor, others) weighted by their counts (``monitor_mean``: the plain mean, which a
+    preempted call inflates); ``latency_add``:
     recording one frame's stage times; ``window_summary``: one window's latency summary spread over its 100
     frames; ``guard_poll``: the per-frame guard poll.
     """
@@ -152,10 +154,17 @@ def overhead_breakdown(frames: int) -> dict[str, float]:
         agent = Agent(build_config(cfg, {}, None))
         agent.source.close()
         answers = [agent.pipeline.predict(img) for img in images]
-        t0 = time.perf_counter()
+        every = agent.monitor.every
+        calls: dict[str, list[int]] = {"sampled": [], "predecessor": [], "other": []}
         for i, (img, answer) in enumerate(zip(images, answers, strict=True)):
+            t0 = time.perf_counter_ns()
             agent.monitor.observe(img, answer, i)
-        out["monitor"] = (time.perf_counter() - t0) * 1000 / len(images)
+            kind = "sampled" if i % every == 0 else "predecessor" if (i + 1) % every == 0 else "other"
+            calls[kind].append(time.perf_counter_ns() - t0)
+        # each kind of frame by its median call (a call preempted by other work does not count), weighted
+        # by how many frames of that kind there were: the monitor's average cost per frame
+        out["monitor"] = sum(len(v) * statistics.median(v) for v in calls.values() if v) / len(images) / 1e6
+        out["monitor_mean"] = sum(sum(v) for v in calls.values()) / len(images) / 1e6
         agent.spool.close()
     window = LatencyWindow()
     rng = np.random.default_rng(0)
