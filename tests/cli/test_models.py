@@ -56,6 +56,23 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def _check_on_frames(suite: Path, frames: Path, n: int, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                     checks: list[dict[str, object]]) -> tuple[int, str]:
+    """`edgeprobe check --json` of an init-written suite, pointed at a folder of frames with other checks."""
+    from edgeprobe.cli import main
+
+    data = yaml.safe_load(suite.read_text())
+    data["model"]["path"] = str((suite.parent / data["model"]["path"]).resolve())
+    data["source"] = {"uri": str(frames), "frames": n, "stride": 1}
+    data["checks"] = checks
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    capsys.readouterr()
+    sys.argv = ["edgeprobe", "check", str(tmp_path / "s.yaml"), "--json"]
+    with pytest.raises(SystemExit) as done:
+        main()
+    return int(done.value.code or 0), capsys.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files = {name: asset(name) for name in MODELS if name != "yolov8_layout.onnx"}
@@ -241,25 +258,16 @@ def test_mirror_and_turn_relations_on_hand_landmarks_through_check(
     turn breaks the model (it is trained on upright crops: MediaPipe turns the crop upright before it)."""
     import json
 
-    from edgeprobe.cli import main
 
     _, hand = _hand_images()
     frames = tmp_path / "hands"
     frames.mkdir()
     for i in range(6):
         cv2.imwrite(str(frames / f"{i}.png"), hand[(i // 3) * 8:(i // 3) * 8 + 160, (i % 3) * 8:(i % 3) * 8 + 180])
-    suite = suites["hand_landmark_full.tflite"]
-    data = yaml.safe_load(suite.read_text())
-    data["model"]["path"] = str((suite.parent / data["model"]["path"]).resolve())
-    data["source"] = {"uri": str(frames), "frames": 6, "stride": 1}
-    data["checks"] = [{"kind": "metamorphic", "relation": r, "max_violation_rate": 0.5} for r in ("hflip", "rotate90")]
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
-    capsys.readouterr()
-    sys.argv = ["edgeprobe", "check", str(tmp_path / "s.yaml"), "--json"]
-    with pytest.raises(SystemExit) as done:
-        main()
-    out = capsys.readouterr().out
-    assert done.value.code in (0, 1, 3), out
+    code, out = _check_on_frames(suites["hand_landmark_full.tflite"], frames, 6, tmp_path, capsys,
+                                 [{"kind": "metamorphic", "relation": r, "max_violation_rate": 0.5}
+                                  for r in ("hflip", "rotate90")])
+    assert code in (0, 1, 3), out
     rows = {c["name"]: c for c in json.loads(out)["checks"]}
     flip, turn = rows["metamorphic hflip"], rows["metamorphic rotate90"]
     assert flip["figure"] == 0.0 and "handedness swaps" in flip["message"], flip
@@ -359,28 +367,17 @@ def test_a_detector_with_nothing_to_find_gets_no_verdict_from_curves_or_relation
     checks are inconclusive and say why, never a pass."""
     import json
 
-    from edgeprobe.cli import main
 
     frames = tmp_path / "empty"
     frames.mkdir()
     for i in range(4):
         cv2.imwrite(str(frames / f"{i}.png"), np.full((128, 128, 3), 60 + 20 * i, np.uint8))
-    suite = suites["face_detection_short_range.tflite"]
-    data = yaml.safe_load(suite.read_text())
-    data["model"]["path"] = str((suite.parent / data["model"]["path"]).resolve())
-    data["source"] = {"uri": str(frames), "frames": 4, "stride": 1}
-    data["checks"] = [
+    code, out = _check_on_frames(suites["face_detection_short_range.tflite"], frames, 4, tmp_path, capsys, [
         {"kind": "robustness", "perturbation": "gaussian_blur", "severity": 1, "max_unstable": 0.5},
         {"kind": "breaking_point", "perturbation": "gaussian_blur", "min_severity": 1, "max_rounds": 0},
         {"kind": "metamorphic", "relation": "hflip", "max_violation_rate": 0.5},
-    ]
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
-    capsys.readouterr()
-    sys.argv = ["edgeprobe", "check", str(tmp_path / "s.yaml"), "--json"]
-    with pytest.raises(SystemExit) as done:
-        main()
-    out = capsys.readouterr().out
-    assert done.value.code == 1, out  # nothing could pass; the starter suite counts inconclusive as failed
+    ])
+    assert code == 1, out  # nothing could pass; the starter suite counts inconclusive as failed
     rows = json.loads(out)["checks"]
     assert [r["status"] for r in rows] == ["inconclusive"] * 3, rows
     assert all(r["details"]["nothing_to_lose"] == 4 for r in rows), rows
