@@ -121,14 +121,21 @@ class Publisher:
         self._wake.set()
 
     def flush(self, timeout: float) -> bool:
-        """Wait until the spool is empty (everything acknowledged) or timeout."""
+        """Wait until everything is acknowledged (nothing unsent, nothing held waiting to be resent) or timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.spool.pending() == 0:
+            if self._flushed():
                 return True
             self._wake.set()
             time.sleep(0.05)
-        return self.spool.pending() == 0
+        return self._flushed()
+
+    def _flushed(self) -> bool:
+        # Held rows count until the connection they are to be resent on has taken them back: a publisher
+        # that starts on a spool with held rows (or reconnects) must resend those before it is done.
+        with self._lock:
+            resend = self._resend_held
+        return self.spool.pending() == 0 and not (resend and self.spool.held())
 
     def stop(self, disconnect: bool = True) -> None:
         self._stop.set()

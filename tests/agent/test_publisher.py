@@ -120,3 +120,17 @@ def test_a_reconnect_sends_the_held_rows_again(tmp_path: Path) -> None:
     assert spool.pending() == 3 and spool.held() == 0
     pub._send_batch()
     assert [p for _, p in fake.sent] == [b"0", b"1", b"2", b"0", b"1", b"2"]
+
+
+def test_flush_is_not_done_while_held_rows_wait_for_their_resend(tmp_path: Path) -> None:
+    """A restarted agent whose spool holds only acked rows has them to resend: flush must not return at once."""
+    pub, spool = _publisher(tmp_path, 2)
+    spool.mark_acked([r.id for r in spool.peek(10)])  # what a killed agent left: acked, held
+    assert spool.pending() == 0 and spool.held() == 2
+    assert not pub.flush(0.2)  # the resend after (re)connecting has not happened yet
+    fake = FakeClient(pub, ack_before_return=True)
+    pub.client = fake  # type: ignore[assignment]
+    pub._requeue_or_forget_held()
+    pub._send_batch()
+    pub._settle_acks()
+    assert pub.flush(0.2) and [p for _, p in fake.sent] == [b"0", b"1"]
