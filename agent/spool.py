@@ -129,19 +129,17 @@ class Spool:
         return out[:limit]
 
     def delete(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        db = self._conn()
-        with _tx(db):
-            db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+        self._each_row("DELETE FROM outbox WHERE id = ?", ids)
 
     def mark_acked(self, ids: list[int]) -> None:
         """The broker acknowledged these: keep them, but stop sending them."""
-        if not ids:
-            return
-        db = self._conn()
-        with _tx(db):
-            db.executemany("UPDATE outbox SET acked = 1 WHERE id = ?", [(i,) for i in ids])
+        self._each_row("UPDATE outbox SET acked = 1 WHERE id = ?", ids)
+
+    def _each_row(self, sql: str, ids: list[int]) -> None:
+        if ids:
+            db = self._conn()
+            with _tx(db):
+                db.executemany(sql, [(i,) for i in ids])
 
     def requeue_acked(self) -> int:
         """Make every kept acked row unsent again (after a reconnect); returns how many."""

@@ -16,7 +16,7 @@ from tests.pgserver import PostgresServer
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed")]
 
 
-def _two_collectors_in_a_group(db: Path | str, broker: LocalBroker, tmp_path: Path, name: str,
+def assert_two_collectors_share_800(db: Path | str, broker: LocalBroker, tmp_path: Path, name: str,
                                metrics_port: int | None = None) -> list[int]:
     """800 messages through two collectors of one group into ``db``: each seq stored exactly once; what each stored."""
     spool = tmp_path / f"{name}-spool.db"
@@ -44,7 +44,9 @@ def _two_collectors_in_a_group(db: Path | str, broker: LocalBroker, tmp_path: Pa
 
 
 def test_two_collectors_share_the_stream_and_store_nothing_twice(broker: LocalBroker, tmp_path: Path) -> None:
-    _two_collectors_in_a_group(tmp_path / "fleet.db", broker, tmp_path, "c", metrics_port=free_port())
+    db = tmp_path / "fleet.db"
+    stored = assert_two_collectors_share_800(db, broker, tmp_path, "c", metrics_port=free_port())
+    assert count(db, "SELECT COUNT(DISTINCT msg_id) FROM messages") == sum(stored) == 800
 
 
 def test_two_collectors_on_one_postgresql_store_nothing_twice_and_lose_nothing(
@@ -52,6 +54,6 @@ def test_two_collectors_on_one_postgresql_store_nothing_twice_and_lose_nothing(
     """The tier beyond one machine: N collectors, one database server. Each message is stored by exactly one
     of them, every seq arrives, and the state both fold into counts each message once (no lost update)."""
     db = postgres.create_database()
-    _two_collectors_in_a_group(db, broker, tmp_path, "pg", metrics_port=free_port())
+    assert_two_collectors_share_800(db, broker, tmp_path, "pg", metrics_port=free_port())
     assert count(db, "SELECT stored FROM device_kinds WHERE device_id = 'cam-a' AND kind = 'event'") == 800
     assert count(db, "SELECT seq_max - seq_min + 1 - seq_received FROM device_state WHERE device_id = 'cam-a'") == 0
