@@ -102,8 +102,16 @@ class ProbeConfig(Strict):
     #: model: perturb the frame shrunk to just cover the model's input (ImageNet-C's pixel scale; see
     #: harness/probe_view.py); native: the full frame
     resolution: Literal["model", "native"] = "model"
-    #: probes run on a background worker with its own model session of this many threads (agent/probe_worker.py)
+    #: probes run on a background worker with its own model session of this many threads
     threads: PosInt = 1
+    #: process: the worker is a child process at nice 19 (agent/probe_process.py), so it never holds the deployed
+    #: loop's interpreter lock; thread: a thread of this process (agent/probe_worker.py), for platforms where a
+    #: child process cannot be started or memory is tighter than CPU
+    isolation: Literal["process", "thread"] = "process"
+    #: idle: probe inferences run only in the deployed loop's idle time, and only when one fits before the next
+    #: frame (agent/idle_gate.py); any: whenever the worker has work; auto: idle when the deployed session's
+    #: threads plus the probe's exceed the board's cores (the SDK cannot see the app's threads: any)
+    schedule: Literal["auto", "idle", "any"] = "auto"
     #: due frames waiting for the worker; a frame due while the queue is full is dropped and counted
     queue: PosInt = 2
     #: wait: the loop waits for queue room and each window waits for its probes (replaying a file as fast as it

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import logging
 import queue
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeprobe.agent.frame_channel import shm_root
+from edgeprobe.agent.idle_gate import IdleGate, LoopClock, gated
 from edgeprobe.agent.prober import BreakingResult, Prober, ProbeResult
 
 log = logging.getLogger("edgeprobe.probe")
@@ -56,9 +60,16 @@ def lower_priority() -> None:
 class ProbeWorker:
     """One thread running a Prober's work; ``offer`` never raises and blocks only in ``wait`` mode."""
 
-    def __init__(self, prober: Prober, *, size: int = 2, wait: bool = False):
+    def __init__(self, prober: Prober, *, size: int = 2, wait: bool = False, idle: bool = False):
         self.prober = prober
         self.wait = wait
+        #: the loop stamps its frames here when probe inferences wait for its idle time (agent/idle_gate.py)
+        self.clock: LoopClock | None = None
+        if idle:
+            self._clock_dir = tempfile.TemporaryDirectory(prefix="edgeprobe-clock-", dir=shm_root())
+            page = Path(self._clock_dir.name) / "clock"
+            self.clock = LoopClock(page)
+            prober.predict = gated(prober.predict, IdleGate(page))
         self._jobs: queue.Queue[Callable[[], Result] | None] = queue.Queue(maxsize=size)
         self._done: deque[Result] = deque()
         #: probe jobs that raised (logged once each, counted; never raised into the loop)
@@ -126,3 +137,6 @@ class ProbeWorker:
                     break
         self._jobs.put(None)
         self._thread.join()
+        if self.clock is not None:
+            self.clock.close()
+            self._clock_dir.cleanup()

@@ -16,7 +16,7 @@ from typing import Any
 
 from edgeprobe.agent.messages import Messenger
 from edgeprobe.agent.monitor import Monitor
-from edgeprobe.agent.probe_worker import ProbeWorker
+from edgeprobe.agent.probe_process import AnyWorker
 from edgeprobe.agent.prober import Prober, ProbeResult
 from edgeprobe.harness import schema
 from edgeprobe.harness.latency import LatencyWindow
@@ -24,7 +24,7 @@ from edgeprobe.harness.stability import RobustnessRun
 
 
 class Reporter:
-    def __init__(self, messenger: Messenger, prober: Prober, worker: ProbeWorker, monitor: Monitor,
+    def __init__(self, messenger: Messenger, prober: Prober, worker: AnyWorker, monitor: Monitor,
                  latency_extras: Callable[[schema.LatencyBody], None],
                  status: Callable[[], dict[str, Any]], flags: Callable[[], list[str]]):
         self.messenger = messenger

@@ -31,7 +31,7 @@ from edgeprobe.agent.memory import current_rss_mb, peak_rss_mb
 from edgeprobe.agent.messages import Messenger
 from edgeprobe.agent.monitor import Monitor
 from edgeprobe.agent.pipeline import Pipeline, WarmUp, open_pipeline
-from edgeprobe.agent.probe_worker import ProbeWorker
+from edgeprobe.agent.probe_process import open_worker
 from edgeprobe.agent.prober import Prober
 from edgeprobe.agent.remote_check import run_check
 from edgeprobe.agent.reporter import Reporter
@@ -85,10 +85,10 @@ class Agent:
         self.adapter = self.pipeline.adapter
         self.model_rss_mb = current_rss_mb() - rss_before
         self.guards = GuardMonitor()
-        probing = cfg.probe.enabled and bool(cfg.probe.perturbations)
-        # the worker's own session: perturbed inferences never queue on the deployed session's thread pool
-        probe_pipeline = self.pipeline.session(cfg.probe.threads) if probing else self.pipeline
-        self.prober = Prober(cfg.probe, probe_pipeline.predict, self.adapter.disagreement, self.adapter.threshold,
+        self.probing = cfg.probe.enabled and bool(cfg.probe.perturbations)
+        # The worker (started below, with the source) runs its own session: perturbed inferences never queue on
+        # the deployed session's thread pool; predict here is only for probing in place (tests, suites).
+        self.prober = Prober(cfg.probe, self.pipeline.predict, self.adapter.disagreement, self.adapter.threshold,
                              adapter=self.adapter, input_hw=self.pipeline.input_hw)
         self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
         self.publisher: Publisher | None = None
@@ -102,9 +102,11 @@ class Agent:
             reuse_buffer=True, fail_fast=src.fail_fast, open_timeout_s=src.open_timeout_s,
             read_timeout_s=src.read_timeout_s, backoff_initial_s=src.backoff_initial_s,
             backoff_max_s=src.backoff_max_s)
-        self.worker = ProbeWorker(self.prober, size=cfg.probe.queue, wait=self._probes_wait())
         #: camera health, bands and alerts, frozen/replayed streams, temporal flips, drift, slices (agent/monitor.py)
         self.monitor = Monitor(cfg.monitor, cfg.device_id, self.adapter, self.backend.sha256, cfg.probe.seed)
+        # last: nothing after it can fail and leave the probe process behind
+        self.worker = open_worker(self.prober, self.pipeline, cfg.task, wait=self._probes_wait(),
+                                  probing=self.probing)
         self.reporter = Reporter(self.messenger, self.prober, self.worker, self.monitor, self._latency_extras,
                                  self._agent_status, self._source_flags)
         self.latency = self.reporter.latency
@@ -240,6 +242,7 @@ class Agent:
         t_ask = time.perf_counter_ns()
         next_command_poll = 0  # the first frame polls: commands queued before the run answer at once
         self._idle_health_t = time.monotonic()
+        clock = self.worker.clock  # probes that wait for the loop's idle time learn it here
         if hasattr(self.source, "on_idle"):
             def idle() -> bool:
                 if on_idle is not None:
@@ -253,7 +256,11 @@ class Agent:
                     reason = "stopped"
                     break
                 capture_wait = max(0, time.perf_counter_ns() - t_ask - frame.decode_ns)  # blocked on the source
+                if clock is not None:
+                    clock.begin()
                 run = self.pipeline.timed(frame.image, frame.t_capture_ns, frame.decode_ns)
+                if clock is not None:
+                    clock.end()
                 prediction = run.prediction
                 if run.warmup:
                     self.latency.warmup_runs += 1

@@ -42,7 +42,7 @@ from edgeprobe.agent.memory import peak_rss_mb
 from edgeprobe.agent.messages import Messenger
 from edgeprobe.agent.monitor import Monitor
 from edgeprobe.agent.pipeline import open_pipeline
-from edgeprobe.agent.probe_worker import ProbeWorker
+from edgeprobe.agent.probe_process import open_worker
 from edgeprobe.agent.prober import Prober
 from edgeprobe.agent.reporter import Reporter
 from edgeprobe.agent.spool import Spool
@@ -78,7 +78,9 @@ class Probe:
         adapter = self.adapter = self.pipeline.adapter
         self.prober = Prober(cfg.probe, self.pipeline.predict, adapter.disagreement, adapter.threshold,
                              adapter=adapter, input_hw=self.pipeline.input_hw)
-        self.worker = ProbeWorker(self.prober, size=cfg.probe.queue, wait=cfg.probe.backpressure == "wait")
+        probing = cfg.probe.enabled and bool(cfg.probe.perturbations)
+        self.worker = open_worker(self.prober, self.pipeline, cfg.task, wait=cfg.probe.backpressure == "wait",
+                                  probing=probing, session_is_free=True, sees_loop=False)
         self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
         self.messenger = Messenger(self.spool, cfg.device_id, cfg.fleet, model_sha256=self.pipeline.backend.sha256,
                                    config_sha256=loaded.sha256)
