@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeprobe.agent.config import PerturbationConfig, ProbeConfig
 from edgeprobe.agent import idle_gate
+from edgeprobe.agent.config import PerturbationConfig, ProbeConfig
 from edgeprobe.agent.idle_gate import MARGIN_NS, IdleGate, LoopClock, use_idle_time
 from edgeprobe.agent.probe_worker import ProbeWorker
 from edgeprobe.agent.prober import Prober, ProbeResult
