@@ -50,6 +50,15 @@ def shm_root() -> str:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
 
 
+def close_fd(fd: int) -> int:
+    """Close a descriptor if open and return -1 to store in its place: a second close must not close a number
+    the system has handed out again."""
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return -1
+
+
 def _nonblocking(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
 
@@ -90,11 +99,7 @@ class Writer:
         return len(self._pending)
 
     def close(self) -> None:
-        """Close the descriptor once (a second call must not close a number the system has handed out again)."""
-        if self.fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = -1
+        self.fd = close_fd(self.fd)
 
 
 class Reader:
@@ -155,11 +160,7 @@ class Reader:
             out.append(obj)
 
     def close(self) -> None:
-        """Close the descriptor once (a second call must not close a number the system has handed out again)."""
-        if self.fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = -1
+        self.fd = close_fd(self.fd)
 
 
 class _Slot:
@@ -262,10 +263,7 @@ class Sender:
     def close(self) -> None:
         """Close the pipes and remove the slot files (the helper's mappings stay valid until it unmaps them)."""
         self.writer.close()
-        if self._returns >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._returns)
-            self._returns = -1
+        self._returns = close_fd(self._returns)
         for slot in self._slots:
             slot.close(unlink=True)
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -334,7 +332,4 @@ class Receiver:
                 m.close()
         self._maps.clear()
         self.reader.close()
-        if self._returns >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._returns)
-            self._returns = -1
+        self._returns = close_fd(self._returns)

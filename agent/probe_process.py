@@ -230,11 +230,11 @@ def open_worker(prober: Prober, pipeline: Pipeline, task: TaskConfig, *, wait: b
     probing off nothing is started beyond an idle thread. ``sees_loop``: the caller runs the deployed session
     (its threads decide ``probe.schedule: auto``); the SDK does not see the app's session, and auto is any."""
     cfg = prober.cfg
-    if pipeline.model_cfg is None:
-        raise ModelError("the probe worker needs the model configuration; open the pipeline with open_pipeline")
-    idle = cfg.schedule == "idle" or (sees_loop and use_idle_time(cfg.schedule, pipeline.model_cfg.threads,
-                                                                 cfg.threads))
+    deployed_threads = pipeline.model_cfg.threads if pipeline.model_cfg is not None else 0
+    idle = cfg.schedule == "idle" or (sees_loop and use_idle_time(cfg.schedule, deployed_threads, cfg.threads))
     if probing and cfg.isolation == "process":
+        if pipeline.model_cfg is None:
+            raise ModelError("the probe process needs the model configuration; open the pipeline with open_pipeline")
         return ProbeProcess(prober, WorkerSpec(pipeline.model_cfg, task, cfg, pipeline.input_hw, idle),
                             size=cfg.queue, wait=wait)
     if probing:

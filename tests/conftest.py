@@ -111,6 +111,18 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Databases:
     return Databases(request.param, tmp_path, server)
 
 
+def read_frames(video: Path, n: int) -> list[np.ndarray]:
+    """The first ``n`` frames of a video (the test fails if it has fewer)."""
+    cap = cv2.VideoCapture(str(video))
+    out = []
+    while len(out) < n:
+        ok, frame = cap.read()
+        assert ok, f"{video} has fewer than {n} frames"
+        out.append(frame)
+    cap.release()
+    return out
+
+
 def demo_config(model: Path, source: Path, spool: Path, **extra: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "device_id": "test-cam",

@@ -22,18 +22,7 @@ from edgeprobe.agent.monitor import record_baseline
 from edgeprobe.agent.runner import Agent
 from edgeprobe.agent.spool import Spool
 from edgeprobe.harness import schema
-from tests.conftest import demo_config
-
-
-def _read(video: Path, n: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(video))
-    out = []
-    while len(out) < n:
-        ok, f = cap.read()
-        assert ok
-        out.append(f)
-    cap.release()
-    return out
+from tests.conftest import demo_config, read_frames
 
 
 def _write(frames: list[np.ndarray], path: Path) -> Path:
@@ -53,7 +42,7 @@ def _degrade(frame: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory, vtest_video: Path) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("monitoring-clips")
-    frames = _read(vtest_video, 130)
+    frames = read_frames(vtest_video, 130)
     return {
         "clean": _write(frames[:130], d / "clean.avi"),
         "degrading": _write(frames[:65] + [_degrade(f) for f in frames[65:130]], d / "degrading.avi"),

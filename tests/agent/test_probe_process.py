@@ -9,7 +9,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -17,18 +16,7 @@ from edgeprobe.agent.config import load_config
 from edgeprobe.agent.probe_process import ProbeProcess
 from edgeprobe.agent.prober import BreakingResult, ProbeResult
 from edgeprobe.agent.runner import Agent
-from tests.conftest import demo_config
-
-
-def _frames(clip: Path, n: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(clip))
-    out = []
-    while len(out) < n:
-        ok, img = cap.read()
-        assert ok
-        out.append(img)
-    cap.release()
-    return out
+from tests.conftest import demo_config, read_frames
 
 
 @pytest.fixture()
@@ -44,7 +32,7 @@ def agent(tmp_path: Path, orientation_model: Path, short_clip: Path,
 def test_the_child_finds_what_probing_in_place_finds(agent: Agent, short_clip: Path) -> None:
     worker = agent.worker
     assert isinstance(worker, ProbeProcess)
-    frames = _frames(short_clip, 4)
+    frames = read_frames(short_clip, 4)
     clean = [agent.pipeline.predict(f) for f in frames]
     for i, (frame, prediction) in enumerate(zip(frames, clean, strict=True)):
         assert worker.offer(frame, prediction, i, ("ctx", i))
@@ -53,7 +41,7 @@ def test_the_child_finds_what_probing_in_place_finds(agent: Agent, short_clip: P
     results = [r for r in worker.take() if isinstance(r, ProbeResult)]
     assert [r.frame_index for r in results] == [0, 1, 2, 3]
     assert [r.context for r in results] == [("ctx", i) for i in range(4)]
-    frames = _frames(short_clip, 4)
+    frames = read_frames(short_clip, 4)
     for r, frame, prediction in zip(results, frames, clean, strict=True):
         here = agent.prober.run(frame, prediction, r.frame_index)  # same seeds, same pixels, same model
         assert [(c.perturbation, c.severity, c.seed) for c in r.cells] == \
@@ -78,7 +66,7 @@ def test_a_killed_child_costs_dropped_probes_and_one_warning_never_an_exception(
         agent: Agent, short_clip: Path, caplog: pytest.LogCaptureFixture) -> None:
     worker = agent.worker
     assert isinstance(worker, ProbeProcess)
-    frame = _frames(short_clip, 1)[0]
+    frame = read_frames(short_clip, 1)[0]
     worker.proc.send_signal(signal.SIGKILL)
     worker.proc.wait()
     with caplog.at_level(logging.WARNING, logger="edgeprobe.probe"):
