@@ -25,9 +25,13 @@ import fcntl
 import mmap
 import os
 import pickle
+import select
 import shutil
 import struct
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,8 @@ _LEN = struct.Struct("<I")
 _ALIGN = 64
 #: bytes the sender keeps for a pipe that is full before it refuses a message (a stalled helper)
 BACKLOG_BYTES = 1 << 20
+#: what a read with a timeout returns when nothing came in time (None is a message like any other)
+NOTHING: Any = object()
 
 
 def _round(n: int, to: int) -> int:
@@ -138,14 +144,20 @@ class Reader:
         del self._buf[:_LEN.size + n]
         return True, obj
 
-    def read(self) -> Any:
-        """The next message, waiting for it (blocking reader); raises EOFError when the writer has closed."""
+    def read(self, timeout: float | None = None) -> Any:
+        """The next message, waiting for it (up to ``timeout`` s, then :data:`NOTHING`; blocking reader);
+        raises EOFError when the writer has closed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             ok, obj = self._pop()
             if ok:
                 return obj
             if self.eof:
                 raise EOFError("the other process closed its end")
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                    return NOTHING
             self._fill()
 
     def ready(self) -> list[Any]:
@@ -305,9 +317,11 @@ class Receiver:
         self._maps[index] = (generation, m)
         return m
 
-    def receive(self) -> Received:
-        """The next message (waiting for it); EOFError when the sender has gone."""
-        msg = self.reader.read()
+    def receive(self, timeout: float | None = None) -> Received | None:
+        """The next message (waiting for it, up to ``timeout`` s, then None); EOFError when the sender has gone."""
+        msg = self.reader.read(timeout)
+        if msg is NOTHING:
+            return None
         if msg[0] == "msg":
             return Received(msg[1], [])
         _, meta, index, generation, specs = msg
@@ -318,9 +332,11 @@ class Receiver:
     def __iter__(self) -> Iterator[Received]:
         while True:
             try:
-                yield self.receive()
+                msg = self.receive()
             except EOFError:
                 return
+            assert msg is not None  # (no timeout)
+            yield msg
 
     def release(self, index: int) -> None:
         with contextlib.suppress(OSError):  # the sender has gone: nothing to hand back to
@@ -333,3 +349,23 @@ class Receiver:
         self._maps.clear()
         self.reader.close()
         self._returns = close_fd(self._returns)
+
+
+def spawn_helper(module: str, directory: Path, child_fds: Sequence[int]) -> subprocess.Popen[bytes]:
+    """Start ``python -m module DIRECTORY FD...``, handing it ``child_fds`` (closed here once it has them).
+
+    A fresh interpreter, not multiprocessing: nothing of the application is re-imported or forked. The helper
+    imports edgeprobe from where this process did (installed or a checkout) and shares this process's stderr,
+    so its one-line warnings reach the same log."""
+    env = dict(os.environ)
+    import edgeprobe
+
+    root = str(Path(edgeprobe.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    try:
+        return subprocess.Popen([sys.executable, "-m", module, str(directory), *map(str, child_fds)],
+                                pass_fds=tuple(child_fds), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                close_fds=True, env=env)
+    finally:
+        for fd in child_fds:
+            os.close(fd)

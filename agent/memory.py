@@ -24,8 +24,8 @@ def current_rss_mb() -> float:
         return peak_rss_mb()
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process, from VmHWM.
+def peak_rss_mb(pid: int | None = None) -> float:
+    """Peak resident memory of this process (or of ``pid``: the SDK reports its application's), from VmHWM.
 
     ``getrusage``'s ``ru_maxrss`` survives ``exec``: a process started by a
     big parent (a test runner, a benchmark) reports the parent's peak, which
@@ -33,10 +33,12 @@ def peak_rss_mb() -> float:
     process's own address space.
     """
     try:
-        with open("/proc/self/status", encoding="ascii") as f:
+        with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as f:
             for line in f:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024.0
     except (OSError, ValueError, IndexError):
         pass
+    if pid is not None:
+        return 0.0  # another process we cannot read: unknown, not ours
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

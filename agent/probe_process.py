@@ -36,7 +36,7 @@ import msgspec
 import numpy as np
 
 from edgeprobe.agent.config import ModelConfig, ProbeConfig, TaskConfig
-from edgeprobe.agent.frame_channel import Reader, Receiver, Sender, Writer
+from edgeprobe.agent.frame_channel import Reader, Receiver, Sender, Writer, spawn_helper
 from edgeprobe.agent.idle_gate import IdleGate, LoopClock, gated, use_idle_time
 from edgeprobe.agent.pipeline import Pipeline
 from edgeprobe.agent.probe_worker import ProbeWorker
@@ -82,20 +82,7 @@ class ProbeProcess:
         res_r, res_w = os.pipe()
         self.sender = Sender(size, data_w, ret_r)
         self.results = Reader(res_r, block=False)
-        child_fds = (data_r, ret_w, res_w)
-        env = dict(os.environ)  # the child imports edgeprobe from where this process did (installed or not)
-        import edgeprobe
-
-        root = str(Path(edgeprobe.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "edgeprobe.agent.probe_process", str(self.sender.directory),
-                 *map(str, child_fds)],
-                pass_fds=child_fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True, env=env)
-        finally:
-            for fd in child_fds:
-                os.close(fd)
+        self.proc = spawn_helper("edgeprobe.agent.probe_process", self.sender.directory, (data_r, ret_w, res_w))
         #: the loop stamps its frames here when probes wait for its idle time (None: they do not)
         self.clock = LoopClock(self.sender.directory / CLOCK) if spec.idle else None
         self.sender.send(("spec", msgspec.to_builtins(spec)))
@@ -248,6 +235,7 @@ def _serve(receiver: Receiver, out: Writer) -> None:
     from edgeprobe.agent.pipeline import open_pipeline  # the child's own session
 
     first = receiver.receive()
+    assert first is not None  # (no timeout)
     spec = msgspec.convert(first.meta[1], WorkerSpec)
     model = msgspec.structs.replace(spec.model, threads=spec.probe.threads)
     pipeline = open_pipeline(model, spec.task)

@@ -1,4 +1,4 @@
-"""The in-process SDK: monitor a production application's own loop without disturbing it.
+"""The SDK: monitor a production application's own loop without disturbing it.
 
 ::
 
@@ -9,97 +9,108 @@
     ...
     probe.close()
 
-The application owns the camera and its model session. :meth:`Probe.observe`
-only records what the app hands over into a bounded queue and returns
-(microseconds): it copies a frame only when something will look at it (a
-frame the monitor samples, or its predecessor, or one due for probing), never
-blocks and never raises into the app; what a full queue drops is counted and
-reported. A background thread decodes the app's outputs with the task adapter,
-feeds the latency windows and the monitor, hands due frames to the probe
-worker (its own model session, ``probe.threads``) and sends every window
-through the same spool -> MQTT path and message schema as the standalone agent.
+The application owns the camera and its model session. :meth:`Probe.observe` only hands over what the app
+already has, and returns in microseconds: the frame's stage timings (batched, a pipe write every few
+frames) and, for the frames something will look at (one the monitor samples, its predecessor, one due for
+probing), a copy of the pixels and the raw outputs into a shared-memory slot. It never blocks and never
+raises into the app; what cannot be handed over (no free slot: the SDK's process is behind) is counted and
+reported. Everything else (decoding the outputs with the task adapter, latency windows, health, drift,
+probes on a model session of its own, the spool and MQTT) runs in the SDK's own process
+(agent/sdk_process.py), so the app's interpreter runs no edgeprobe thread and loads no model for it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import platform
-import threading
+import select
+import subprocess
 import time
-from collections import deque
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 
-from edgeprobe import __version__
-from edgeprobe.agent import transport
 from edgeprobe.agent.config import LoadedConfig, load_config
-from edgeprobe.agent.memory import peak_rss_mb
-from edgeprobe.agent.messages import Messenger
-from edgeprobe.agent.monitor import Monitor
-from edgeprobe.agent.pipeline import open_pipeline
-from edgeprobe.agent.probe_process import open_worker
-from edgeprobe.agent.prober import Prober
-from edgeprobe.agent.reporter import Reporter
-from edgeprobe.agent.spool import Spool
-from edgeprobe.harness import perturbations, schema
-from edgeprobe.harness.latency import FLAGGED_STAGES
+from edgeprobe.agent.frame_channel import Reader, Sender, spawn_helper
+from edgeprobe.harness import errors
 
 log = logging.getLogger("edgeprobe.sdk")
 
-#: frames waiting for the SDK's thread; past this an observed frame is dropped (and counted), not waited for
-QUEUE_FRAMES = 256
-#: how often the SDK's thread looks at the queue (it is never woken per frame)
-POLL_S = 0.02
-
-
-class _Item(msgspec.Struct, array_like=True):
-    index: int
-    t_ns: int
-    image: np.ndarray | None
-    outputs: Sequence[np.ndarray] | None
-    timings: dict[str, int]
-    probe: bool
+#: frames whose pixels can wait for the SDK's process at once (shared-memory slots, made as first used)
+SLOTS = 16
+#: frames whose timings go together in one message (a kept frame sends its batch at once)
+BATCH_ROWS = 16
+#: seconds attach() waits for the SDK's process to load its model session
+START_TIMEOUT_S = 120.0
+#: seconds close() waits beyond the spool's flush timeout before it stops the SDK's process
+STOP_MARGIN_S = 30.0
 
 
 class Probe:
     """An attached monitor. Create it with :func:`attach`; call :meth:`observe` per frame and :meth:`close`."""
 
     def __init__(self, loaded: LoadedConfig, flush_timeout: float = 10.0):
-        cfg = self.cfg = loaded.config
+        self.cfg = loaded.config
         self.flush_timeout = flush_timeout
-        # The SDK's only model session is the probe worker's: the app runs its own for the deployed path.
-        model = msgspec.structs.replace(cfg.model, threads=cfg.probe.threads)
-        self.pipeline = open_pipeline(model, cfg.task)
-        adapter = self.adapter = self.pipeline.adapter
-        self.prober = Prober(cfg.probe, self.pipeline.predict, adapter.disagreement, adapter.threshold,
-                             adapter=adapter, input_hw=self.pipeline.input_hw)
-        probing = cfg.probe.enabled and bool(cfg.probe.perturbations)
-        self.worker = open_worker(self.prober, self.pipeline, cfg.task, wait=cfg.probe.backpressure == "wait",
-                                  probing=probing, session_is_free=True, sees_loop=False)
-        self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
-        self.messenger = Messenger(self.spool, cfg.device_id, cfg.fleet, model_sha256=self.pipeline.backend.sha256,
-                                   config_sha256=loaded.sha256)
-        self.monitor = Monitor(cfg.monitor, cfg.device_id, adapter, self.pipeline.backend.sha256, cfg.probe.seed)
-        self.reporter = Reporter(self.messenger, self.prober, self.worker, self.monitor, self._latency_extras,
-                                 self._status, lambda: [])
-        self.every = self.monitor.every
-        #: observe() calls, frames dropped because the SDK's queue was full, errors swallowed to protect the app
+        self.every = self.cfg.monitor.health.every_n_frames
+        #: observe() calls, frames not (wholly) handed over, errors swallowed to protect the app
         self.observed = 0
         self.dropped = 0
         self.errors = 0
-        self.frames = 0
-        self._queue: deque[_Item] = deque()
-        self._wake = threading.Event()
+        self._rows: list[tuple[int, int, dict[str, int], bool]] = []
         self._closing = False
         self._closed = False
-        self.publisher = transport.start(cfg.broker, cfg.device_id, self.messenger, self.spool, self._birth_body())
-        self._thread = threading.Thread(target=self._loop, name="edgeprobe-sdk", daemon=True)
-        self._thread.start()
+        self._gone_logged = False
+        self._counters: dict[str, Any] = {}
+        data_r, data_w = os.pipe()
+        ret_r, ret_w = os.pipe()
+        res_r, res_w = os.pipe()
+        self._sender = Sender(SLOTS, data_w, ret_r)
+        self._results = Reader(res_r, block=False)
+        self._proc = spawn_helper("edgeprobe.agent.sdk_process", self._sender.directory, (data_r, ret_w, res_w))
+        # an app that never calls close() still gets its last window sent: the SDK's process sees the channel
+        # close (here, or when this process ends) and finishes on its own
+        self._finalizer = weakref.finalize(self, _release, self._sender, self._results)
+        self._sender.send(("config", loaded, os.getpid(), flush_timeout))
+        self._probe_every = self._wait_ready()
+
+    def _wait_ready(self) -> int:
+        """The SDK process's answer to the configuration: its model is loaded (or one sentence why not)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for msg in self._read():
+                if msg[0] == "ready":
+                    return int(msg[1])
+                if msg[0] == "failed":
+                    self._stop(kill=True)
+                    cls = getattr(errors, msg[1], errors.EdgeprobeError)
+                    raise (cls if isinstance(cls, type) and issubclass(cls, errors.EdgeprobeError)
+                           else errors.EdgeprobeError)(msg[2])
+            if self._proc.poll() is not None:
+                self._stop(kill=True)
+                raise errors.ModelError(f"edgeprobe's SDK process exited (code {self._proc.returncode}) before its "
+                                        "model session was ready; run with the same config under `edgeprobe "
+                                        "validate` to see why")
+            self._sender.flush()
+            select.select([self._results.fd], [], [], 0.05)
+        self._stop(kill=True)
+        raise errors.ModelError(f"edgeprobe's SDK process did not load its model within {START_TIMEOUT_S:.0f} s")
+
+    @property
+    def pid(self) -> int:
+        """The SDK's own process (for the app's supervision: it is a child of the app, like any it starts)."""
+        return self._proc.pid
+
+    def _read(self) -> list[Any]:
+        """What the SDK's process has sent, without waiting; the latest counters are kept for stats()."""
+        msgs = self._results.ready()
+        for msg in msgs:
+            if msg[0] in ("stats", "closed"):
+                self._counters = msg[1]
+        return msgs
 
     # --- the application's thread ------------------------------------------------------------------
 
@@ -113,42 +124,86 @@ class Probe:
         try:
             i = self.observed
             self.observed += 1
-            if self._closing:
+            if self._closing or self._gone_logged:
                 return
             if not isinstance(frame, np.ndarray):
                 raise TypeError(f"observe() takes the frame as a numpy array, got {type(frame).__name__}")
-            if len(self._queue) >= QUEUE_FRAMES:
-                self.dropped += 1
-                return
-            # Copy only what will be looked at: a frame the monitor samples or its predecessor (motion, flips),
-            # or one due for probing. Applications reuse their buffers, so a reference would not do.
-            probe = self.prober.cfg.enabled and self.prober.wants(i)
-            keep = probe or i % self.every == 0 or (i + 1) % self.every == 0
+            probe = self._probe_every > 0 and i % self._probe_every == 0
             t = {k: int(v) for k, v in timings.items()} if timings else {}
-            self._queue.append(_Item(i, time.perf_counter_ns(), np.array(frame, copy=True) if keep else None,
-                                     [np.array(o, copy=True) for o in outputs] if keep and outputs else None,
-                                     t, probe))
-            # no wake-up here: waking the SDK's thread would hand it the GIL in the middle of the app's frame;
-            # it polls every POLL_S instead
+            self._rows.append((i, time.perf_counter_ns(), t, probe))
+            # Pixels only where they will be looked at: a frame the monitor samples or its predecessor (motion,
+            # flips), or one due for probing. They are copied now: applications reuse their buffers.
+            if probe or i % self.every == 0 or (i + 1) % self.every == 0:
+                arrays = [frame, *(np.asarray(o) for o in outputs)] if outputs else [frame]
+                if self._send(True, bool(outputs), arrays):
+                    return
+                self.dropped += 1  # no free slot: the SDK's process is behind; the timings still go
+            if len(self._rows) >= BATCH_ROWS:
+                self._send(False, False)
         except Exception:  # the app must never see our failure
             self.errors += 1
             if self.errors == 1:
                 log.exception("edgeprobe observe failed; the app goes on, later failures are counted")
+
+    def _send(self, pixels: bool, has_outputs: bool, arrays: Sequence[np.ndarray] = ()) -> bool:
+        """Send the pending rows (with the last one's arrays); False when refused (the rows stay pending)."""
+        try:
+            ok = self._sender.send(("frames", self._rows, pixels, has_outputs, self.dropped), arrays)
+        except OSError:  # the SDK's process is gone (a broken pipe)
+            self._lost()
+            return False
+        if ok:
+            self._rows = []
+        elif len(self._rows) > 64 * BATCH_ROWS:  # the SDK's process has stalled: drop what waits, count it
+            self.dropped += len(self._rows)
+            self._rows = []
+        return ok
+
+    def _lost(self) -> None:
+        if not self._gone_logged:
+            self._gone_logged = True
+            log.warning("edgeprobe's SDK process has exited (code %s); observe() does nothing from now on",
+                        self._proc.poll())
 
     def close(self) -> None:
         """Finish: probe what is queued, send the last window and a death message, flush, stop. Safe twice."""
         if self._closed:
             return
         self._closing = True
-        self._wake.set()
-        self._thread.join()
-        self._closed = True
+        try:
+            if self._rows:
+                self._send(False, False)
+            if self._proc.poll() is None:
+                self._sender.send(("close",))
+                deadline = time.monotonic() + self.flush_timeout + STOP_MARGIN_S
+                while time.monotonic() < deadline and not any(m[0] == "closed" for m in self._read()):
+                    if self._proc.poll() is not None:
+                        self._read()
+                        break
+                    self._sender.flush()
+                    select.select([self._results.fd], [], [], 0.05)
+            self._stop(kill=False)
+        finally:
+            self._closed = True
+
+    def _stop(self, kill: bool) -> None:
+        """Wait for the SDK's process to exit (it has been told to, or its channel is closing), then release."""
+        self._finalizer()
+        try:
+            self._proc.wait(1.0 if kill else STOP_MARGIN_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
     def stats(self) -> dict[str, Any]:
-        """Counters for the app's own logs: frames observed, dropped, errors, messages sent per kind."""
-        return {"observed": self.observed, "processed": self.frames, "dropped": self.dropped,
-                "probe_dropped": self.prober.run_dropped + self.prober.dropped, "errors": self.errors,
-                "probe_errors": self.worker.errors, "messages": dict(self.messenger.sent)}
+        """Counters for the app's own logs: frames observed, dropped, errors, messages sent per kind (the SDK's
+        process's figures as of its last window, or its final ones after close())."""
+        if not self._closed:
+            self._read()
+        c = self._counters
+        return {"observed": self.observed, "processed": c.get("processed", 0), "dropped": self.dropped,
+                "probe_dropped": c.get("probe_dropped", 0), "errors": self.errors + c.get("errors", 0),
+                "probe_errors": c.get("probe_errors", 0), "messages": dict(c.get("messages", {}))}
 
     def __enter__(self) -> Probe:
         return self
@@ -156,80 +211,11 @@ class Probe:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- the SDK's thread ---------------------------------------------------------------------------
 
-    def _loop(self) -> None:
-        win_first: int | None = None
-        win_start, win_t0 = schema.utc_now(), time.monotonic()
-        last = -1
-        try:
-            while True:
-                self._wake.wait(POLL_S)
-                self._wake.clear()
-                while self._queue:
-                    item = self._queue.popleft()
-                    try:
-                        self._process(item)
-                    except Exception:
-                        self.errors += 1
-                        if self.errors == 1:
-                            log.exception("edgeprobe could not process a frame; later failures are counted")
-                        continue
-                    if win_first is None:
-                        win_first, win_start, win_t0 = item.index, schema.utc_now(), time.monotonic()
-                    last = item.index
-                    full = last - win_first + 1 >= self.cfg.windows.frames
-                    if full or time.monotonic() - win_t0 >= self.cfg.windows.seconds:
-                        self.reporter.emit(win_first, last, win_start)
-                        win_first = None
-                self.reporter.collect()
-                if self._closing and not self._queue:
-                    break
-        finally:
-            self.worker.drain()
-            if win_first is not None:
-                self.reporter.emit(win_first, last, win_start)
-            self.worker.close()
-            self.messenger.send("death", {"reason": "closed", "frames": self.frames})
-            transport.stop(self.publisher, self.spool, self.flush_timeout)
-            self.spool.close()
-
-    def _process(self, item: _Item) -> None:
-        timings = dict(item.timings)
-        if timings and "e2e" not in timings:
-            timings["e2e"] = sum(timings.values())
-        if timings:
-            self.reporter.latency.add_frame(timings)
-        self.frames += 1
-        prediction = self.adapter.decode(item.outputs) if item.outputs is not None else None
-        for event in self.monitor.observe(item.image, prediction, item.t_ns):
-            self.messenger.send("event", event)
-        self.prober.seen()
-        if item.probe and item.image is not None and prediction is not None:
-            self.worker.offer(item.image, prediction, item.index, self.monitor.slice_keys)
-
-    def _status(self) -> dict[str, Any]:
-        return {"spool_queued": self.spool.pending(), "spool_dropped": self.spool.dropped(),
-                "rss_mb": peak_rss_mb(), "frames_dropped": self.dropped}
-
-    def _latency_extras(self, body: schema.LatencyBody) -> None:
-        body.mode = "embedded"
-        body.flags = [f"{stage}: {w}" for stage, s in body.stages.items() for w in s.warnings
-                      if stage in FLAGGED_STAGES and w.startswith("unstable")]
-        body.peak_rss_mb = round(peak_rss_mb(), 1)
-
-    def _birth_body(self) -> dict[str, Any]:
-        return {
-            "model": self.pipeline.backend.describe(),
-            "source": {"kind": "embedded", "pid": os.getpid()},
-            "host": {"platform": platform.platform(), "machine": platform.machine(),
-                     "python": platform.python_version(), "cpus": os.cpu_count()},
-            "capabilities": {
-                "agent_version": __version__, "task": self.adapter.name, "perturbations": perturbations.names(),
-                "probe": {"every_n_frames": self.cfg.probe.every_n_frames, "seed": self.cfg.probe.seed},
-                "commands": [], "session_id": self.messenger.session_id, "embedded": True,
-            },
-        }
+def _release(sender: Sender, results: Reader) -> None:
+    """Close this side of the channel: the SDK's process sees EOF, sends what it has and exits by itself."""
+    sender.close()
+    results.close()
 
 
 def attach(config: str | Path | LoadedConfig, overrides: dict[str, Any] | None = None,

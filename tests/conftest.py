@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -121,6 +123,12 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
         out.append(frame)
     cap.release()
     return out
+
+
+def spooled(spool: Path) -> list[dict[str, Any]]:
+    """Every message an agent or SDK put in its spool (SQLite outbox), oldest first, as decoded JSON."""
+    with sqlite3.connect(spool) as db:
+        return [json.loads(p) for (p,) in db.execute("SELECT payload FROM outbox ORDER BY id")]
 
 
 def demo_config(model: Path, source: Path, spool: Path, **extra: Any) -> dict[str, Any]:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from edgeprobe.agent.config import load_config
 from edgeprobe.agent.runner import Agent
 from edgeprobe.harness import schema
-from tests.conftest import demo_config
+from tests.conftest import demo_config, spooled
 
 
 def test_latency_body_has_stages_intervals_cold_start_and_guards(
@@ -18,8 +16,7 @@ def test_latency_body_has_stages_intervals_cold_start_and_guards(
 ) -> None:
     spool = tmp_path / "s.db"
     Agent(load_config(write_config(demo_config(orientation_model, short_clip, spool)))).run(max_frames=45)
-    with sqlite3.connect(spool) as db:
-        msgs = [json.loads(p) for (p,) in db.execute("SELECT payload FROM outbox ORDER BY id")]
+    msgs = spooled(spool)
     latency = [m for m in msgs if m["kind"] == "latency"]
     assert len(latency) == 3  # windows of 20, 20 and 5 frames
     for m in latency:

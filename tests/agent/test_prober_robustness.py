@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +14,11 @@ from edgeprobe.agent.prober import Prober
 from edgeprobe.agent.runner import Agent
 from edgeprobe.harness import schema
 from edgeprobe.harness.tasks.classification import ClassificationAdapter
-from tests.conftest import assert_clean_error, demo_config, run_cli
+from tests.conftest import assert_clean_error, demo_config, run_cli, spooled
 
 
 def _robustness(path: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(path) as db:
-        msgs = [json.loads(p) for (p,) in db.execute("SELECT payload FROM outbox ORDER BY id")]
+    msgs = spooled(path)
     for m in msgs:
         schema.decode_message(schema.encode(m), schema.topic_for(m["fleet"], m["device_id"], m["kind"]))
     return [m["body"] for m in msgs if m["kind"] == "robustness"]

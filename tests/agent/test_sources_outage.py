@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -13,13 +12,8 @@ from typing import Any
 from edgeprobe.agent.config import load_config
 from edgeprobe.agent.runner import Agent
 from edgeprobe.harness import schema
-from tests.conftest import demo_config
+from tests.conftest import demo_config, spooled
 from tests.streams.helpers import free_port, start_mjpeg, stop
-
-
-def _spooled(spool: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(spool) as db:
-        return [json.loads(p) for (p,) in db.execute("SELECT payload FROM outbox ORDER BY id")]
 
 
 def _wait(cond: Callable[[], bool], limit_s: float = 30) -> None:
@@ -58,7 +52,7 @@ def test_outage_is_reported_and_survived(tmp_path: Path, orientation_model: Path
         runner.join(timeout=30)
         stop(server)
     assert not runner.is_alive()
-    msgs = _spooled(spool)
+    msgs = spooled(spool)
     for m in msgs:
         schema.decode_message(schema.encode(m), schema.topic_for(m["fleet"], m["device_id"], m["kind"]))
     assert "secret" not in json.dumps(msgs)

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from edgeprobe.cli.assets import cache_dir
-from tests.conftest import REPO, assert_clean_error, asset, demo_config, run_cli
+from tests.conftest import REPO, assert_clean_error, asset, demo_config, run_cli, spooled
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ENV = {"EDGEPROBE_ASSETS": str(cache_dir())}
 
 
-
-def _messages(spool: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(spool) as db:
-        return [json.loads(p) for (p,) in db.execute("SELECT payload FROM outbox ORDER BY id")]
 
 
 def test_face_agent_example_runs_on_litert(tmp_path: Path) -> None:
@@ -31,7 +25,7 @@ def test_face_agent_example_runs_on_litert(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(cfg))
     proc = run_cli("run", "-c", str(path), "--no-broker", "--max-frames", "50", env=ENV)
     assert proc.returncode == 0, proc.stderr
-    msgs = _messages(tmp_path / "spool.db")
+    msgs = spooled(tmp_path / "spool.db")
     birth = next(m for m in msgs if m["kind"] == "birth")
     assert birth["body"]["model"]["runtime"].startswith("ai-edge-litert")
     assert birth["body"]["model"]["input"]["layout"] == "NHWC"
@@ -63,7 +57,7 @@ def test_int8_model_runs_through_the_agent(tmp_path: Path, short_clip: Path,
     cfg["model"]["preprocess"] = {"color": "rgb"}
     proc = run_cli("run", "-c", str(write_config(cfg)), "--no-broker", "--max-frames", "30")
     assert proc.returncode == 0, proc.stderr
-    birth = next(m for m in _messages(tmp_path / "s.db") if m["kind"] == "birth")
+    birth = next(m for m in spooled(tmp_path / "s.db") if m["kind"] == "birth")
     inp = birth["body"]["model"]["input"]
     assert inp["dtype"] == "int8" and inp["quantization"][1] == -128
 

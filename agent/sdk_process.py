@@ -1,0 +1,267 @@
+"""The SDK's own process: everything edgeprobe does for an attached application, off the app's interpreter.
+
+An attached application (agent/sdk.py) only hands over what it already has: per frame its stage timings, and
+for the few frames something will look at (a frame the monitor samples, its predecessor, a probe-due frame)
+the pixels and raw outputs, copied into shared-memory slots (agent/frame_channel.py). This process does the
+rest: decodes the outputs with the task adapter, keeps the latency windows, the monitor (health, drift,
+temporal flips), the probe worker (a thread with the model session of its own, at the lowest priority), the
+reporter, the spool and MQTT.
+
+Why a process: the SDK used to do this work on a thread of the application. Its Python work held the
+interpreter lock, and the application's thread, coming back from a decode or an inference that released it,
+waited for it: the app lost 3-7 % of its frames per second (examples/embed_app.py). Here the app's process
+runs no edgeprobe thread at all and loads no model session for it.
+
+Started with ``python -m edgeprobe.agent.sdk_process DIR DATA_FD RETURN_FD RESULT_FD``; the first message is
+the resolved configuration. It answers ``ready`` (or ``failed`` with the one sentence a bad model or config
+gives), periodic ``stats`` and, at the end, ``closed`` with its final counters. It ends when the app calls
+``close()`` or when the app's end of the channel closes (the app exited or was killed): then it still sends
+the last window and the death message and flushes the spool, so nothing measured is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import select
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from edgeprobe import __version__
+from edgeprobe.agent import transport
+from edgeprobe.agent.config import LoadedConfig
+from edgeprobe.agent.frame_channel import Received, Receiver, Writer
+from edgeprobe.agent.memory import peak_rss_mb
+from edgeprobe.agent.messages import Messenger
+from edgeprobe.agent.monitor import Monitor
+from edgeprobe.agent.pipeline import open_pipeline
+from edgeprobe.agent.probe_process import open_worker
+from edgeprobe.agent.prober import Prober
+from edgeprobe.agent.reporter import Reporter
+from edgeprobe.agent.spool import Spool
+from edgeprobe.harness import perturbations, schema
+from edgeprobe.harness.errors import EdgeprobeError
+from edgeprobe.harness.latency import FLAGGED_STAGES
+
+log = logging.getLogger("edgeprobe.sdk")
+
+#: how often the process looks for finished probes and time-bounded windows while no frame arrives
+POLL_S = 0.02
+#: seconds the final ``closed`` message may take to reach an app that is still reading
+CLOSE_WRITE_S = 5.0
+
+#: one frame as the app handed it over: (index, capture ns, stage timings ns, due for probing)
+Row = tuple[int, int, dict[str, int], bool]
+
+
+class SdkHost:
+    """The attached app's monitor: the standalone agent's reporting parts, fed with the app's frames."""
+
+    def __init__(self, loaded: LoadedConfig, app_pid: int, flush_timeout: float):
+        cfg = self.cfg = loaded.config
+        self.app_pid = app_pid
+        self.flush_timeout = flush_timeout
+        # The app runs its own session for the deployed path; this process's one session is the probe worker's.
+        model = msgspec.structs.replace(cfg.model, threads=cfg.probe.threads)
+        self.pipeline = open_pipeline(model, cfg.task)
+        adapter = self.adapter = self.pipeline.adapter
+        # This process is the isolation from the app: the worker is a thread here (at the lowest priority).
+        probe_cfg = msgspec.structs.replace(cfg.probe, isolation="thread")
+        self.prober = Prober(probe_cfg, self.pipeline.predict, adapter.disagreement, adapter.threshold,
+                             adapter=adapter, input_hw=self.pipeline.input_hw)
+        self.probing = probe_cfg.enabled and bool(self.prober.plan)
+        self.worker = open_worker(self.prober, self.pipeline, cfg.task, wait=cfg.probe.backpressure == "wait",
+                                  probing=self.probing, session_is_free=True, sees_loop=False)
+        self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
+        self.messenger = Messenger(self.spool, cfg.device_id, cfg.fleet, model_sha256=self.pipeline.backend.sha256,
+                                   config_sha256=loaded.sha256)
+        self.monitor = Monitor(cfg.monitor, cfg.device_id, adapter, self.pipeline.backend.sha256, cfg.probe.seed)
+        self.reporter = Reporter(self.messenger, self.prober, self.worker, self.monitor, self._latency_extras,
+                                 self._status, lambda: [])
+        #: frames handed over, frames whose processing raised (counted, logged once)
+        self.frames = 0
+        self.errors = 0
+        self.app_dropped = 0
+        self._win_first: int | None = None
+        self._win_start, self._win_t0 = schema.utc_now(), time.monotonic()
+        self._last = -1
+        self.publisher = transport.start(cfg.broker, cfg.device_id, self.messenger, self.spool, self._birth_body())
+
+    @property
+    def probe_every(self) -> int:
+        """Frames the app marks due itself (one in N); 0 when this process picks them (cpu_share) or none are."""
+        p = self.prober.cfg
+        return p.every_n_frames if self.probing and p.cpu_share is None else 0
+
+    # --- frames ------------------------------------------------------------------------------------
+
+    def take(self, msg: Received) -> None:
+        """One batch of rows from the app; the last row's pixels and outputs are in the slot when it has them."""
+        _, rows, pixels, has_outputs, app_dropped = msg.meta
+        self.app_dropped = app_dropped
+        last = len(rows) - 1
+        try:
+            for k, row in enumerate(rows):
+                image = outputs = None
+                if pixels and k == last:
+                    image = msg.arrays[0]
+                    # a decoded prediction may be a view of the outputs: they must outlive the slot
+                    outputs = [a.copy() for a in msg.arrays[1:]] if has_outputs else None
+                self._row(row, image, outputs)
+        finally:
+            msg.release()
+
+    def _row(self, row: Row, image: np.ndarray | None, outputs: list[np.ndarray] | None) -> None:
+        index, t_ns, timings, probe = row
+        try:
+            if timings and "e2e" not in timings:
+                timings["e2e"] = sum(timings.values())
+            if timings:
+                self.reporter.latency.add_frame(timings)
+            self.frames += 1
+            prediction = self.adapter.decode(outputs) if outputs is not None else None
+            for event in self.monitor.observe(image, prediction, t_ns):
+                self.messenger.send("event", event)
+            self.prober.seen()
+            # cpu_share mode: probe among the frames copied anyway, when the share has room
+            probe = probe or (self.probing and self.probe_every == 0 and image is not None
+                              and self.prober.wants(index))
+            if probe and image is not None and prediction is not None:
+                self.worker.offer(image, prediction, index, self.monitor.slice_keys)
+        except Exception:
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("edgeprobe could not process a frame; later failures are counted")
+            return
+        if self._win_first is None:
+            self._win_first, self._win_start, self._win_t0 = index, schema.utc_now(), time.monotonic()
+        self._last = index
+        if (index - self._win_first + 1 >= self.cfg.windows.frames
+                or time.monotonic() - self._win_t0 >= self.cfg.windows.seconds):
+            self.reporter.emit(self._win_first, index, self._win_start)
+            self._win_first = None
+
+    def tick(self) -> None:
+        """Between messages: fold finished probes into the window."""
+        self.reporter.collect()
+
+    def finish(self, reason: str) -> None:
+        """Probe what is queued, send the last window and the death message, flush the spool, stop."""
+        self.worker.drain()
+        if self._win_first is not None:
+            self.reporter.emit(self._win_first, self._last, self._win_start)
+            self._win_first = None
+        self.worker.close()
+        self.messenger.send("death", {"reason": reason, "frames": self.frames})
+        transport.stop(self.publisher, self.spool, self.flush_timeout)
+        self.spool.close()
+
+    def counters(self) -> dict[str, Any]:
+        return {"processed": self.frames, "errors": self.errors,
+                "probe_dropped": self.prober.run_dropped + self.prober.dropped, "probe_errors": self.worker.errors,
+                "messages": dict(self.messenger.sent)}
+
+    # --- what the reporter asks ---------------------------------------------------------------------
+
+    def _app_peak_rss_mb(self) -> float:
+        """The application's peak resident memory (the process being monitored; this one's is apart)."""
+        return peak_rss_mb(self.app_pid)
+
+    def _status(self) -> dict[str, Any]:
+        return {"spool_queued": self.spool.pending(), "spool_dropped": self.spool.dropped(),
+                "rss_mb": self._app_peak_rss_mb(), "frames_dropped": self.app_dropped}
+
+    def _latency_extras(self, body: schema.LatencyBody) -> None:
+        body.mode = "embedded"
+        body.flags = [f"{stage}: {w}" for stage, s in body.stages.items() for w in s.warnings
+                      if stage in FLAGGED_STAGES and w.startswith("unstable")]
+        body.peak_rss_mb = round(self._app_peak_rss_mb(), 1)
+
+    def _birth_body(self) -> dict[str, Any]:
+        return {
+            "model": self.pipeline.backend.describe(),
+            "source": {"kind": "embedded", "pid": self.app_pid},
+            "host": {"platform": platform.platform(), "machine": platform.machine(),
+                     "python": platform.python_version(), "cpus": os.cpu_count()},
+            "capabilities": {
+                "agent_version": __version__, "task": self.adapter.name, "perturbations": perturbations.names(),
+                "probe": {"every_n_frames": self.cfg.probe.every_n_frames, "seed": self.cfg.probe.seed},
+                "commands": [], "session_id": self.messenger.session_id, "embedded": True,
+            },
+        }
+
+
+def _tell(out: Writer, message: Any, timeout: float = 0.0) -> None:
+    """Send the app a message, flushing for up to ``timeout`` s (the writer does not block); an app that has
+    gone reads nothing, and that is no error here: its channel's EOF ends the loop."""
+    try:
+        out.write(message)
+        deadline = time.monotonic() + timeout
+        while out.backlog and out.fd >= 0 and time.monotonic() < deadline:
+            select.select([], [out.fd], [], 0.05)
+            out.flush()
+    except OSError:
+        out.close()
+
+
+def serve(receiver: Receiver, out: Writer) -> int:
+    """Build the host from the first message, then process the app's frames until it closes or goes."""
+    first = receiver.receive()
+    assert first is not None
+    _, loaded, app_pid, flush_timeout = first.meta
+    try:
+        host = SdkHost(loaded, app_pid, flush_timeout)
+    except EdgeprobeError as exc:  # one sentence for the app's attach() to raise
+        _tell(out, ("failed", type(exc).__name__, str(exc)), CLOSE_WRITE_S)
+        return 2
+    _tell(out, ("ready", host.probe_every), CLOSE_WRITE_S)
+    reason = "closed"
+    sent_windows = 0
+    try:
+        while True:
+            try:
+                msg = receiver.receive(POLL_S)
+            except EOFError:
+                reason = "application exited"  # gone without close(): what it measured still goes out
+                break
+            if msg is not None:
+                if msg.meta[0] == "close":
+                    break
+                host.take(msg)
+            host.tick()
+            windows = host.messenger.sent.get("latency", 0)
+            if windows != sent_windows:  # counters for the app's stats(), once a window; dropped if unread
+                sent_windows = windows
+                _tell(out, ("stats", host.counters()))
+    finally:
+        host.finish(reason)
+        _tell(out, ("closed", host.counters()), CLOSE_WRITE_S)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``python -m edgeprobe.agent.sdk_process DIR DATA_FD RETURN_FD RESULT_FD``."""
+    logging.basicConfig(level=logging.WARNING, format="edgeprobe sdk: %(message)s")
+    os.nice(5)  # the app comes first; monitoring keeps up on what it leaves (its probe thread goes lower)
+    directory, data_fd, return_fd, result_fd = argv
+    receiver = Receiver(Path(directory), int(data_fd), int(return_fd))
+    out = Writer(int(result_fd), block=False)
+    try:
+        return serve(receiver, out)
+    except EOFError:  # the app went before it sent the configuration
+        return 0
+    finally:
+        receiver.close()
+        out.close()
+        shutil.rmtree(directory, ignore_errors=True)  # an app killed before close() leaves the slot files
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

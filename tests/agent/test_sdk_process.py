@@ -1,0 +1,145 @@
+"""The SDK's own process: the app's interpreter runs none of edgeprobe's work, and the app is never held up.
+
+Real parts throughout: the demo model, real video frames, a real child process and its shared-memory slots,
+the spool as a real SQLite file. A stalled SDK process is a real SIGSTOP, a dead one a real SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import edgeprobe
+from tests.conftest import REPO, demo_config, read_frames, spooled
+from tests.e2e.util import wait_for
+
+CLASS_OUTPUT = [np.array([[0.1, 0.7, 0.1, 0.1]], np.float32)]
+
+
+def _config(model: Path, clip: Path, spool: Path, **extra: Any) -> dict[str, Any]:
+    cfg = demo_config(model, clip, spool, device_id="sdk-cam", **extra)
+    del cfg["source"]  # the app owns the camera
+    return cfg
+
+
+def _frame_loop(probe: Any, frames: list[np.ndarray], n: int) -> None:
+    for i in range(n):
+        probe.observe(frames[i % len(frames)], CLASS_OUTPUT, timings={"preprocess": 1000, "inference": 3000})
+
+
+APP = """
+import json, os, sys, threading
+import numpy as np
+import edgeprobe
+probe = edgeprobe.attach(sys.argv[1])
+frame = np.zeros((120, 160, 3), np.uint8)
+for i in range(int(sys.argv[2])):
+    frame[:] = i % 250
+    probe.observe(frame, [np.array([[0.1, 0.7, 0.1, 0.1]], np.float32)], timings={"inference": 2000})
+print(json.dumps({"threads": sorted(t.name for t in threading.enumerate()),
+                  "onnxruntime": "onnxruntime" in sys.modules, "sdk_pid": probe.pid}), flush=True)
+if sys.argv[3] == "exit":
+    os._exit(0)  # no close(), no finalizers: as if the app crashed
+probe.close()
+print(json.dumps(probe.stats()))
+"""
+
+
+def _app(config: Path, frames: int, ending: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", APP, str(config), str(frames), ending], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def test_the_app_runs_no_edgeprobe_thread_and_loads_no_model_for_it(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+) -> None:
+    spool = tmp_path / "s.db"
+    app = _app(write_config(_config(orientation_model, short_clip, spool)), 45, "close")
+    assert app.returncode == 0, app.stderr
+    inside, stats = (json.loads(line) for line in app.stdout.splitlines())
+    assert inside["threads"] == ["MainThread"] and inside["onnxruntime"] is False
+    assert inside["sdk_pid"] != 0 and not Path(f"/proc/{inside['sdk_pid']}").exists()  # gone after close()
+    assert stats["observed"] == stats["processed"] == 45 and stats["dropped"] == 0 and stats["errors"] == 0
+    kinds = [m["kind"] for m in spooled(spool)]
+    assert kinds.count("latency") == 3 and kinds.count("robustness") >= 1  # windows of 20, 20, 5; probes ran
+    (birth,) = (m for m in spooled(spool) if m["kind"] == "birth")
+    assert birth["body"]["source"]["pid"] != inside["sdk_pid"]  # the app's pid, not the SDK process's
+
+
+def test_an_app_that_ends_without_close_still_sends_what_it_measured(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+) -> None:
+    spool = tmp_path / "s.db"
+    app = _app(write_config(_config(orientation_model, short_clip, spool)), 30, "exit")
+    assert app.returncode == 0, app.stderr
+    sdk_pid = json.loads(app.stdout.splitlines()[0])["sdk_pid"]
+    assert wait_for(lambda: not Path(f"/proc/{sdk_pid}").exists(), 60)  # it finished on its own
+    msgs = spooled(spool)
+    latency = [m["body"] for m in msgs if m["kind"] == "latency"]
+    assert [w["window"]["frames"] for w in latency] == [20, 10]  # the last, partial window too
+    (death,) = (m["body"] for m in msgs if m["kind"] == "death")
+    assert death == {"reason": "application exited", "frames": 30}
+
+
+def test_a_stalled_sdk_process_costs_counted_drops_never_a_blocked_app(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+) -> None:
+    # health on every frame: every frame's pixels would be handed over
+    cfg = _config(orientation_model, short_clip, tmp_path / "s.db", monitor={"health": {"every_n_frames": 1}},
+                  windows={"frames": 50, "warmup": 0, "seconds": 3600})
+    probe = edgeprobe.attach(write_config(cfg))
+    frames = read_frames(short_clip, 8)
+    os.kill(probe.pid, signal.SIGSTOP)
+    try:
+        _frame_loop(probe, frames, 200)  # would hang here if observe() waited for the SDK's process
+        stalled = probe.stats()
+    finally:
+        os.kill(probe.pid, signal.SIGCONT)
+    probe.close()
+    stats = probe.stats()
+    # 16 slots took the first frames; the rest lost their pixels but not their timings
+    assert stalled["dropped"] == stats["dropped"] >= 200 - 16 - 1
+    assert stats["observed"] == stats["processed"] == 200 and stats["errors"] == 0
+    latency = [m["body"] for m in spooled(tmp_path / "s.db") if m["kind"] == "latency"]
+    assert sum(w["stages"]["inference"]["count"] for w in latency) == 200
+
+
+def test_a_dead_sdk_process_leaves_the_app_untouched(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    probe = edgeprobe.attach(write_config(_config(orientation_model, short_clip, tmp_path / "s.db")))
+    frames = read_frames(short_clip, 4)
+    _frame_loop(probe, frames, 10)
+    os.kill(probe.pid, signal.SIGKILL)
+    assert wait_for(lambda: Path(f"/proc/{probe.pid}/status").exists() is False
+                    or "zombie" in Path(f"/proc/{probe.pid}/status").read_text(), 30)
+    with caplog.at_level(logging.WARNING, logger="edgeprobe.sdk"):
+        _frame_loop(probe, frames, 100)  # never raises
+        probe.close()
+    assert [r.message for r in caplog.records].count(
+        next(r.message for r in caplog.records if "SDK process has exited" in r.message)) == 1
+    assert probe.stats()["observed"] == 110 and probe.stats()["errors"] == 0
+
+
+def test_cpu_share_probes_among_the_frames_handed_over(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+) -> None:
+    cfg = _config(orientation_model, short_clip, tmp_path / "s.db", monitor={"health": {"every_n_frames": 2}},
+                  probe={"every_n_frames": 1, "cpu_share": 0.5, "backpressure": "wait"})
+    probe = edgeprobe.attach(write_config(cfg))
+    _frame_loop(probe, read_frames(short_clip, 8), 60)
+    probe.close()
+    robustness = [m["body"] for m in spooled(tmp_path / "s.db") if m["kind"] == "robustness"]
+    assert robustness and sum(b["frames_probed"] for b in robustness) >= 1
