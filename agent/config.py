@@ -106,7 +106,8 @@ class ProbeConfig(Strict):
     threads: PosInt = 1
     #: process: the worker is a child process at nice 19 (agent/probe_process.py), so it never holds the deployed
     #: loop's interpreter lock; thread: a thread of this process (agent/probe_worker.py), for platforms where a
-    #: child process cannot be started or memory is tighter than CPU
+    #: child process cannot be started or memory is tighter than CPU (the SDK's worker is always a thread of the
+    #: SDK's own process, which is already apart from the application's)
     isolation: Literal["process", "thread"] = "process"
     #: idle: probe inferences run only in the deployed loop's idle time, and only when one fits before the next
     #: frame (agent/idle_gate.py); any: whenever the worker has work; auto: idle when the deployed session's
