@@ -155,8 +155,8 @@ class Reader:
             if self.eof:
                 raise EOFError("the other process closed its end")
             if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                left = max(0.0, deadline - time.monotonic())
+                if not select.select([self.fd], [], [], left)[0]:
                     return NOTHING
             self._fill()
 
@@ -189,7 +189,7 @@ class _Slot:
             return
         self.close(unlink=True)
         self.generation += 1
-        self.capacity = _round(max(size, 4096) * 5 // 4, mmap.PAGESIZE)
+        self.capacity = capacity_for(size)
         path = slot_path(self.directory, self.index, self.generation)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -205,6 +205,11 @@ class _Slot:
             if unlink:
                 with contextlib.suppress(OSError):
                     os.unlink(slot_path(self.directory, self.index, self.generation))
+
+
+def capacity_for(size: int) -> int:
+    """The bytes a slot file gets for a message of ``size``: a quarter more, so a slightly larger one fits."""
+    return _round(max(size, 4096) * 5 // 4, mmap.PAGESIZE)
 
 
 def slot_path(directory: Path, index: int, generation: int) -> Path:
@@ -223,10 +228,13 @@ def _layout(arrays: Sequence[np.ndarray]) -> tuple[list[tuple[str, tuple[int, ..
 class Sender:
     """The deployed process's end: ``send`` copies arrays into a free slot and never blocks."""
 
-    def __init__(self, slots: int, data_fd: int, return_fd: int, directory: Path | None = None):
+    def __init__(self, slots: int, data_fd: int, return_fd: int, directory: Path | None = None,
+                 max_bytes: int | None = None):
         self.directory = directory or Path(tempfile.mkdtemp(prefix=f"edgeprobe-{os.getpid()}-", dir=shm_root()))
         self._slots = [_Slot(self.directory, i) for i in range(slots)]
         self._free = list(range(slots))
+        #: shared memory the slots may hold at once (a slot file is made when first needed, reused after)
+        self.max_bytes = max_bytes
         self.writer = Writer(data_fd, block=False)
         self._returns = return_fd
         _nonblocking(return_fd)
@@ -259,6 +267,9 @@ class Sender:
             return False
         specs, size = _layout(arrays)
         slot = self._slots[self._free[-1]]
+        if self.max_bytes is not None and size > slot.capacity \
+                and self.mapped_bytes - slot.capacity + capacity_for(size) > self.max_bytes:
+            return False  # a new slot file would pass the budget: refused like a full queue
         slot.ensure(size)
         assert slot.map is not None
         for a, (_, shape, offset) in zip(arrays, specs, strict=True):
@@ -268,6 +279,11 @@ class Sender:
             return False
         self._free.pop()
         return True
+
+    @property
+    def mapped_bytes(self) -> int:
+        """Shared memory the slot files hold now."""
+        return sum(slot.capacity for slot in self._slots)
 
     def flush(self) -> None:
         self.writer.flush()

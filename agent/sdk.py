@@ -39,8 +39,10 @@ from edgeprobe.harness import errors
 
 log = logging.getLogger("edgeprobe.sdk")
 
-#: frames whose pixels can wait for the SDK's process at once (shared-memory slots, made as first used)
-SLOTS = 16
+#: frames whose pixels can wait for the SDK's process at once (shared-memory slots, each made when first
+#: needed: a process that keeps up uses two or three), and the shared memory they may take in all
+SLOTS = 32
+SLOT_BYTES = 64 << 20
 #: frames whose timings go together in one message (a kept frame sends its batch at once)
 BATCH_ROWS = 16
 #: seconds attach() waits for the SDK's process to load its model session
@@ -68,7 +70,7 @@ class Probe:
         data_r, data_w = os.pipe()
         ret_r, ret_w = os.pipe()
         res_r, res_w = os.pipe()
-        self._sender = Sender(SLOTS, data_w, ret_r)
+        self._sender = Sender(SLOTS, data_w, ret_r, max_bytes=SLOT_BYTES)
         self._results = Reader(res_r, block=False)
         self._proc = spawn_helper("edgeprobe.agent.sdk_process", self._sender.directory, (data_r, ret_w, res_w))
         # an app that never calls close() still gets its last window sent: the SDK's process sees the channel

@@ -52,7 +52,9 @@ from edgeprobe.harness.latency import FLAGGED_STAGES
 
 log = logging.getLogger("edgeprobe.sdk")
 
-#: how often the process looks for finished probes and time-bounded windows while no frame arrives
+#: how often the process wakes to take what the app handed over. It is never woken per frame: woken by the
+#: app's write, the scheduler ran it on the app's own core, cache-hot, and the app waited (observe() of a
+#: kept frame took 0.36 ms at the median, 1.7 ms at p90, against 0.04 ms for the copy itself)
 POLL_S = 0.02
 #: seconds the final ``closed`` message may take to reach an app that is still reading
 CLOSE_WRITE_S = 5.0
@@ -227,7 +229,7 @@ def serve(receiver: Receiver, out: Writer) -> int:
     try:
         while True:
             try:
-                msg = receiver.receive(POLL_S)
+                msg = receiver.receive(timeout=0)
             except EOFError:
                 reason = "application exited"  # gone without close(): what it measured still goes out
                 break
@@ -235,11 +237,13 @@ def serve(receiver: Receiver, out: Writer) -> int:
                 if msg.meta[0] == "close":
                     break
                 host.take(msg)
+                continue  # take everything that has arrived before looking at probes
             host.tick()
             windows = host.messenger.sent.get("latency", 0)
             if windows != sent_windows:  # counters for the app's stats(), once a window; dropped if unread
                 sent_windows = windows
                 _tell(out, ("stats", host.counters()))
+            time.sleep(POLL_S)
     finally:
         host.finish(reason)
         _tell(out, ("closed", host.counters()), CLOSE_WRITE_S)
@@ -249,7 +253,9 @@ def serve(receiver: Receiver, out: Writer) -> int:
 def main(argv: list[str]) -> int:
     """``python -m edgeprobe.agent.sdk_process DIR DATA_FD RETURN_FD RESULT_FD``."""
     logging.basicConfig(level=logging.WARNING, format="edgeprobe sdk: %(message)s")
-    os.nice(5)  # the app comes first; monitoring keeps up on what it leaves (its probe thread goes lower)
+    # The app comes first: on a saturated board monitoring falls behind (counted drops), not the app. 10, not 19:
+    # a starved monitor sees nothing; the probe thread goes to 19 on its own.
+    os.nice(10)
     directory, data_fd, return_fd, result_fd = argv
     receiver = Receiver(Path(directory), int(data_fd), int(return_fd))
     out = Writer(int(result_fd), block=False)

@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edgeprobe.agent.frame_channel import Reader, Receiver, Sender, Writer
+from edgeprobe.agent.frame_channel import NOTHING, Reader, Receiver, Sender, Writer, capacity_for
 
 
-def _pair(slots: int, tmp: Path) -> tuple[Sender, Receiver]:
+def _pair(slots: int, tmp: Path, max_bytes: int | None = None) -> tuple[Sender, Receiver]:
     data_r, data_w = os.pipe()
     ret_r, ret_w = os.pipe()
     directory = Path(tmp)
     directory.mkdir(parents=True, exist_ok=True)
-    return Sender(slots, data_w, ret_r, directory), Receiver(directory, data_r, ret_w)
+    return Sender(slots, data_w, ret_r, directory, max_bytes), Receiver(directory, data_r, ret_w)
 
 
 arrays = hnp.arrays(st.sampled_from([np.uint8, np.int8, np.float32, np.float64, np.int64]),
@@ -109,6 +109,37 @@ def test_a_reader_says_eof_when_the_writer_closes() -> None:
     assert reader.read() == {"a": 1}
     try:
         reader.read()
+    except EOFError:
+        pass
+    else:
+        raise AssertionError("no EOFError after the writer closed")
+    reader.close()
+
+
+def test_slots_stay_within_their_shared_memory_budget(tmp_path: Path) -> None:
+    frame = np.zeros((240, 320, 3), np.uint8)
+    sender, receiver = _pair(4, tmp_path / "ch", max_bytes=2 * capacity_for(frame.nbytes))
+    assert sender.send(1, [frame]) and sender.send(2, [frame])
+    assert not sender.send(3, [frame])  # two slots are free, but a third file would pass the budget
+    first = receiver.receive()
+    assert first is not None
+    first.release()
+    assert sender.send(4, [frame])  # the released slot's file is reused: no new memory
+    assert sender.mapped_bytes == 2 * capacity_for(frame.nbytes)
+    sender.close()
+    receiver.close()
+
+
+def test_a_read_with_a_timeout_returns_nothing_or_what_has_arrived() -> None:
+    r, w = os.pipe()
+    writer, reader = Writer(w), Reader(r)
+    assert reader.read(timeout=0) is NOTHING and reader.read(timeout=0.01) is NOTHING
+    writer.write(None)  # None is a message like any other
+    writer.write([1, 2])
+    assert reader.read(timeout=0) is None and reader.read(timeout=0) == [1, 2]
+    writer.close()
+    try:
+        reader.read(timeout=0)
     except EOFError:
         pass
     else:

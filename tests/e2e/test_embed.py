@@ -31,7 +31,11 @@ def test_embedded_app_reports_every_kind_through_broker_and_collector(
 ) -> None:
     db = tmp_path / "fleet.db"
     config = write_config(_sdk_config(orientation_model, short_clip, tmp_path / "spool.db",
-                                      monitor={"health": {"every_n_frames": 2, "learn_frames": 10}}))
+                                      # 24 frames of 120 handed over with pixels (health samples, their
+                                      # predecessors, probes): fewer than the SDK's slots, so none can be
+                                      # dropped however slowly its process runs on a loaded machine
+                                      monitor={"health": {"every_n_frames": 10, "learn_frames": 5}},
+                                      probe={"every_n_frames": 10}))
     collector = start_collector(db, broker.address, tmp_path)
     try:
         app = subprocess.run(
