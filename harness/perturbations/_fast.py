@@ -90,13 +90,17 @@ def unit_normal(rng: np.random.Generator, shape: tuple[int, ...], reuse: bool = 
 def mask_where(values: np.ndarray, threshold: int, below: bool = True) -> np.ndarray:
     """255 where ``values < threshold`` (or ``>=`` with ``below=False``), else 0, as uint8.
 
-    ``cv2.compare`` reads a one-element array as a scalar, so tiny frames take the numpy path.
+    ``cv2.compare`` reads a one-element array as a scalar, so tiny frames take the numpy path. Larger ones
+    are compared as one single-channel row: OpenCV 5.1 compares a 3-channel array with a number's
+    (n, 0, 0, 0), so channels 1 and 2 saw a threshold of 0 (impulse noise salted one channel and peppered
+    the other two everywhere).
     """
     if values.size < 16:
         hit = values < threshold if below else values >= threshold
         return np.where(hit, np.uint8(255), np.uint8(0)).astype(np.uint8)
     op = cv2.CMP_LT if below else cv2.CMP_GE
-    return np.asarray(cv2.compare(values, float(threshold), op))  # type: ignore[call-overload]
+    row = np.ascontiguousarray(values).reshape(1, -1)
+    return np.asarray(cv2.compare(row, float(threshold), op)).reshape(values.shape)  # type: ignore[call-overload]
 
 
 def add_scaled(image: np.ndarray, noise: np.ndarray, scale: float, offset: float = 0.0) -> np.ndarray:
