@@ -16,7 +16,9 @@ MAX_SEVERITY = 5.0
 
 #: ``fn(image, params, rng) -> image``; ``params`` is the interpolated row of
 #: the severity table. ``image`` is uint8 HxW or HxWxC and must not be mutated.
-PerturbFn = Callable[[np.ndarray, tuple[float, ...], np.random.Generator], np.ndarray]
+#: (The generator's type is named as a string: ``np.random`` would load numpy's random module, 6.5 MB of
+#: resident memory, mostly its compiled modules' pages, in an agent process where no perturbation runs.)
+PerturbFn = Callable[[np.ndarray, tuple[float, ...], "np.random.Generator"], np.ndarray]
 
 
 class PerturbationError(EdgeprobeError):

@@ -22,8 +22,9 @@ FORBIDDEN = ("paho", "ssl", "_ssl", "http.client", "urllib.request", "matplotlib
              "edgeprobe.agent.publisher", "sqlite_utils", "psycopg", "scipy", "PIL")
 
 
-def _modules_of_run(tmp_path: Path, write_config: Any, orientation_model: Path, short_clip: Path) -> set[str]:
-    cfg = write_config(demo_config(orientation_model, short_clip, tmp_path / "spool.db"))
+def _modules_of_run(tmp_path: Path, write_config: Any, orientation_model: Path, short_clip: Path,
+                    **extra: Any) -> set[str]:
+    cfg = write_config(demo_config(orientation_model, short_clip, tmp_path / "spool.db", **extra))
     out = tmp_path / "modules.txt"
     proc = subprocess.run(
         [sys.executable, "-c", _DUMP, str(out), "run", "-c", str(cfg), "--no-broker", "--max-frames", "5", "--json"],
@@ -39,3 +40,11 @@ def test_run_without_broker_imports_no_broker_report_or_table_modules(
     assert {"edgeprobe.agent.runner", "onnxruntime", "cv2", "sqlite3"} <= modules
     loaded = sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))
     assert loaded == [], f"`edgeprobe run --no-broker` imported {loaded}"
+
+
+def test_probing_off_loads_no_random_generator(
+        tmp_path: Path, write_config: Any, orientation_model: Path, short_clip: Path) -> None:
+    """numpy.random is 6.5 MB of resident memory; only perturbations need it, and with probing off none run."""
+    modules = _modules_of_run(tmp_path, write_config, orientation_model, short_clip, probe={"enabled": False})
+    assert "edgeprobe.agent.runner" in modules and "numpy" in modules
+    assert "numpy.random" not in modules
