@@ -24,6 +24,8 @@ import numpy as np
 from edgeprobe.harness.perturbations._fast import gaussian, line_blur, rand_u8, zoom_center
 from edgeprobe.harness.perturbations.base import Perturbation, register
 
+#: the second map of a remap whose first holds both coordinates (int16 pairs)
+_NO_MAP = np.empty((0, 0), np.uint16)
 
 def _resample_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of a wide kernel made at 1/f resolution.
@@ -118,8 +120,8 @@ def _glass_blur(image: np.ndarray, params: tuple[float, ...], rng: np.random.Gen
     # Integer maps straight away (x, y interleaved int16): no float maps to convert.
     offsets = cv2.merge([cv2.LUT(u[0], lut16), cv2.LUT(u[1], lut16)])
     maps = cv2.add(_grid16(h, w), offsets)
-    shuffled = cv2.remap(once, maps, None, cv2.INTER_NEAREST,  # type: ignore[call-overload]
-                         borderMode=cv2.BORDER_REFLECT)
+    # map2 is an empty array, not None: OpenCV 5.0's stubs refuse None there and 5.1's accept it (same pixels)
+    shuffled = cv2.remap(once, maps, _NO_MAP, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
     return gaussian(np.asarray(shuffled).reshape(image.shape), sigma)
 
 

@@ -114,10 +114,15 @@ def test_brightness_and_vflip_on_the_real_classifier() -> None:
     """Brightness barely moves the orientation classifier on text; the expectation sentence names the shift."""
     adapter = ClassificationAdapter()
     predict = orientation_predictor(adapter)
-    img = np.full((224, 224, 3), 230, np.uint8)
-    for r in range(5):
-        cv2.putText(img, "Lorem ipsum 7", (5, 40 + r * 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (20, 20, 20), 2)
-    bright, vflip = evaluate_relations([img], predict, adapter, [{"name": "brightness", "delta": -40}, "vflip"])
-    assert bright.rate == 0.0 and "brightness shifts by -40" in bright.expect
-    # Mirrored top-bottom, text reads upside down: an orientation model's answer changes, so "unchanged" is violated.
-    assert vflip.rate == 1.0
+    pages = []
+    for text in ("Lorem ipsum 7", "The quick fox", "Hello World 42"):
+        img = np.full((224, 224, 3), 230, np.uint8)
+        for r in range(5):
+            cv2.putText(img, text, (5, 40 + r * 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (20, 20, 20), 2)
+        pages.append(img)
+    bright, vflip = evaluate_relations(pages, predict, adapter, [{"name": "brightness", "delta": -40}, "vflip"])
+    assert bright.n == 3 and bright.rate == 0.0 and "brightness shifts by -40" in bright.expect
+    # Mirrored top-bottom, text reads upside down: an orientation model's answer changes, so "unchanged" is
+    # violated. On most pages, not each: OpenCV 5.1 rasterises putText differently from 5.0, and one page's
+    # upside-down answer then stays upright at 0.61 against 0.32.
+    assert vflip.n == 3 and vflip.violations >= 2
