@@ -53,6 +53,8 @@ CLOCK = "clock"
 START_TIMEOUT_S = 120.0
 #: seconds close() waits for the child to finish its queue and exit before it is killed
 STOP_TIMEOUT_S = 30.0
+#: seconds drain() waits for the jobs sent so far (a breaking-point search on a slow board takes tens)
+DRAIN_TIMEOUT_S = 120.0
 
 
 class WorkerSpec(msgspec.Struct):
@@ -167,7 +169,7 @@ class ProbeProcess:
         self._done.clear()
         return out
 
-    def drain(self, timeout: float = START_TIMEOUT_S) -> None:
+    def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
         """Wait until every job sent so far has finished (or the child is gone, or ``timeout``)."""
         token = self._drains + 1
         if self._gone() or not self.sender.send(("drain", token)):

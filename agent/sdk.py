@@ -43,10 +43,10 @@ log = logging.getLogger("edgeprobe.sdk")
 #: needed: a process that keeps up uses two or three), and the shared memory they may take in all
 SLOTS = 32
 SLOT_BYTES = 64 << 20
-#: frames whose timings go together in one message (a kept frame sends its batch at once)
-BATCH_ROWS = 16
 #: seconds attach() waits for the SDK's process to load its model session
 START_TIMEOUT_S = 120.0
+#: frames whose timings go together in one message (a kept frame sends its batch at once)
+BATCH_ROWS = 16
 #: seconds close() waits beyond the spool's flush timeout before it stops the SDK's process
 STOP_MARGIN_S = 30.0
 
