@@ -151,17 +151,30 @@ def _round(x: float | None, digits: int = 4) -> float | None:
     return None if x is None else round(float(x), digits)
 
 
-def fold(rows: Iterable[tuple[Any, schema.Envelope, msgspec.Struct]]) -> _Fold:
-    """Reduce (incoming, envelope, body) triples of freshly stored messages to per-key rows."""
+#: a freshly stored message as the store hands it over: (incoming, envelope, typed body, envelope ts as ISO text)
+Fresh = tuple[Any, schema.Envelope, msgspec.Struct, str]
+
+
+def fold(rows: Iterable[Fresh]) -> _Fold:
+    """Reduce freshly stored messages to per-key rows.
+
+    Hot path (every stored message passes here): a device's latest health row is built once, from
+    the newest window of the batch, not for every window it replaces.
+    """
     f = _Fold()
-    for item, env, body in rows:
+    newest_health: dict[str, tuple[float, schema.HealthBody]] = {}
+    last_received: Any = None
+    received = 0.0
+    for item, env, body, _ in rows:
         dev, ts = env.device_id, env.ts.timestamp()
         s = f.seq.get(dev)
         if s is None:
             f.seq[dev] = [env.seq, env.seq, 1]
         else:
             s[0], s[1], s[2] = min(s[0], env.seq), max(s[1], env.seq), s[2] + 1
-        received = item.received.timestamp()
+        if item.received is not last_received:  # a batch shares a few arrival instants
+            last_received = item.received
+            received = last_received.timestamp()
         cur = f.lag.get(dev)
         if cur is None or received >= cur[0]:
             f.lag[dev] = (received, max(0.0, received - ts))
@@ -169,15 +182,13 @@ def fold(rows: Iterable[tuple[Any, schema.Envelope, msgspec.Struct]]) -> _Fold:
         f.kinds[key] = f.kinds.get(key, 0) + 1
         hour = hour_of(ts)
         if isinstance(body, schema.HealthBody):
-            w = body.window
-            span = max(0.0, (w.end_ts - w.start_ts).total_seconds())
-            _newer(f.health, dev, (dev, ts, round(span, 3), w.frames, _round(body.fps, 2), _round(body.brightness, 2),
-                                   _round(body.contrast, 2), _round(body.sharpness, 2), _round(body.noise, 2),
-                                   _round(body.occlusion), _round(body.clipped), body.frozen_frames,
-                                   body.spool_queued, body.spool_dropped, _json_list(body.flags),
-                                   _json_list(body.alerts)), 1)
-            h = f.health_hour.setdefault((dev, hour), [0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0])
-            frames = w.frames
+            newest = newest_health.get(dev)
+            if newest is None or ts >= newest[0]:
+                newest_health[dev] = (ts, body)
+            h = f.health_hour.get((dev, hour))
+            if h is None:
+                h = f.health_hour[(dev, hour)] = [0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0]
+            frames = body.window.frames
             h[0] += 1
             h[1] += frames
             h[2] += body.fps * frames
@@ -185,10 +196,12 @@ def fold(rows: Iterable[tuple[Any, schema.Envelope, msgspec.Struct]]) -> _Fold:
             h[4] += body.contrast * frames
             h[5] += body.sharpness * frames
             h[6] += body.frozen_frames
-            h[7] = max(h[7], body.spool_dropped)
-            for flag in set(body.flags):
-                fk = (dev, hour, flag)
-                f.flags_hour[fk] = f.flags_hour.get(fk, 0) + 1
+            if body.spool_dropped > h[7]:
+                h[7] = body.spool_dropped
+            if body.flags:
+                for flag in set(body.flags):
+                    fk = (dev, hour, flag)
+                    f.flags_hour[fk] = f.flags_hour.get(fk, 0) + 1
         elif isinstance(body, schema.LatencyBody):
             for stage, st in body.stages.items():
                 _newer(f.latency, (dev, stage), (dev, stage, ts, st.count, st.p50, st.p90, st.p99, st.max, st.mean), 2)
@@ -227,7 +240,19 @@ def fold(rows: Iterable[tuple[Any, schema.Envelope, msgspec.Struct]]) -> _Fold:
                 code = env.body.get("exit_code")
                 _newer(f.verdict, (dev, suite), (dev, suite, ts, status if isinstance(status, str) else None,
                                                  code if isinstance(code, int) else None), 2)
+    for dev, (ts, body) in newest_health.items():
+        f.health[dev] = _health_row(dev, ts, body)
     return f
+
+
+def _health_row(dev: str, ts: float, body: schema.HealthBody) -> tuple[Any, ...]:
+    """A device's latest health figures (``device_state``), from its newest window."""
+    w = body.window
+    span = max(0.0, (w.end_ts - w.start_ts).total_seconds())
+    return (dev, ts, round(span, 3), w.frames, _round(body.fps, 2), _round(body.brightness, 2),
+            _round(body.contrast, 2), _round(body.sharpness, 2), _round(body.noise, 2), _round(body.occlusion),
+            _round(body.clipped), body.frozen_frames, body.spool_queued, body.spool_dropped, _json_list(body.flags),
+            _json_list(body.alerts))
 
 
 # --- writing a fold ------------------------------------------------------------------------------------------

@@ -184,13 +184,14 @@ class Store:
     def _insert(self, good: list[tuple[Incoming, schema.Envelope, msgspec.Struct]]) -> int:
         """Store the messages not stored yet and everything derived from them; how many were new.
 
-        Rows are positional tuples for fixed statements: no per-message dicts (profiled hot path).
-        The backend inserts ``messages`` and says which keys were new (a redelivery, or the same
-        message twice in one batch, is not); only those go on to the child tables and rollups.
+        Rows are positional tuples for fixed statements, one executemany per table per batch: no
+        per-message dicts (profiled hot path). Each message's ``ts`` is formatted once here and
+        handed on with it. The backend inserts ``messages`` and says which keys were new (a
+        redelivery, or the same message twice in one batch, is not); only those go on to the child
+        tables and rollups.
         """
         if not good:
             return 0
-        keys: list[backend.Key] = []
         first: dict[backend.Key, int] = {}
         for i, (_, env, _) in enumerate(good):
             key = (env.device_id, env.msg_id)
@@ -201,88 +202,89 @@ class Store:
         keys = list(first)
         received: dict[dt.datetime, str] = {}  # a batch arrives within a few instants: format each once
         messages: list[tuple[Any, ...]] = []
-        for item, env, _ in good:
+        fresh: list[rollups.Fresh] = []
+        for item, env, body in good:
             rts = received.get(item.received)
             if rts is None:
                 rts = received[item.received] = item.received.isoformat()
-            messages.append((env.msg_id, env.device_id, env.fleet, env.kind, env.seq, env.ts.isoformat(),
-                             env.session_id, env.model_sha256, env.config_sha256, env.agent_version, item.topic,
-                             rts, _json(env.body)))
+            ts = env.ts.isoformat()
+            fresh.append((item, env, body, ts))
+            messages.append((env.msg_id, env.device_id, env.fleet, env.kind, env.seq, ts, env.session_id,
+                             env.model_sha256, env.config_sha256, env.agent_version, item.topic, rts,
+                             _json(env.body)))
         new = self.backend.insert_new(_INSERT["messages"], messages, keys)
-        rows = good if len(new) == len(good) else [g for g, k in zip(good, keys, strict=True) if k in new]
+        rows = fresh if len(new) == len(fresh) else [g for g, k in zip(fresh, keys, strict=True) if k in new]
         if rows:
             self._insert_derived(rows)
         return len(rows)
 
-    def _insert_derived(self, rows: list[tuple[Incoming, schema.Envelope, msgspec.Struct]]) -> None:
+    def _insert_derived(self, rows: list[rollups.Fresh]) -> None:
         """Child rows, device state, rollups and browseable tables of freshly stored messages."""
         latency: list[tuple[Any, ...]] = []
         robustness: list[tuple[Any, ...]] = []
         health: list[tuple[Any, ...]] = []
-        devices: list[tuple[schema.Envelope, str]] = []
-        for _item, env, body in rows:
-            msg_id, device_id, ts = env.msg_id, env.device_id, env.ts.isoformat()
-            devices.append((env, ts))
+        for _item, env, body, ts in rows:
             if isinstance(body, schema.HealthBody):
                 w = body.window
-                health.append((msg_id, device_id, ts, w.frames, _r(body.fps, 2), _r(body.brightness, 2),
-                               _r(body.contrast, 2), _r(body.sharpness, 2), _r(body.clipped, 4), body.frozen_frames,
-                               body.spool_queued, body.spool_dropped, _json(body.flags), w.start_ts.isoformat(),
+                # fps, brightness, contrast, sharpness, clipped are required floats: round() as _r would
+                health.append((env.msg_id, env.device_id, ts, w.frames, round(body.fps, 2), round(body.brightness, 2),
+                               round(body.contrast, 2), round(body.sharpness, 2), round(body.clipped, 4),
+                               body.frozen_frames, body.spool_queued, body.spool_dropped,
+                               _json(body.flags) if body.flags else "[]", w.start_ts.isoformat(),
                                round((w.end_ts - w.start_ts).total_seconds(), 3), _r(body.noise, 2),
                                _r(body.occlusion, 4), body.replaying_frames, body.replay_lag, body.band_source,
-                               _json(body.alerts)))  # JSON lists: a flag may contain ","
+                               _json(body.alerts) if body.alerts else "[]"))  # JSON lists: a flag may contain ","
             elif isinstance(body, schema.LatencyBody):
+                msg_id, device_id = env.msg_id, env.device_id
                 for stage, s in body.stages.items():
                     latency.append((msg_id, device_id, ts, stage, s.count, s.p50, s.p90, s.p95, s.p99, s.max,
                                     s.mean, s.stdev, s.hdr))
             elif isinstance(body, schema.RobustnessBody):
+                msg_id, device_id = env.msg_id, env.device_id
                 for c in body.cells:
                     robustness.append((msg_id, device_id, ts, c.perturbation, c.severity, c.n, c.unstable,
                                        c.fraction, c.ci_low, c.ci_high, c.mean_disagreement))
         b = self.backend
         # first: every other table's device_id refers to a devices row, and on PostgreSQL this upsert row-locks
         # each of the batch's devices until commit, so two collectors fold one device's state and hours in turn
-        self._track_devices(devices)
+        self._track_devices(rows)
         for table, data in (("latency", latency), ("robustness", robustness), ("health", health)):
             if data:
                 b.executemany(_INSERT[table], data)
         rollups.write(b, rollups.fold(rows), b.lock_rows)
         tables.write(b, rows)
 
-    def _track_devices(self, envs: list[tuple[schema.Envelope, str]]) -> None:
+    def _track_devices(self, fresh: list[rollups.Fresh]) -> None:
         """Fold a batch into one upsert per device, without reading the table first.
 
-        ``envs`` pairs each envelope with its ``ts`` already formatted. The SQL
+        Each message comes with its ``ts`` already formatted. The SQL
         keeps the newest of what is stored and what arrives (last seen, last
         seq, online state by the lifecycle message's own timestamp), so batches
         may land out of order and from several collectors at once. Gaps in
         ``seq`` are derived from stored rows by the ``device_seq`` view.
         """
-        rows: dict[str, dict[str, Any]] = {}
-        for env, ts in envs:
+        # per device: [device_id, fleet, online, last_seen, last_seq, state_ts, session_id, model_sha256,
+        # agent_version, config_sha256, birth_ts] -- the upsert's order; a list, no dict per device
+        rows: dict[str, list[Any]] = {}
+        for _, env, _, ts in fresh:
             row = rows.get(env.device_id)
             if row is None:
-                row = rows[env.device_id] = {
-                    "device_id": env.device_id, "fleet": env.fleet, "last_seen": ts, "last_seq": env.seq,
-                    "online": None, "state_ts": None, "session_id": None, "model_sha256": None,
-                    "agent_version": None, "config_sha256": None, "birth_ts": None}
+                row = rows[env.device_id] = [env.device_id, env.fleet, None, ts, env.seq, None, None, None, None,
+                                             None, None]
             else:
-                if ts > row["last_seen"]:
-                    row["last_seen"] = ts
-                if env.seq > row["last_seq"]:
-                    row["last_seq"] = env.seq
+                if ts > row[3]:
+                    row[3] = ts
+                if env.seq > row[4]:
+                    row[4] = env.seq
             kind = env.kind
             if kind == "birth" or kind == "death":
-                if row["state_ts"] is None or ts >= row["state_ts"]:
-                    row["online"], row["state_ts"] = int(kind == "birth"), ts
-                if kind == "birth" and (row["birth_ts"] is None or ts >= row["birth_ts"]):
-                    row.update(session_id=env.session_id, model_sha256=env.model_sha256,
-                               agent_version=env.agent_version, config_sha256=env.config_sha256, birth_ts=ts)
+                if row[5] is None or ts >= row[5]:
+                    row[2], row[5] = int(kind == "birth"), ts
+                if kind == "birth" and (row[10] is None or ts >= row[10]):
+                    row[6:11] = env.session_id, env.model_sha256, env.agent_version, env.config_sha256, ts
         if rows:
             self.backend.executemany(_DEVICE_UPSERT, [
-                (r["device_id"], r["fleet"], 1 if r["online"] is None else r["online"], r["last_seen"], r["last_seq"],
-                 r["state_ts"], r["session_id"], r["model_sha256"], r["agent_version"], r["config_sha256"],
-                 r["birth_ts"], int(r["birth_ts"] is not None)) for r in rows.values()])
+                (*r[:2], 1 if r[2] is None else r[2], *r[3:], int(r[10] is not None)) for r in rows.values()])
 
     def counts(self) -> dict[str, int]:
         return {t: int(self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
-
-from edgeprobe.collector.rollups import Conn
+from edgeprobe.collector.rollups import Conn, Fresh
 from edgeprobe.harness import schema
 
 TABLES: dict[str, str] = {
@@ -39,6 +37,8 @@ _COLUMNS = {
     "verdicts": ("device_id", "msg_id", "ts", "suite", "status", "exit_code", "headline", "duration_s", "checks",
                  "failed_checks"),
 }
+#: the message kinds with a table of their own
+_KINDS = frozenset(("event", "drift", "verdict"))
 INSERT = {t: f"INSERT INTO {t} ({', '.join(c)}) VALUES ({', '.join('?' * len(c))}) ON CONFLICT DO NOTHING"
           for t, c in _COLUMNS.items()}
 
@@ -57,10 +57,13 @@ def _s(x: Any) -> str | None:
     return x if isinstance(x, str) else None
 
 
-def rows(fresh: Iterable[tuple[Any, schema.Envelope, msgspec.Struct]]) -> dict[str, list[tuple[Any, ...]]]:
+def rows(fresh: Iterable[Fresh]) -> dict[str, list[tuple[Any, ...]]]:
     out: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
-    for _, env, body in fresh:
-        key = (env.device_id, env.msg_id, env.ts.isoformat())
+    for _, env, body, ts in fresh:
+        kind = env.kind
+        if kind not in _KINDS:  # most of a fleet's messages (health, latency, robustness) have no table here
+            continue
+        key = (env.device_id, env.msg_id, ts)
         if isinstance(body, schema.EventBody):
             b = env.body
             out["events"].append((*key, body.type, body.message, _s(b.get("command_id")), _s(b.get("status"))))
@@ -76,7 +79,7 @@ def rows(fresh: Iterable[tuple[Any, schema.Envelope, msgspec.Struct]]) -> dict[s
                 None if body.input_drift is None else int(body.input_drift), body.attribution,
                 "; ".join(body.drifted) or None, "; ".join(body.inputs_moved) or None,
                 None if body.temporal is None else _r(body.temporal.flip_rate), body.message))
-        elif env.kind == "verdict":
+        elif kind == "verdict":
             b = env.body
             raw = b.get("checks")
             checks: list[Any] = raw if isinstance(raw, list) else []
@@ -89,7 +92,7 @@ def rows(fresh: Iterable[tuple[Any, schema.Envelope, msgspec.Struct]]) -> dict[s
     return out
 
 
-def write(conn: Conn, fresh: Iterable[tuple[Any, schema.Envelope, msgspec.Struct]]) -> None:
+def write(conn: Conn, fresh: Iterable[Fresh]) -> None:
     for table, data in rows(fresh).items():
         if data:
             conn.executemany(INSERT[table], data)
