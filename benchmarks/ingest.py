@@ -1,14 +1,15 @@
 """Ingest throughput: publishers -> real mosquitto -> collector -> SQLite, next to the broker's own ceiling.
 
 Measured side by side in one run on the same machine:
-  * store path alone: ``Store.ingest`` on pre-encoded messages (decode + validate + insert_all), no MQTT;
+  * store path alone: ``Store.ingest`` on pre-encoded messages (decode + validate + insert, in this process), no MQTT;
   * broker ceiling: the same QoS 1 messages from the same publisher processes to one bare
     subscriber that only counts them (mosquitto pub->sub, no database), on the same stock paho
     client as the collector;
   * 1 collector, then 2 collectors in a shared group (``$share/<group>/edgeprobe/v1/#``), each a real
     ``edgeprobe collect`` process writing one SQLite file; time from the first publish until the
     database holds every message (polled every 50 ms, so up to 50 ms late);
-  * CPU microseconds per message of the collector(s), mosquitto and the publishers, from /proc.
+  * CPU microseconds per message of the collector(s) (network and store process apart), mosquitto and the
+    publishers, from /proc.
 
 Everything runs on one machine: publishers, mosquitto, subscriber/collectors (and the
 benchmark's own polling) share its cores, so on a 2-core machine the rates are bounded by
@@ -157,6 +158,21 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _store_children(pid: int) -> list[int]:
+    """The collector's store process(es) (collector/storeproc.py, started with multiprocessing's spawn), by
+    their command line: multiprocessing's resource tracker, its other child, does no work per message."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
 def _count_proc(client: str, port: int, n: int, ready: Any, done: Any, cpu: Any) -> None:
     """A subscriber in its own process that only counts QoS 1 messages (each acknowledged by the client as
     it arrives): the broker's pub->sub ceiling on this machine, and the client's own CPU per message."""
@@ -291,10 +307,14 @@ def collectors(items: list[tuple[str, bytes]], n: int, work: Path) -> dict[str, 
             return _count(db, exact=False) >= len(items)
 
         assert broker.proc is not None
+        kids = [k for p in procs for k in _store_children(p.pid)]
         c0 = [_cpu_s(p.pid) for p in procs]
+        k0 = [_cpu_s(k) for k in kids]
         b0 = _cpu_s(broker.proc.pid)
         seconds, pub_cpu = publish(broker.port, items, stored)
-        collector_cpu = sum(_cpu_s(p.pid) for p in procs) - sum(c0)
+        network_cpu = sum(_cpu_s(p.pid) for p in procs) - sum(c0)
+        store_cpu = sum(_cpu_s(k) for k in kids) - sum(k0)
+        collector_cpu = network_cpu + store_cpu
         broker_cpu = _cpu_s(broker.proc.pid) - b0
         for p in procs:
             p.terminate()
@@ -302,6 +322,7 @@ def collectors(items: list[tuple[str, bytes]], n: int, work: Path) -> dict[str, 
         assert _count(db) == len(items), f"{_count(db)} of {len(items)} stored"
     m = len(items)
     return {"msg_per_s": m / seconds, "per_collector": m / seconds / n, "collector_us": 1e6 * collector_cpu / m,
+            "network_us": 1e6 * network_cpu / m, "store_us": 1e6 * store_cpu / m,
             "broker_us": 1e6 * broker_cpu / m, "publisher_us": 1e6 * pub_cpu / m}
 
 
@@ -403,6 +424,9 @@ def main() -> None:
         # CPU per message, from /proc: what each part costs whatever the others take of the two cores
         "collector_cpu_us_per_msg": med("c1", "collector_us", 1),
         "collector_mix_cpu_us_per_msg": med("c1_mix", "collector_us", 1),
+        # of which the MQTT side (paho's network thread, batching, acks) and the store process (decode, SQLite)
+        "collector_network_cpu_us_per_msg": med("c1", "network_us", 1),
+        "collector_store_cpu_us_per_msg": med("c1", "store_us", 1),
         "two_collectors_cpu_us_per_msg": med("c2", "collector_us", 1),
         "broker_cpu_us_per_msg": med("c1", "broker_us", 1),
         "publishers_cpu_us_per_msg": med("c1", "publisher_us", 1),
@@ -412,9 +436,11 @@ def main() -> None:
         summary[f"{name}_ceiling_msg_per_s"] = med(f"ceiling_{c}", "msg_per_s")
         summary[f"{name}_ceiling_spread"] = spread(f"ceiling_{c}")
         summary[f"{name}_subscriber_cpu_us_per_msg"] = med(f"ceiling_{c}", "subscriber_us", 1)
-    # one collector is one process (its network and writer threads share the GIL): the rate it
-    # could sustain with a core to itself, were publishers and broker elsewhere
+    # one collector is two processes (network, store), each with its own GIL: the rate it could sustain
+    # on one core for both, and with a core for each, were publishers and broker elsewhere
     summary["one_collector_one_core_msg_per_s"] = round(1e6 / summary["collector_cpu_us_per_msg"])
+    summary["one_collector_core_each_msg_per_s"] = round(1e6 / max(summary["collector_network_cpu_us_per_msg"],
+                                                                   summary["collector_store_cpu_us_per_msg"], 1e-3))
     summary["one_collector_mix_one_core_msg_per_s"] = round(1e6 / summary["collector_mix_cpu_us_per_msg"])
     summary["one_collector_vs_ceiling"] = round(
         summary["one_collector_msg_per_s"] / summary["broker_ceiling_msg_per_s"], 3)

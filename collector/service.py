@@ -13,8 +13,9 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -22,7 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeprobe.collector.selfmetrics import kind_of_topic, new_commit_histogram
-from edgeprobe.collector.store import Incoming, Store
+from edgeprobe.collector.store import Incoming
 from edgeprobe.harness.broker_errors import connack_sentence, suback_sentence
 from edgeprobe.harness.schema import TOPIC_ROOT
 
@@ -45,6 +46,12 @@ RECONNECT_MAX_S = 2
 STORE_RETRY_MAX_S = 5.0
 
 
+class Ingests(Protocol):
+    """Where batches go: a Store in this process, or collector/storeproc.py's StoreProcess (the CLI's)."""
+
+    def ingest(self, batch: Sequence[Incoming]) -> tuple[int, int]: ...
+
+
 @dataclass
 class CollectorStats:
     received: int = 0
@@ -60,7 +67,7 @@ class CollectorStats:
 
 
 class Collector:
-    def __init__(self, store: Store, host: str, port: int, client_id: str = "edgeprobe-collector",
+    def __init__(self, store: Ingests, host: str, port: int, client_id: str = "edgeprobe-collector",
                  group: str | None = None, username: str | None = None, password: str | None = None,
                  ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None):
         self.store = store

@@ -78,12 +78,17 @@ def collect(
         raise
     except Exception as exc:
         raise ConfigError(f"cannot open database {describe(db)} ({first_line(exc)}); {db_hint}") from None
+    store.close()  # the schema is in place: the store process opens its own connection
+    from edgeprobe.collector.storeproc import StoreProcess
+
+    # the store in a process of its own: paho's network thread and the store then hold a GIL each
+    writer = StoreProcess(db, max_message_bytes=max_message_bytes)
     try:
-        collector = Collector(store, host, port, client_id=client_id, group=group,
+        collector = Collector(writer, host, port, client_id=client_id, group=group,
                               username=username, password=password, ca_file=_s(ca_file), cert_file=_s(cert_file),
                               key_file=_s(key_file))
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a file that is not PEM
-        store.close()
+        writer.close()
         raise ConfigError(f"cannot load the TLS files ({exc}); give the PEM files made by "
                           "deploy/mosquitto/make-certs.sh") from None
     if metrics_port is not None:
@@ -92,7 +97,7 @@ def collect(
         try:
             serve_metrics(db, metrics_port, metrics_host, collector)
         except (OSError, OverflowError) as exc:
-            store.close()
+            writer.close()
             raise ConfigError(f"--metrics-port {metrics_port}: cannot listen on {metrics_host} ({exc}); "
                               "pick a free port") from None
     stop = threading.Event()
@@ -115,7 +120,7 @@ def collect(
     collector.stop()
     s = collector.stats
     log.warning("collector stopped: %d received, %d stored, %d quarantined", s.received, s.stored, s.quarantined)
-    store.close()
+    writer.close()
 
 
 def _wait_subscribed(collector: Any, stop: threading.Event, timeout: float) -> bool:
