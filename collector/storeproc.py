@@ -1,18 +1,18 @@
 """The store in a child process of its own, so the network thread and the store each hold a GIL.
 
-In one process the collector's two threads take turns on one interpreter lock: paho's network
-thread needs ~60 us of it a message, ``Store.ingest`` ~75 (decode, rows, binding each row to
-SQLite, which releases and retakes the lock for every row it steps), so one process could never
-store more than ~7,500 msg/s however many cores it had, and measured 6,100-6,500 at load 3 on two
-cores. With the store here the parent's writer thread only hands each batch over (one pickled
-list down a pipe) and waits for ``(stored, quarantined)``, acknowledging the batch to the broker
-after that answer, which comes after the commit: the durability rule (ack only what is on disk)
-is unchanged.
+In one process the collector's two threads take turns on one interpreter lock: paho's network thread
+needs ~60 us of it a message, ``Store.ingest`` most of its ~75 (decode, rows, binding each row to
+SQLite, which releases and retakes the lock for every row it steps), so one collector got about one
+core's worth however many were free. Apart, paired rounds against the one-process collector stored
+at x1.37 the rate (benchmarks/ingest_ab.py; README "Throughput"). With the store here the parent's
+writer thread only hands each batch over (one pickled list down a pipe) and waits for ``(stored,
+quarantined)``, acknowledging the batch to the broker after that answer, which comes after the
+commit: the durability rule (ack only what is on disk) is unchanged.
 
 ``StoreProcess.ingest`` keeps ``Store.ingest``'s contract: it returns (stored, quarantined), and
 raises when the database itself failed (the collector retries the batch, unacknowledged). A child
-that died (killed, out of memory) is started again on the next batch, and that batch raises, so
-it too is retried rather than lost.
+that died (killed, out of memory) is started again: seen dead before a batch, the new child takes
+the batch; dying under one, the batch raises, so it is retried rather than lost.
 """
 
 from __future__ import annotations
