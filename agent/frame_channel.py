@@ -288,13 +288,15 @@ class Sender:
     def flush(self) -> None:
         self.writer.flush()
 
-    def close(self) -> None:
-        """Close the pipes and remove the slot files (the helper's mappings stay valid until it unmaps them)."""
+    def close(self, unlink: bool = True) -> None:
+        """Close the pipes and remove the slot files (the helper's mappings stay valid until it unmaps them);
+        ``unlink=False`` leaves the files for a helper that has yet to read what was sent (it removes them)."""
         self.writer.close()
         self._returns = close_fd(self._returns)
         for slot in self._slots:
-            slot.close(unlink=True)
-        shutil.rmtree(self.directory, ignore_errors=True)
+            slot.close(unlink=unlink)
+        if unlink:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class Received:

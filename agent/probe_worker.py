@@ -85,9 +85,12 @@ class ProbeWorker:
                 if job is None:
                     return
                 self._done.append(job())  # deque.append is atomic: the loop pops from the other end
-            except Exception:  # a probe that fails must not take the worker (or the app) down
+            except Exception as exc:  # a probe that fails must not take the worker (or the app) down
                 self.errors += 1
-                log.exception("probe job failed; continuing")
+                if self.errors == 1:  # the same failure comes back with every due frame: name it once
+                    log.exception("a probe job failed; later failures are counted (probe_errors)")
+                else:
+                    log.debug("probe job failed: %s", exc)
             finally:
                 self._jobs.task_done()
 

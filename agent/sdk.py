@@ -21,10 +21,13 @@ probes on a model session of its own, the spool and MQTT) runs in the SDK's own 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import select
 import subprocess
+import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -62,7 +65,12 @@ class Probe:
         self.observed = 0
         self.dropped = 0
         self.errors = 0
-        self._rows: list[tuple[int, int, dict[str, int], bool]] = []
+        self._handed = 0
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
+        #: rows not sent yet, shared with the finalizer, which sends them when the app exits without close()
+        self._batch = _Batch()
+        self._rows = self._batch.rows
         self._closing = False
         self._closed = False
         self._gone_logged = False
@@ -75,7 +83,7 @@ class Probe:
         self._proc = spawn_helper("edgeprobe.agent.sdk_process", self._sender.directory, (data_r, ret_w, res_w))
         # an app that never calls close() still gets its last window sent: the SDK's process sees the channel
         # close (here, or when this process ends) and finishes on its own
-        self._finalizer = weakref.finalize(self, _release, self._sender, self._results)
+        self._finalizer = weakref.finalize(self, _release, self._sender, self._results, self._proc, self._batch)
         self._sender.send(("config", loaded, os.getpid(), flush_timeout))
         self._probe_every = self._wait_ready()
 
@@ -94,8 +102,8 @@ class Probe:
             if self._proc.poll() is not None:
                 self._stop(kill=True)
                 raise errors.ModelError(f"edgeprobe's SDK process exited (code {self._proc.returncode}) before its "
-                                        "model session was ready; run with the same config under `edgeprobe "
-                                        "validate` to see why")
+                                        "model session was ready; its own error is on this process's stderr "
+                                        "above")
             self._sender.flush()
             select.select([self._results.fd], [], [], 0.05)
         self._stop(kill=True)
@@ -120,32 +128,55 @@ class Probe:
                 timings: Mapping[str, int] | None = None) -> None:
         """Hand over one frame the app processed, its raw model outputs and its stage timings (ns).
 
-        ``timings`` are the app's own (e.g. ``preprocess``, ``inference``, ``postprocess``); ``e2e`` is their sum
-        unless given. Returns at once; never raises.
+        ``frame``: the uint8 image the model saw (HxW, HxWx1 or HxWx3, BGR as read by OpenCV); ``outputs``: the
+        model's outputs in its output order, as ``session.run`` returns them; ``timings``: the app's own stage
+        times in integer nanoseconds (e.g. ``preprocess``, ``inference``, ``postprocess``; ``e2e`` is their sum
+        unless given). Returns at once and never raises: a frame it cannot use is counted in ``stats()["errors"]``
+        and named once in the log. Safe from several threads (one at a time).
         """
-        try:
-            i = self.observed
+        with self._lock:
             self.observed += 1
             if self._closing or self._gone_logged:
                 return
-            if not isinstance(frame, np.ndarray):
-                raise TypeError(f"observe() takes the frame as a numpy array, got {type(frame).__name__}")
-            probe = self._probe_every > 0 and i % self._probe_every == 0
-            t = {k: int(v) for k, v in timings.items()} if timings else {}
-            self._rows.append((i, time.perf_counter_ns(), t, probe))
-            # Pixels only where they will be looked at: a frame the monitor samples or its predecessor (motion,
-            # flips), or one due for probing. They are copied now: applications reuse their buffers.
-            if probe or i % self.every == 0 or (i + 1) % self.every == 0:
-                arrays = [frame, *(np.asarray(o) for o in outputs)] if outputs else [frame]
-                if self._send(True, bool(outputs), arrays):
-                    return
-                self.dropped += 1  # no free slot: the SDK's process is behind; the timings still go
-            if len(self._rows) >= BATCH_ROWS:
-                self._send(False, False)
-        except Exception:  # the app must never see our failure
-            self.errors += 1
-            if self.errors == 1:
-                log.exception("edgeprobe observe failed; the app goes on, later failures are counted")
+            try:
+                frame = _checked_frame(frame)
+                outs = _checked_outputs(outputs)
+                t = _checked_timings(timings)
+                self._hand_over(frame, outs, t)
+            except ObserveError as exc:
+                self.errors += 1
+                self._warn_once(exc.kind, f"edgeprobe observe() skipped a frame: {exc}; later ones are counted "
+                                          "in stats()['errors']")
+            except Exception:  # the app must never see our failure
+                self.errors += 1
+                if "internal" not in self._warned:
+                    self._warned.add("internal")
+                    log.exception("edgeprobe observe failed; the app goes on, later failures are counted")
+
+    def _hand_over(self, frame: np.ndarray, outputs: list[np.ndarray] | None, timings: dict[str, int]) -> None:
+        # Frames are numbered by what was handed over, not by observe() calls: the SDK's process counts the
+        # rows it gets, and its monitor's sampling must fall on the frames whose pixels came with them.
+        n = self._handed
+        self._handed += 1
+        probe = self._probe_every > 0 and n % self._probe_every == 0
+        self._rows.append((n, time.perf_counter_ns(), timings, probe))
+        # Pixels only where they will be looked at: a frame the monitor samples or its predecessor (motion,
+        # flips), or one due for probing. They are copied now: applications reuse their buffers.
+        if probe or n % self.every == 0 or (n + 1) % self.every == 0:
+            arrays = [frame, *outputs] if outputs else [frame]
+            if self._send(True, bool(outputs), arrays):
+                return
+            self.dropped += 1  # no free slot or past the memory budget: the timings still go
+            if sum(a.nbytes for a in arrays) > SLOT_BYTES:
+                self._warn_once("huge", f"edgeprobe observe(): a {frame.shape} frame is larger than the SDK's "
+                                        f"{SLOT_BYTES >> 20} MiB of shared memory; its pixels are not monitored")
+        if len(self._rows) >= BATCH_ROWS:
+            self._send(False, False)
+
+    def _warn_once(self, kind: str, sentence: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning("%s", sentence)
 
     def _send(self, pixels: bool, has_outputs: bool, arrays: Sequence[np.ndarray] = ()) -> bool:
         """Send the pending rows (with the last one's arrays); False when refused (the rows stay pending)."""
@@ -155,10 +186,10 @@ class Probe:
             self._lost()
             return False
         if ok:
-            self._rows = []
+            self._rows = self._batch.rows = []
         elif len(self._rows) > 64 * BATCH_ROWS:  # the SDK's process has stalled: drop what waits, count it
             self.dropped += len(self._rows)
-            self._rows = []
+            self._rows = self._batch.rows = []
         return ok
 
     def _lost(self) -> None:
@@ -168,25 +199,31 @@ class Probe:
                         self._proc.poll())
 
     def close(self) -> None:
-        """Finish: probe what is queued, send the last window and a death message, flush, stop. Safe twice."""
-        if self._closed:
-            return
-        self._closing = True
-        try:
-            if self._rows:
-                self._send(False, False)
-            if self._proc.poll() is None:
-                self._sender.send(("close",))
-                deadline = time.monotonic() + self.flush_timeout + STOP_MARGIN_S
-                while time.monotonic() < deadline and not any(m[0] == "closed" for m in self._read()):
-                    if self._proc.poll() is not None:
-                        self._read()
-                        break
-                    self._sender.flush()
-                    select.select([self._results.fd], [], [], 0.05)
-            self._stop(kill=False)
-        finally:
-            self._closed = True
+        """Finish: probe what is queued, send the last window and a death message, flush, stop. Safe twice;
+        never raises."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closing = True
+            try:
+                if self._rows:
+                    self._send(False, False)
+                if self._proc.poll() is None:
+                    self._sender.send(("close",))
+                    deadline = time.monotonic() + self.flush_timeout + STOP_MARGIN_S
+                    while time.monotonic() < deadline and not any(m[0] == "closed" for m in self._read()):
+                        if self._proc.poll() is not None:
+                            self._read()
+                            break
+                        self._sender.flush()
+                        select.select([self._results.fd], [], [], 0.05)
+            except OSError:  # the SDK's process went meanwhile: what it had spooled stays in the spool
+                self._lost()
+            except Exception:
+                log.exception("edgeprobe close() failed; the app goes on")
+            finally:
+                self._stop(kill=False)
+                self._closed = True
 
     def _stop(self, kill: bool) -> None:
         """Wait for the SDK's process to exit (it has been told to, or its channel is closing), then release."""
@@ -203,7 +240,8 @@ class Probe:
         if not self._closed:
             self._read()
         c = self._counters
-        return {"observed": self.observed, "processed": c.get("processed", 0), "dropped": self.dropped,
+        return {"alive": self._proc.poll() is None and not self._gone_logged, "observed": self.observed,
+                "processed": c.get("processed", 0), "dropped": self.dropped,
                 "probe_dropped": c.get("probe_dropped", 0), "errors": self.errors + c.get("errors", 0),
                 "probe_errors": c.get("probe_errors", 0), "messages": dict(c.get("messages", {}))}
 
@@ -214,9 +252,74 @@ class Probe:
         self.close()
 
 
-def _release(sender: Sender, results: Reader) -> None:
-    """Close this side of the channel: the SDK's process sees EOF, sends what it has and exits by itself."""
-    sender.close()
+class ObserveError(ValueError):
+    """What observe() cannot use, in one sentence; ``kind`` names the problem, so each is logged once."""
+
+    def __init__(self, kind: str, sentence: str):
+        super().__init__(sentence)
+        self.kind = kind
+
+
+def _checked_frame(frame: Any) -> np.ndarray:
+    if not isinstance(frame, np.ndarray):
+        raise ObserveError("frame", f"the frame must be a numpy array (the image the model saw), got "
+                                    f"{type(frame).__name__}")
+    if frame.dtype != np.uint8 or frame.size == 0 or not (
+            frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3))):
+        raise ObserveError("pixels", f"the frame must be a uint8 image, HxW, HxWx1 or HxWx3 (BGR, as OpenCV reads "
+                                    f"it), got {frame.dtype} {frame.shape}; pass the frame before preprocessing")
+    return frame
+
+
+def _checked_outputs(outputs: Any) -> list[np.ndarray] | None:
+    if outputs is None:
+        return None
+    if isinstance(outputs, np.ndarray):
+        return [outputs]  # one output handed over bare
+    if isinstance(outputs, Mapping) or not isinstance(outputs, Sequence):
+        raise ObserveError("outputs", f"the outputs must be a list of arrays in the model's output order (what "
+                                      f"session.run returns), got {type(outputs).__name__}")
+    return [np.asarray(o) for o in outputs]
+
+
+def _checked_timings(timings: Any) -> dict[str, int]:
+    if not timings:
+        return {}
+    if not isinstance(timings, Mapping):
+        raise ObserveError("timings", f"timings must map a stage name to nanoseconds, got {type(timings).__name__}")
+    out: dict[str, int] = {}
+    for stage, value in timings.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(value) or value < 0:
+            raise ObserveError("timings", f"timing {stage!r} must be a number of nanoseconds >= 0, got {value!r}")
+        if 0 < value < 1 and isinstance(value, (float, np.floating)):
+            raise ObserveError("seconds", f"timing {stage!r} is {value!r}: timings are integer nanoseconds "
+                                          "(time.perf_counter_ns()), not seconds")
+        out[str(stage)] = int(value)
+    return out
+
+
+class _Batch:
+    """The rows observe() has not sent yet (a holder the finalizer can see without keeping the Probe alive)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, int, dict[str, int], bool]] = []
+
+
+def _release(sender: Sender, results: Reader, proc: subprocess.Popen[bytes], batch: _Batch) -> None:
+    """Close this side of the channel: the SDK's process sees EOF, sends what it has and exits by itself.
+
+    Run by close(), or when the app exits without it: then the rows not sent yet go first, and the slot files
+    stay for the SDK's process to read (it removes them as it exits)."""
+    running = proc.poll() is None
+    if running and batch.rows:
+        with contextlib.suppress(OSError):
+            sender.send(("frames", batch.rows, False, False, 0))
+            deadline = time.monotonic() + 2.0  # the last write of this process: let it through whole
+            while sender.writer.backlog and time.monotonic() < deadline:
+                select.select([], [sender.writer.fd], [], 0.05)
+                sender.flush()
+    sender.close(unlink=not running)
     results.close()
 
 

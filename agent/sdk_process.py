@@ -28,6 +28,7 @@ import select
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,7 @@ class SdkHost:
         self.frames = 0
         self.errors = 0
         self.app_dropped = 0
+        self._failed: set[str] = set()
         self._win_first: int | None = None
         self._win_start, self._win_t0 = schema.utc_now(), time.monotonic()
         self._last = -1
@@ -107,7 +109,7 @@ class SdkHost:
     def take(self, msg: Received) -> None:
         """One batch of rows from the app; the last row's pixels and outputs are in the slot when it has them."""
         _, rows, pixels, has_outputs, app_dropped = msg.meta
-        self.app_dropped = app_dropped
+        self.app_dropped = max(self.app_dropped, app_dropped)
         last = len(rows) - 1
         try:
             for k, row in enumerate(rows):
@@ -116,54 +118,76 @@ class SdkHost:
                     image = msg.arrays[0]
                     # a decoded prediction may be a view of the outputs: they must outlive the slot
                     outputs = [a.copy() for a in msg.arrays[1:]] if has_outputs else None
-                self._row(row, image, outputs)
+                self._guarded("frame", lambda: self._row(row, image, outputs))  # noqa: B023 (called at once)
         finally:
             msg.release()
 
     def _row(self, row: Row, image: np.ndarray | None, outputs: list[np.ndarray] | None) -> None:
         index, t_ns, timings, probe = row
-        try:
-            if timings and "e2e" not in timings:
-                timings["e2e"] = sum(timings.values())
-            if timings:
-                self.reporter.latency.add_frame(timings)
-            self.frames += 1
-            prediction = self.adapter.decode(outputs) if outputs is not None else None
-            for event in self.monitor.observe(image, prediction, t_ns):
-                self.messenger.send("event", event)
-            self.prober.seen()
-            # cpu_share mode: probe among the frames copied anyway, when the share has room
-            probe = probe or (self.probing and self.probe_every == 0 and image is not None
-                              and self.prober.wants(index))
-            if probe and image is not None and prediction is not None:
-                self.worker.offer(image, prediction, index, self.monitor.slice_keys)
-        except Exception:
-            self.errors += 1
-            if self.errors == 1:
-                log.exception("edgeprobe could not process a frame; later failures are counted")
-            return
+        # The window closes when the frame after its last arrives, so probes still running when its last frame
+        # came (and, at close, every probe) land in a window instead of after the last one.
+        if self._win_first is not None and (self._last - self._win_first + 1 >= self.cfg.windows.frames
+                                            or time.monotonic() - self._win_t0 >= self.cfg.windows.seconds):
+            self._guarded("window", lambda: self.reporter.emit(self._win_first or 0, self._last, self._win_start))
+            self._win_first = None
         if self._win_first is None:
             self._win_first, self._win_start, self._win_t0 = index, schema.utc_now(), time.monotonic()
         self._last = index
-        if (index - self._win_first + 1 >= self.cfg.windows.frames
-                or time.monotonic() - self._win_t0 >= self.cfg.windows.seconds):
-            self.reporter.emit(self._win_first, index, self._win_start)
-            self._win_first = None
+        self.frames += 1
+        if timings and "e2e" not in timings:
+            timings["e2e"] = sum(timings.values())
+        if timings:
+            self.reporter.latency.add_frame(timings)
+        prediction = None
+        if outputs is not None:
+            try:
+                prediction = self.adapter.decode(outputs)
+            except Exception as exc:  # the frame still counts for the monitor: its sampling stays in step
+                self._fail("decode", f"the app's outputs ({', '.join(str(o.shape) for o in outputs)}) do not "
+                                     f"decode as {self.adapter.name} for this model: {exc}")
+        self._guarded("monitor", lambda: self._monitor(image, prediction, t_ns))
+        self.prober.seen()
+        # cpu_share mode: probe among the frames copied anyway, when the share has room
+        probe = probe or (self.probing and self.probe_every == 0 and image is not None and self.prober.wants(index))
+        if probe and image is not None and prediction is not None:
+            self.worker.offer(image, prediction, index, self.monitor.slice_keys)
+
+    def _monitor(self, image: np.ndarray | None, prediction: Any, t_ns: int) -> None:
+        for event in self.monitor.observe(image, prediction, t_ns):
+            self.messenger.send("event", event)
+
+    def _fail(self, kind: str, sentence: str) -> None:
+        """Count a failure and name it once (without a traceback: the sentence says what to fix)."""
+        self.errors += 1
+        if kind not in self._failed:
+            self._failed.add(kind)
+            log.warning("%s; later failures of this kind are counted in stats()['errors']", sentence)
+
+    def _guarded(self, kind: str, step: Callable[[], object]) -> None:
+        """Run one step of the SDK's own work; a bug in it is counted and logged once, never the end of it."""
+        try:
+            step()
+        except Exception:
+            self.errors += 1
+            if kind not in self._failed:
+                self._failed.add(kind)
+                log.exception("edgeprobe's SDK could not do its %s work; it goes on, later failures are counted",
+                              kind)
 
     def tick(self) -> None:
         """Between messages: fold finished probes into the window."""
-        self.reporter.collect()
+        self._guarded("probe", self.reporter.collect)
 
     def finish(self, reason: str) -> None:
         """Probe what is queued, send the last window and the death message, flush the spool, stop."""
-        self.worker.drain()
+        self._guarded("probe", self.worker.drain)
         if self._win_first is not None:
-            self.reporter.emit(self._win_first, self._last, self._win_start)
+            self._guarded("window", lambda: self.reporter.emit(self._win_first or 0, self._last, self._win_start))
             self._win_first = None
-        self.worker.close()
-        self.messenger.send("death", {"reason": reason, "frames": self.frames})
-        transport.stop(self.publisher, self.spool, self.flush_timeout)
-        self.spool.close()
+        self._guarded("probe", self.worker.close)
+        self._guarded("death", lambda: self.messenger.send("death", {"reason": reason, "frames": self.frames}))
+        self._guarded("spool", lambda: transport.stop(self.publisher, self.spool, self.flush_timeout))
+        self._guarded("spool", self.spool.close)
 
     def counters(self) -> dict[str, Any]:
         return {"processed": self.frames, "errors": self.errors,

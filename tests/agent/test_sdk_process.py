@@ -51,6 +51,8 @@ print(json.dumps({"threads": sorted(t.name for t in threading.enumerate()),
                   "onnxruntime": "onnxruntime" in sys.modules, "sdk_pid": probe.pid}), flush=True)
 if sys.argv[3] == "exit":
     os._exit(0)  # no close(), no finalizers: as if the app crashed
+if sys.argv[3] == "return":
+    sys.exit(0)  # no close(): the interpreter's own exit runs the finalizers
 probe.close()
 print(json.dumps(probe.stats()))
 """
@@ -144,3 +146,94 @@ def test_cpu_share_probes_among_the_frames_handed_over(
     probe.close()
     robustness = [m["body"] for m in spooled(tmp_path / "s.db") if m["kind"] == "robustness"]
     assert robustness and sum(b["frames_probed"] for b in robustness) >= 1
+
+
+def test_frames_observe_cannot_use_are_named_once_and_do_not_shift_the_monitor(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A rejected frame must not move the SDK's sampling off the frames whose pixels it gets: health stays
+    measured (one bad call once blinded every later window and flagged the camera dark and blurry)."""
+    cfg = _config(orientation_model, short_clip, tmp_path / "s.db", monitor={"health": {"every_n_frames": 5}},
+                  windows={"frames": 20, "warmup": 0, "seconds": 3600})
+    probe = edgeprobe.attach(write_config(cfg))
+    frames = read_frames(short_clip, 8)
+    bad_calls: list[tuple[Any, Any, Any]] = [
+        (frames[0].tolist(), CLASS_OUTPUT, None),                    # a list, not an array
+        (frames[0].astype(np.float32) / 255, CLASS_OUTPUT, None),    # float pixels
+        (np.zeros((4, 4, 4), np.uint8), CLASS_OUTPUT, None),         # RGBA
+        (frames[0], {"probs": CLASS_OUTPUT[0]}, None),               # a dict of outputs
+        (frames[0], CLASS_OUTPUT, {"inference": -1}),                # a negative timing
+        (frames[0], CLASS_OUTPUT, {"inference": 0.004}),             # seconds, not nanoseconds
+    ]
+    with caplog.at_level(logging.WARNING, logger="edgeprobe.sdk"):
+        for i in range(60):
+            if i % 10 == 3:
+                for call in bad_calls:
+                    probe.observe(*call)
+            probe.observe(frames[i % len(frames)], CLASS_OUTPUT[0], timings={"inference": 3000})  # bare ndarray
+        probe.close()
+    stats = probe.stats()
+    assert stats["observed"] == 60 + 6 * len(bad_calls) and stats["processed"] == 60
+    assert stats["errors"] == 6 * len(bad_calls) and stats["alive"] is False
+    sentences = [r.message for r in caplog.records if "skipped a frame" in r.message]
+    assert any("seconds" in m for m in sentences) and any("uint8 image" in m for m in sentences)
+    assert len(sentences) == 5  # each kind of problem once: type, pixel format, outputs, timings, seconds
+    health = [m["body"] for m in spooled(tmp_path / "s.db") if m["kind"] == "health"]
+    assert len(health) == 3
+    for body in health:  # every window measured its camera: real frames are neither black nor flagged dark
+        assert body["brightness"] > 0.05 and "dark" not in body.get("flags", [])
+    latency = [m["body"] for m in spooled(tmp_path / "s.db") if m["kind"] == "latency"]
+    assert sum(w["stages"]["inference"]["count"] for w in latency) == 60
+
+
+def test_probes_still_running_at_close_land_in_the_last_window(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+) -> None:
+    """The last frame filling its window exactly used to close it before its probes came back: they were lost."""
+    cfg = _config(orientation_model, short_clip, tmp_path / "s.db", probe={"every_n_frames": 5},
+                  windows={"frames": 10, "warmup": 0, "seconds": 3600})
+    probe = edgeprobe.attach(write_config(cfg))
+    _frame_loop(probe, read_frames(short_clip, 8), 30)
+    probe.close()
+    msgs = spooled(tmp_path / "s.db")
+    probed = sum(m["body"]["frames_probed"] for m in msgs if m["kind"] == "robustness")
+    assert probed + probe.stats()["probe_dropped"] == 6  # frames 0, 5, ..., 25: each probed or counted
+    assert [m["body"]["window"]["frames"] for m in msgs if m["kind"] == "latency"] == [10, 10, 10]
+
+
+def test_an_app_that_exits_normally_without_close_keeps_every_frame(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+) -> None:
+    """Interpreter exit runs the finalizer: the rows not sent yet go, and the slot files stay for the SDK's
+    process to read (it crashed on a slot file removed under it and lost the run)."""
+    spool = tmp_path / "s.db"
+    app = _app(write_config(_config(orientation_model, short_clip, spool)), 37, "return")
+    assert app.returncode == 0, app.stderr
+    sdk_pid = json.loads(app.stdout.splitlines()[0])["sdk_pid"]
+    assert wait_for(lambda: not Path(f"/proc/{sdk_pid}").exists(), 60)
+    assert "Traceback" not in app.stderr
+    msgs = spooled(spool)
+    assert sum(m["body"]["stages"]["inference"]["count"] for m in msgs if m["kind"] == "latency") == 37
+    (death,) = (m["body"] for m in msgs if m["kind"] == "death")
+    assert death == {"reason": "application exited", "frames": 37}
+
+
+def test_observe_from_several_threads_counts_every_frame_once(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+) -> None:
+    import threading
+
+    probe = edgeprobe.attach(write_config(_config(orientation_model, short_clip, tmp_path / "s.db",
+                                                  windows={"frames": 100, "warmup": 0, "seconds": 3600})))
+    frames = read_frames(short_clip, 4)
+    threads = [threading.Thread(target=_frame_loop, args=(probe, frames, 250)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    probe.close()
+    stats = probe.stats()
+    assert stats["observed"] == stats["processed"] == 1000 and stats["errors"] == 0
+    latency = [m["body"] for m in spooled(tmp_path / "s.db") if m["kind"] == "latency"]
+    assert sum(w["stages"]["inference"]["count"] for w in latency) == 1000
