@@ -27,7 +27,7 @@ def run(
     json_output: Annotated[bool, typer.Option("--json", help="Print the run's figures as JSON.")] = False,
     heartbeat_file: Annotated[Path | None, typer.Option(
         envvar="EDGEPROBE_HEARTBEAT_FILE",
-        help="Touch this file while the agent is alive (a container HEALTHCHECK runs `edgeprobe health` on it).",
+        help="Touch this file while the agent is alive (a container HEALTHCHECK runs `edgeprobe heartbeat` on it).",
     )] = None,
 ) -> None:
     """Run the agent: measure the model on the source and report to the broker."""
