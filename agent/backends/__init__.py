@@ -70,7 +70,8 @@ def sniff_format(path: Path) -> str | None:
 def load_backend(cfg: ModelConfig) -> Backend:
     path = Path(cfg.path)
     if not path.exists():
-        raise ModelError(f"model file {path} does not exist; check model.path (or run `make assets`)")
+        raise ModelError(f"model file {path} does not exist; check model.path (for the bundled examples, run "
+                         "`edgeprobe assets fetch`)")
     if not path.is_file():
         raise ModelError(f"model path {path} is not a file; point model.path at a .onnx or .tflite file")
     kind = cfg.backend

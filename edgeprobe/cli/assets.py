@@ -124,7 +124,8 @@ def asset_path(name: str) -> Path:
         raise EdgeprobeError(f"unknown asset {name!r}; known: {', '.join(sorted(ASSETS))}")
     path = cache_dir() / name
     if not path.is_file():
-        raise EdgeprobeError(f"asset {name} is not in {cache_dir()}; run `make assets` (or `edgeprobe assets fetch`)")
+        raise EdgeprobeError(f"asset {name} is not in {cache_dir()}; run `edgeprobe assets fetch` (`make assets` in "
+                             "a checkout)")
     return path
 
 

@@ -32,7 +32,7 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")]) ->
     s = loaded.suite
     if not Path(s.model.path).is_file():
         raise ModelError(f"{loaded.line_of('model.path')}: model file {s.model.path} does not exist; "
-                         "fix model.path (or run `make assets`)")
+                         "fix model.path (for the bundled examples, run `edgeprobe assets fetch`)")
     for i, c in enumerate(s.checks):
         if isinstance(c, GoldenCheck) and not Path(c.file).is_file():
             raise ConfigError(f"{loaded.line_of(f'checks[{i}].file')}: golden file {c.file} does not exist; "
