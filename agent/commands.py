@@ -11,7 +11,7 @@ event back and never takes the agent down.
 from __future__ import annotations
 
 import logging
-import queue
+from collections import deque
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -52,7 +52,9 @@ class Commands:
         #: the one registry type (harness/registry.py): a name registered twice is a bug, an unknown one is
         #: answered with the known ones and a did-you-mean
         self.handlers: Registry[Handler] = Registry("command", error=CommandError)
-        self._queue: queue.Queue[bytes] = queue.Queue()
+        #: filled by the network thread, emptied by the loop: deque's append and popleft are atomic, and an empty
+        #: deque is one truth test for the loop (a Queue's get_nowait took its lock and raised Empty each poll)
+        self._queue: deque[bytes] = deque()
         self.handled = 0
 
     @property
@@ -64,21 +66,19 @@ class Commands:
 
     def submit(self, topic: str, payload: bytes) -> None:
         """Called from the MQTT network thread: queue only, never run here."""
-        if self._queue.qsize() >= MAX_QUEUED:
+        if len(self._queue) >= MAX_QUEUED:
             self._reply(None, "error", f"command queue full ({MAX_QUEUED}); try again later")
             return
-        self._queue.put(payload)
+        self._queue.append(payload)
 
     def poll(self) -> int:
         """Run every queued command (from the agent loop); returns how many ran."""
         n = 0
-        while True:
-            try:
-                payload = self._queue.get_nowait()
-            except queue.Empty:
-                return n
-            self.run(payload)
+        pending = self._queue
+        while pending:
+            self.run(pending.popleft())
             n += 1
+        return n
 
     def run(self, payload: bytes) -> dict[str, Any]:
         """Parse, dispatch and answer one command; every path ends in exactly one reply event."""

@@ -126,13 +126,16 @@ class Monitor:
         Only one frame in ``monitor.health.every_n_frames`` costs pixel work: the others are counted (fps)
         and remembered as the next sampled frame's predecessor.
         """
-        seen, self._seen = self._seen, self._seen + 1
-        sampling = self.every > 1
-        if seen % self.every or image is None or prediction is None:  # (the SDK keeps no pixels of other frames)
+        seen = self._seen
+        self._seen = seen + 1
+        every = self.every
+        sampling = every > 1
+        if seen % every or image is None or prediction is None:  # (the SDK keeps no pixels of other frames)
             self.health.tick(t_capture_ns)
-            before_sample = sampling and (seen + 1) % self.every == 0 and image is not None
-            self._prev_thumb = thumbnail(image) if before_sample and image is not None else None
-            self._prev_prediction = prediction if before_sample else None
+            if sampling and image is not None and (seen + 1) % every == 0:  # the next frame is sampled
+                self._prev_thumb, self._prev_prediction = thumbnail(image), prediction
+            elif self._prev_thumb is not None or self._prev_prediction is not None:
+                self._prev_thumb = self._prev_prediction = None
             return []
         previous_thumb = self._prev_thumb if sampling else None
         previous_prediction = self._prev_prediction if sampling else None

@@ -144,7 +144,8 @@ class Pipeline:
             stages["decode"] = decode_ns
         if self.first_inference_ns is None:
             self.first_inference_ns = t2 - t1
-        return Timed(prediction, outputs, stages, self.warm.add(stages["e2e"]))
+        warm = self.warm  # once warm, a frame asks no more of it
+        return Timed(prediction, outputs, stages, not warm.done and warm.add(stages["e2e"]))
 
     def session(self, threads: int = 1) -> Pipeline:
         """A second pipeline on the same model with its own runtime session (the probe worker's), ``threads``

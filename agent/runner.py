@@ -38,15 +38,16 @@ from edgeprobe.agent.reporter import Reporter
 from edgeprobe.agent.sources import Frame, FrameSource, open_source
 from edgeprobe.agent.spool import Spool
 from edgeprobe.harness import perturbations, schema
-from edgeprobe.harness.latency import FLAGGED_STAGES
+from edgeprobe.harness.latency import FLAGGED_STAGES, warm
 
 if TYPE_CHECKING:
     from edgeprobe.agent.publisher import Publisher
 
 log = logging.getLogger("edgeprobe.agent")
 
-#: the loop looks at the command queue at most this often (a locked queue.get per frame cost ~3-5 us, ~0.1%
-#: of a 4 ms frame); a command still runs between frames, within this long of the frame it arrived during
+#: the loop looks at the command queue and the guards' clock at most this often (per frame they cost ~3-5 us,
+#: ~0.1% of a 4 ms frame); a command still runs between frames, within this long of the frame it arrived during,
+#: and the guards snapshot once a second (``GuardMonitor.every_s``) give or take this much
 COMMAND_POLL_NS = 10_000_000
 
 
@@ -110,6 +111,7 @@ class Agent:
         self.reporter = Reporter(self.messenger, self.prober, self.worker, self.monitor, self._latency_extras,
                                  self._agent_status, self._source_flags)
         self.latency = self.reporter.latency
+        warm(cfg.windows.frames)  # the first window's summary would pay numpy's lazy imports inside the run
         self.robustness_run = self.reporter.robustness_run
         self.commands = Commands(self.messenger)
         self._last_frame: np.ndarray | None = None
@@ -235,12 +237,13 @@ class Agent:
         stop = stop or threading.Event()
         self.publisher = transport.start(self.cfg.broker, self.cfg.device_id, self.messenger, self.spool,
                                          self._birth_body(), self.commands)
-        win_first, win_start, win_t0 = None, schema.utc_now(), time.monotonic()
+        clock_ns = time.perf_counter_ns
+        win_first, win_start, win_t0 = None, schema.utc_now(), clock_ns()
         frame: Frame | None = None
         t_run = time.perf_counter()
         reason = "finished"
-        t_ask = time.perf_counter_ns()
-        next_command_poll = 0  # the first frame polls: commands queued before the run answer at once
+        t_ask = clock_ns()
+        next_poll = 0  # the first frame polls: commands queued before the run answer at once
         self._idle_health_t = time.monotonic()
         clock = self.worker.clock  # probes that wait for the loop's idle time learn it here
         if hasattr(self.source, "on_idle"):
@@ -250,15 +253,19 @@ class Agent:
                 return self._idle(stop)
 
             self.source.on_idle = idle
+        # what every frame touches, looked up once (a frame's own bookkeeping is a few microseconds of Python)
+        timed, observe, add_frame = self.pipeline.timed, self.monitor.observe, self.latency.add_frame
+        probing, prober, worker, reporter = self.probing, self.prober, self.worker, self.reporter
+        window_frames, window_ns = self.cfg.windows.frames, int(self.cfg.windows.seconds * 1e9)
         try:
             for frame in self.source:
                 if stop.is_set():
                     reason = "stopped"
                     break
-                capture_wait = max(0, time.perf_counter_ns() - t_ask - frame.decode_ns)  # blocked on the source
+                capture_wait = max(0, clock_ns() - t_ask - frame.decode_ns)  # blocked on the source
                 if clock is not None:
                     clock.begin()
-                run = self.pipeline.timed(frame.image, frame.t_capture_ns, frame.decode_ns)
+                run = timed(frame.image, frame.t_capture_ns, frame.decode_ns)
                 if clock is not None:
                     clock.end()
                 prediction = run.prediction
@@ -267,35 +274,35 @@ class Agent:
                     stats.warmup_runs += 1
                 else:
                     if win_first is None:
-                        win_first, win_start, win_t0 = frame.index, schema.utc_now(), time.monotonic()
+                        win_first, win_start, win_t0 = frame.index, schema.utc_now(), clock_ns()
                     # decode is always a stage of the agent's windows (0 where the source does not time it)
-                    self.latency.add_frame({"decode": frame.decode_ns, **run.stages, "capture_wait": capture_wait})
-                    for event in self.monitor.observe(frame.image, prediction, frame.t_capture_ns):
+                    add_frame({"decode": frame.decode_ns, **run.stages, "capture_wait": capture_wait})
+                    for event in observe(frame.image, prediction, frame.t_capture_ns):
                         self.messenger.send("event", event)
-                    if self.prober.due(frame.index):  # the loop only copies the frame; the worker probes it
-                        self.worker.offer(frame.image, prediction, frame.index, self.monitor.slice_keys)
-                    stats.probed_frames += self.reporter.collect()
+                    if probing:  # with probing off no frame is ever due and no result can arrive
+                        if prober.due(frame.index):  # the loop only copies the frame; the worker probes it
+                            worker.offer(frame.image, prediction, frame.index, self.monitor.slice_keys)
+                        stats.probed_frames += reporter.collect()
                     stats.frames += 1
                     if stats.first_result_s is None:
-                        stats.first_result_s = (time.perf_counter_ns() - self.started_ns) / 1e9
-                    full = frame.index - win_first + 1 >= self.cfg.windows.frames
-                    if full or time.monotonic() - win_t0 >= self.cfg.windows.seconds:
-                        t_pub = time.perf_counter_ns()
-                        stats.probed_frames += self.reporter.emit(win_first, frame.index, win_start)
-                        self.latency.add("publish", time.perf_counter_ns() - t_pub)  # lands in the next window
+                        stats.first_result_s = (clock_ns() - self.started_ns) / 1e9
+                    if frame.index - win_first + 1 >= window_frames or clock_ns() - win_t0 >= window_ns:
+                        t_pub = clock_ns()
+                        stats.probed_frames += reporter.emit(win_first, frame.index, win_start)
+                        self.latency.add("publish", clock_ns() - t_pub)  # lands in the next window
                         stats.windows += 1
                         win_first = None
-                self.guards.poll()
                 self._last_frame = frame.image  # the decode buffer: commands (snapshot) run before the next decode
-                t_now = time.perf_counter_ns()
-                if t_now >= next_command_poll:
-                    next_command_poll = t_now + COMMAND_POLL_NS
+                t_now = clock_ns()
+                if t_now >= next_poll:  # commands, and the guards' once-a-second snapshot, between frames
+                    next_poll = t_now + COMMAND_POLL_NS
+                    self.guards.poll()
                     self.commands.poll()
                 if on_frame:
                     on_frame(stats.frames)
                 if max_frames is not None and stats.frames >= max_frames:
                     break
-                t_ask = time.perf_counter_ns()
+                t_ask = clock_ns()
         finally:
             self.worker.drain()  # the run's last probes belong to its last window
             if win_first is not None and frame is not None:

@@ -113,7 +113,7 @@ class HealthAlerts:
         self.n += 1
         events: list[dict[str, Any]] = []
         filled = min(self.n, self.w)
-        order = np.argsort(self.times[:filled], kind="stable")  # oldest first
+        order: np.ndarray | None = None  # the ring's slots oldest first: sorted only when an alert opens
         if self.n >= self.w and self.n % self.check_every == 0:
             medians = np.median(self.values[:filled], axis=0)
             self.rolling = {m: float(v) for m, v in zip(METRICS, medians, strict=True)}
@@ -127,6 +127,8 @@ class HealthAlerts:
                         continue
                     name, verb = rule
                     if pos == side and name not in self.active:
+                        if order is None:
+                            order = np.argsort(self.times[:filled], kind="stable")
                         out = [j for j in order if band.position(float(self.values[j, i])) == side]
                         since = float(self.times[out[0]]) if out else wall_s
                         events.append(self._open(name, since, (
@@ -139,6 +141,8 @@ class HealthAlerts:
                                                   f"{band.low:.3g}-{band.high:.3g}"))
             share = float(self.frozen[:filled].mean())
             if share >= self.frozen_share and "frozen" not in self.active:
+                if order is None:
+                    order = np.argsort(self.times[:filled], kind="stable")
                 first = [j for j in order if self.frozen[j]]
                 since = float(self.times[first[0]]) if first else wall_s
                 events.append(self._open("frozen", since, (

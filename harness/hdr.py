@@ -131,6 +131,25 @@ class Histogram:
         self.counts += np.bincount(index, minlength=self.counts_len)
         self.total_count += int(v.size)
 
+    def sparse_values(self, values: np.ndarray) -> Sparse:
+        """The non-empty buckets ``values`` fill in this layout, as a Sparse, without touching the counts.
+
+        A latency window encodes its ~100 samples once: sorting their bucket indices is cheaper than filling
+        (and zeroing) the 23,552-bucket array, and the buckets are the same, so is the encoding
+        (``Sparse.encode``). The same checks as :meth:`record_values`.
+        """
+        v = np.asarray(values, dtype=np.int64)
+        if v.size == 0:
+            return Sparse(self.lowest, self.highest, self.digits, np.zeros(0, np.int64), np.zeros(0, np.int64))
+        if int(v.min()) < 0:
+            raise ValueError("a histogram records non-negative values only")
+        index = np.sort(self._index_of(v))
+        if int(index[-1]) >= self.counts_len:
+            raise ValueError(f"value {int(v.max())} is beyond this histogram's highest value {self.highest}")
+        first = np.flatnonzero(np.diff(index, prepend=-1))  # where each run of one bucket starts
+        counts = np.diff(first, append=index.size)
+        return Sparse(self.lowest, self.highest, self.digits, index[first], counts)
+
     def record_value(self, value: int, count: int = 1) -> None:
         self.record_values(np.full(count, value, dtype=np.int64))
 
@@ -183,11 +202,16 @@ class Histogram:
     def encode(self) -> bytes:
         """HdrHistogram V2 compressed, base64 (ASCII bytes); counts up to the highest non-empty bucket."""
         nonzero = np.flatnonzero(self.counts != 0)
-        limit = int(nonzero[-1]) + 1 if nonzero.size else 0
-        body = _encode_counts(self.counts[:limit])
-        header = _PAYLOAD_HEADER.pack(ENCODING_COOKIE, len(body), 0, self.digits, self.lowest, self.highest, 1.0)
-        compressed = zlib.compress(header + body)
-        return base64.b64encode(_OUTER_HEADER.pack(COMPRESSION_COOKIE, len(compressed)) + compressed)
+        return _encode(self.lowest, self.highest, self.digits, nonzero, self.counts[nonzero])
+
+
+def _encode(lowest: int, highest: int, digits: int, buckets: np.ndarray, counts: np.ndarray) -> bytes:
+    """The V2 compressed base64 form of the non-empty ``buckets`` (ascending) and their ``counts``: the counts
+    array up to the highest non-empty bucket, as HdrHistogram writes it."""
+    body = _encode_pairs(buckets, counts)
+    header = _PAYLOAD_HEADER.pack(ENCODING_COOKIE, len(body), 0, digits, lowest, highest, 1.0)
+    compressed = zlib.compress(header + body)
+    return base64.b64encode(_OUTER_HEADER.pack(COMPRESSION_COOKIE, len(compressed)) + compressed)
 
 
 def _zigzag_leb128(value: int, out: bytearray) -> None:
@@ -202,19 +226,28 @@ def _zigzag_leb128(value: int, out: bytearray) -> None:
     out.append(n & 0xFF)
 
 
-def _encode_counts(counts: np.ndarray) -> bytes:
-    """Counts as ZigZag LEB128, each run of empty buckets as its negative length (a lone zero too, as
-    hdrhistogram's encoder wrote it; decoders also read a plain 0 as one empty bucket).
+def _encode_pairs(buckets: np.ndarray, counts: np.ndarray) -> bytes:
+    """The counts body from the non-empty buckets alone (ascending indices, counts > 0): each count as ZigZag
+    LEB128, each run of empty buckets as its negative length (a lone zero too, as hdrhistogram's encoder wrote
+    it; decoders also read a plain 0 as one empty bucket).
 
-    Walks only the non-empty buckets: a window of 100 samples touches ~100 of the 23,552.
+    Walks only the non-empty buckets: a window of 100 samples touches ~100 of the 23,552. A number below 64
+    (a count, or a run of up to 64 empty buckets) is one byte, written in place: most of a window's numbers.
     """
     out = bytearray()
-    nonzero = np.flatnonzero(counts != 0)
+    append = out.append
     previous = -1
-    for index, count in zip(nonzero.tolist(), counts[nonzero].tolist(), strict=True):
-        if index > previous + 1:
-            _zigzag_leb128(previous + 1 - index, out)
-        _zigzag_leb128(count, out)
+    for index, count in zip(buckets.tolist(), counts.tolist(), strict=True):
+        gap = index - previous - 1
+        if gap:  # ZigZag of -gap is 2 * gap - 1
+            if gap <= 64:
+                append(2 * gap - 1)
+            else:
+                _zigzag_leb128(-gap, out)
+        if 0 <= count < 64:  # ZigZag of count is 2 * count
+            append(2 * count)
+        else:
+            _zigzag_leb128(count, out)
         previous = index
     return bytes(out)
 
@@ -294,6 +327,10 @@ class Sparse(NamedTuple):
     digits: int
     buckets: np.ndarray
     counts: np.ndarray
+
+    def encode(self) -> bytes:
+        """The same bytes as the full histogram's :meth:`Histogram.encode`."""
+        return _encode(self.lowest, self.highest, self.digits, self.buckets, self.counts)
 
     def histogram(self) -> Histogram:
         hist = Histogram(self.lowest, self.highest, self.digits)

@@ -54,16 +54,30 @@ def _to_us(ns: int) -> int:
     return max(_HDR_LOWEST_US, min(_HDR_HIGHEST_US, round(ns / 1000)))
 
 
+#: the window layout's bucket arithmetic, for encoding a window without filling a histogram (never recorded into)
+_LAYOUT = new_histogram()
+
+
+def _us_of_ns(samples_ns: np.ndarray | Sequence[int]) -> np.ndarray:
+    """Each sample rounded to the nearest microsecond and clamped into the histogram's range (as ``_to_us``)."""
+    us = np.clip(np.rint(np.asarray(samples_ns, dtype=np.float64) / 1000.0), _HDR_LOWEST_US, _HDR_HIGHEST_US)
+    return us.astype(np.int64)
+
+
 def histogram_of_ns(samples_ns: np.ndarray) -> Histogram:
     """A histogram (microseconds) of nanosecond samples, filled in one vectorised pass.
 
-    Each sample is rounded to the nearest microsecond and clamped into the histogram's range (as ``_to_us``),
-    so the same samples always give the same buckets and the same encoding.
+    The same samples always give the same buckets and the same encoding (see ``_us_of_ns``).
     """
     hist = new_histogram()
-    us = np.clip(np.rint(np.asarray(samples_ns, dtype=np.float64) / 1000.0), _HDR_LOWEST_US, _HDR_HIGHEST_US)
-    hist.record_values(us.astype(np.int64))
+    hist.record_values(_us_of_ns(samples_ns))
     return hist
+
+
+def encoded_histogram_of_ns(samples_ns: np.ndarray | Sequence[int]) -> str:
+    """``histogram_of_ns(samples_ns).encode()`` as text, from the samples' buckets alone (no 188 kB counts array
+    filled and dropped per stage and window): the same string."""
+    return _LAYOUT.sparse_values(_us_of_ns(samples_ns)).encode().decode("ascii")
 
 
 @dataclass
@@ -124,18 +138,20 @@ def summarize_ns(samples_ns: Sequence[int] | np.ndarray, with_histogram: bool = 
     stdev = float(ms.std(ddof=1)) if ms.size > 1 else 0.0
     hdr = ""
     if with_histogram:
-        hdr = histogram_of_ns(arr).encode().decode("ascii")
+        hdr = encoded_histogram_of_ns(arr)
     cov = stdev / mean if mean > 0 else 0.0
     ci: dict[str, tuple[float | None, float | None]] = {}
     warnings: list[str] = []
     if with_intervals:
-        from edgeprobe.harness.budget import percentile_ci  # budget imports this module
+        from edgeprobe.harness.budget import order_statistic_ranks  # budget imports this module
 
-        ordered = np.sort(ms)
+        # budget.percentile_ci's bounds, read off one sorted copy instead of sorting again per percentile
+        ordered = np.sort(ms).tolist()
+        n = len(ordered)
         for p in PERCENTILES:
-            lo, hi = percentile_ci(ordered, p, CI_CONFIDENCE)
-            ci[percentile_key(p)] = (lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None)
-        warnings = sample_warnings(int(ms.size), cov)
+            low, high = order_statistic_ranks(n, p, CI_CONFIDENCE)
+            ci[percentile_key(p)] = (ordered[low - 1] if low >= 1 else None, ordered[high - 1] if high <= n else None)
+        warnings = sample_warnings(n, cov)
     return StageSummary(
         count=int(ms.size),
         p50=float(pcts[0]),
@@ -152,6 +168,13 @@ def summarize_ns(samples_ns: Sequence[int] | np.ndarray, with_histogram: bool = 
         ci=ci,
         warnings=warnings,
     )
+
+
+def warm(frames: int) -> None:
+    """Pay before the first frame what the first window's summary would otherwise pay inside the run: numpy's
+    lazy import of ``numpy.ma`` (its percentile calls ``np.unique``, which imports it on first use: ~10 ms),
+    budget's import, and the cached interval ranks of a full window of ``frames`` samples."""
+    summarize_ns(np.arange(1, max(2, frames) + 1, dtype=np.int64) * 1000)
 
 
 def sample_warnings(n: int, cov: float) -> list[str]:

@@ -5,11 +5,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgeprobe.harness.budget import percentile_ci
 from edgeprobe.harness.latency import (
+    PERCENTILES,
     LatencyWindow,
+    encoded_histogram_of_ns,
+    histogram_of_ns,
     histogram_summary,
     merge_histograms,
     min_samples_for_percentile,
+    percentile_key,
     summarize_ns,
 )
 
@@ -77,7 +82,6 @@ def test_mlperf_sample_count_rule() -> None:
 
 
 def test_summary_carries_order_statistic_intervals_and_warnings() -> None:
-    from edgeprobe.harness.budget import percentile_ci
     from edgeprobe.harness.latency import mlperf_min_samples
 
     rng = np.random.default_rng(3)
@@ -98,3 +102,24 @@ def test_summary_carries_order_statistic_intervals_and_warnings() -> None:
     assert (mlperf_min_samples(90), mlperf_min_samples(99)) == (23_886, 262_742)  # LoadGen's table
     d = s.as_dict()
     assert d["ci"]["p99_9"][1] is None and isinstance(d["ci"]["p50"], list)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=10**13), max_size=400))
+def test_a_window_encodes_as_the_histogram_it_would_fill(values: list[int]) -> None:
+    """The window's encoding comes from its samples' buckets alone (no counts array filled): the same string as
+    the filled histogram's, zero, clamped and repeated samples included."""
+    arr = np.asarray(values, dtype=np.int64)
+    assert encoded_histogram_of_ns(arr) == histogram_of_ns(arr).encode().decode("ascii")
+
+
+@settings(max_examples=80, deadline=None)
+@given(samples_ns)
+def test_summary_intervals_are_budgets_order_statistic_intervals(values: list[int]) -> None:
+    """Read off one sorted copy, the intervals are exactly what budget.percentile_ci gives (None for an infinite
+    side)."""
+    s = summarize_ns(values)
+    ms = np.asarray(values, dtype=np.float64) / 1e6
+    for p in PERCENTILES:
+        lo, hi = percentile_ci(ms, p, 0.95)
+        assert s.ci[percentile_key(p)] == (lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
