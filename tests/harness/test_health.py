@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from edgeprobe.harness.health import (
     HealthWindow,
+    box_shrink,
     frame_difference,
     frame_stats,
     health_flags,
@@ -20,6 +21,7 @@ from edgeprobe.harness.health import (
     thumbnail,
     uniform_share,
 )
+from edgeprobe.harness.health import _box_sums_shrink as _box_sums_shrink  # the fast path itself
 
 
 def _first_frames(video: Path, n: int) -> list[np.ndarray]:
@@ -101,3 +103,24 @@ def test_uniform_share_matches_a_brute_force_cell_std(seed: int, w: int, h: int)
     cells = [img[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw].astype(np.float64) for r in range(gh) for c in range(gw)]
     expected = sum(cell.std() < 3.0 for cell in cells) / len(cells)
     assert uniform_share(img) == pytest.approx(expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 26), st.integers(1, 12), st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_box_shrink_is_opencvs_area_resize_pixel_for_pixel(k: int, rows: int, cols: int, seed: int) -> None:
+    """The thumbnail's box sums give what cv2.resize(INTER_AREA) gives, on noise and on saturated boxes (the
+    largest sums), for every factor (2 takes OpenCV's own kernel)."""
+    rng = np.random.default_rng(seed)
+    shape = (rows * k, cols * k)
+    for grey in (rng.integers(0, 256, shape, dtype=np.uint8), np.full(shape, 255, np.uint8),
+                 (rng.random(shape) < 0.5) * np.uint8(255)):
+        expected = cv2.resize(grey, (cols, rows), interpolation=cv2.INTER_AREA)
+        assert np.array_equal(box_shrink(grey, k), expected)
+        if k > 2:  # the sums themselves, not OpenCV's resize kept after a failed check
+            assert np.array_equal(_box_sums_shrink(grey, k), expected)
+
+
+def test_thumbnail_of_real_frames_is_the_area_resize_of_their_grey(vtest_video: Path) -> None:
+    for frame in _first_frames(vtest_video, 5):
+        grey = cv2.cvtColor(frame[:575, :765], cv2.COLOR_BGR2GRAY)  # 768x576: factor 5, the boxes' pixels only
+        assert np.array_equal(thumbnail(frame), cv2.resize(grey, (153, 115), interpolation=cv2.INTER_AREA))
