@@ -79,12 +79,12 @@ def box_shrink(grey: np.ndarray, k: int) -> np.ndarray:
 
 def _box_sums_shrink(grey: np.ndarray, k: int) -> np.ndarray:
     sums_dtype = np.uint16 if k * k * 255 <= np.iinfo(np.uint16).max else np.uint32
-    rows = grey[0::k].astype(sums_dtype)  # each output row's k input rows, summed
+    rows: np.ndarray = grey[0::k].astype(sums_dtype)  # each output row's k input rows, summed
     for i in range(1, k):
-        rows += grey[i::k]
-    sums = rows[:, 0::k].copy()  # then each output pixel's k columns
+        np.add(rows, grey[i::k], out=rows)
+    sums: np.ndarray = rows[:, 0::k].copy()  # then each output pixel's k columns
     for j in range(1, k):
-        sums += rows[:, j::k]
+        np.add(sums, rows[:, j::k], out=sums)
     return np.rint(sums.astype(np.float32) * (np.float32(1.0) / np.float32(k * k))).astype(np.uint8)
 
 
