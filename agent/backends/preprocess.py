@@ -12,14 +12,18 @@ per-channel scalars; integer (quantised) and float64 tensors go through
 passes and a table is one. The tables are the formula evaluated once per pixel
 value, and numpy's float32 multiply and add round exactly as the formula's, so
 either way the result is bit-identical to applying the formula to the frame
-(tests/agent/test_preprocess.py). Everything a frame needs (buffers, views,
+(tests/agent/test_preprocess.py). An 8-bit NHWC tensor of a colour frame
+(int8/uint8-quantised models) is drawn in one pass instead: each table is a
+rounded line, which one ``cv2.transform`` with a diagonal matrix reproduces
+for all three channels at once, once this OpenCV build has been seen to give
+every table value at every position (``transform_matrix``). Everything a frame needs (buffers, views,
 the order of the planes) is built once per thread and frame shape.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -73,6 +77,9 @@ class Preprocessor:
             values = np.arange(256, dtype=np.uint8)
             self._luts = [np.ascontiguousarray(self._normalise(values, i)).reshape(1, 256) for i in range(c)]
         self._shape = (1, c, self.height, self.width) if self.layout == "NCHW" else (1, self.height, self.width, c)
+        self._transform: np.ndarray | None = None
+        self._transform_known = False
+        self._transform_lock = threading.Lock()
 
     def _normalise(self, pixels: np.ndarray, channel: int) -> np.ndarray:
         """The formula itself, on pixels of one channel (the tables and the general path share it)."""
@@ -86,6 +93,17 @@ class Preprocessor:
             info = np.iinfo(self.dtype)
             x = np.clip(np.round(x / scale + zero), info.min, info.max)
         return x.astype(self.dtype, copy=False)
+
+    def transform_matrix(self) -> np.ndarray | None:
+        """The matrix that draws this preprocessor's three 8-bit tables in one cv2.transform, proven on this
+        build once (None: it cannot, and the tables are looked up plane by plane)."""
+        with self._transform_lock:
+            if not self._transform_known:
+                scale, zero = self.quantization or (1.0, 0)
+                lines = [(float(self._ca[i]) / scale, float(self._cb[i]) / scale + zero) for i in range(self.channels)]
+                self._transform = transform_matrix(self._luts, lines, self.height, self.width, self.dtype == np.int8)
+                self._transform_known = True
+            return self._transform
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """The frame at the model's height and width, in this thread's reused buffer (until its next call)."""
@@ -129,6 +147,68 @@ class Preprocessor:
 Step = Callable[[np.ndarray], object]
 
 
+def _affine_candidates(table: np.ndarray, gain: float, offset: float) -> list[tuple[float, float]]:
+    """(gain, offset) pairs whose rounded line ``rint(x * gain + offset)`` (clipped to 0..255) may be the uint8
+    ``table``'s staircase: the formula's own line first, then lines with the gain nudged by millionths, each
+    with the offset in the middle of the interval that every pixel value's rounding allows (the table was
+    rounded after two float32 steps, so a value near a tie can need the line moved a little)."""
+    x = np.arange(256, dtype=np.float64)
+    y = table.astype(np.float64)
+    out: list[tuple[float, float]] = [(gain, offset)]
+    for k in (0, 1, -1, 2, -2, 4, -4, 8, -8, 16, -16):
+        g = gain * (1.0 + k * 1e-6)
+        low = np.max(np.where(y > 0, y - 0.5 - x * g, -np.inf))
+        high = np.min(np.where(y < 255, y + 0.5 - x * g, np.inf))
+        if np.isfinite(low) and np.isfinite(high) and low < high:
+            out.append((g, (low + high) / 2))
+    return out
+
+
+def transform_matrix(luts: Sequence[np.ndarray], lines: Sequence[tuple[float, float]], h: int, w: int,
+                     signed: bool) -> np.ndarray | None:
+    """A diagonal 3x4 matrix with which ``cv2.transform`` of an h x w 3-channel uint8 image gives, in one
+    pass, every channel ``c`` as ``luts[c]`` of that channel, or None where this OpenCV cannot.
+
+    An 8-bit table of a per-channel affine formula (``lines[c]``: its gain and offset on the 0..255 scale) is a
+    rounded line, which cv2.transform with a diagonal matrix draws in one pass over the interleaved frame (it
+    rounds ``x * gain + offset`` to the nearest integer and saturates), where three table look-ups took three
+    passes plus a split and a merge. ``signed`` tables (int8) are drawn 128 up into uint8, which the caller
+    flips back. Nothing is assumed of OpenCV's arithmetic (a non-diagonal matrix, for one, runs in fixed
+    point and misses): a matrix is returned only after this build's cv2.transform reproduced the tables for
+    every pixel value at every position of a contiguous row of the same length modulo 256 and of padded rows
+    of width ``w`` (where a SIMD body and its tail split the pixels as they do on frames of this size).
+    """
+    if len(luts) != 3:
+        return None
+    shift = 128.0 if signed else 0.0
+    targets = [(lut.reshape(256).view(np.uint8) ^ np.uint8(0x80)) if signed else lut.reshape(256).view(np.uint8)
+               for lut in luts]
+    cands = [_affine_candidates(t, g, o + shift) for t, (g, o) in zip(targets, lines, strict=True)]
+    values = np.arange(256, dtype=np.uint8)
+    probe = np.ascontiguousarray(np.repeat(values[:, None], 3, axis=1)[None])  # 1 x 256 x 3, every value
+    m = np.zeros((3, 4), np.float32)
+    for c in range(3):
+        for gain, offset in cands[c]:
+            m[c, c], m[c, 3] = gain, offset
+            if np.array_equal(cv2.transform(probe, m)[0, :, c], targets[c]):
+                break
+        else:
+            return None
+    stacked = np.stack(targets, axis=-1)  # 256 x 3: the wanted output of each value per channel
+    channel = np.arange(3)
+    n = 256 + (h * w) % 256
+    flat = (np.arange(n)[:, None] + 85 * channel) % 256
+    rows = (np.arange(2 * w).reshape(2, w)[..., None] + 85 * channel) % 256
+    padded = np.empty((2, w + 7, 3), np.uint8)
+    for k in range(256):  # each position sees every value in every channel
+        line = ((flat + k) % 256).astype(np.uint8)[None]
+        padded[:, :w] = (rows + k) % 256
+        if not (np.array_equal(cv2.transform(line, m), stacked[line, channel])
+                and np.array_equal(cv2.transform(padded[:, :w], m), stacked[padded[:, :w], channel])):
+            return None
+    return m
+
+
 class _Frames:
     """One thread's buffers, views and steps for frames of one shape and dtype, built on the first such frame.
 
@@ -152,6 +232,19 @@ class _Frames:
         def as2d(img: np.ndarray) -> np.ndarray:
             return img.reshape(h, w)
 
+        # 0. NHWC 8-bit tables of a colour frame: one cv2.transform draws all three (see transform_matrix)
+        if pre._mode == "lut" and pre.layout == "NHWC" and c == 3 and not grey and pre.dtype.itemsize == 1:
+            m = pre.transform_matrix()
+            if m is not None:
+                hwc8 = out[0].view(np.uint8)
+                drawn: list[Step] = [lambda img: cv2.transform(img, m, dst=hwc8)]
+                if pre.cfg.color == "rgb":  # the swap first (a swapping matrix runs in fixed point)
+                    rgb = aligned_empty((h, w, 3), np.uint8)
+                    drawn = [lambda img: cv2.transform(cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=rgb), m, dst=hwc8)]
+                if pre.dtype == np.int8:  # drawn 128 up, as uint8: the top bit flipped is the int8 value
+                    drawn.append(lambda img: np.bitwise_xor(hwc8, np.uint8(0x80), out=hwc8))
+                self.steps = drawn
+                return
         # 1. pixel planes (NCHW, or a LUT in either layout) or an HWC frame (NHWC raw and float32)
         planar = pre.layout == "NCHW" or pre._mode == "lut"
         if planar:

@@ -115,3 +115,25 @@ def test_the_buffer_is_reused_per_thread_not_shared_between_threads() -> None:
     t.join()
     assert other[0] is not first
     assert np.array_equal(first, reference(PreprocessConfig(), 8, 8, 3, "NCHW", np.dtype(np.float32), None, a + 1))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    h=st.integers(4, 90), w=st.integers(4, 90), th=st.integers(2, 48), tw=st.integers(2, 48),
+    color=st.sampled_from(["rgb", "bgr"]), signed=st.booleans(), scale=st.sampled_from([1.0, 1 / 255, 1 / 127.5]),
+    mean=st.lists(floats, min_size=3, max_size=3), std=st.lists(floats, min_size=3, max_size=3),
+    qscale=st.floats(0.0078125, 0.25, width=32), zero=st.integers(-20, 20), seed=st.integers(0, 2**31 - 1),
+)
+def test_quantised_nhwc_colour_tensors_drawn_in_one_transform_match_the_formula(
+        h: int, w: int, th: int, tw: int, color: str, signed: bool, scale: float, mean: list[float],
+        std: list[float], qscale: float, zero: int, seed: int) -> None:
+    """The 8-bit NHWC path that draws the three tables with one cv2.transform (where this OpenCV proves it can)
+    against the formula, on frames whose every value the tables see: bit-identical, int8 and uint8."""
+    dtype = np.dtype(np.int8 if signed else np.uint8)
+    quant = (float(qscale), zero if signed else abs(zero) + 100)
+    cfg = PreprocessConfig(resize="center_crop", color=color, scale=scale, mean=mean, std=std)
+    pre = Preprocessor(cfg, th, tw, 3, "NHWC", dtype, quantization=quant)
+    rng = np.random.default_rng(seed)
+    for _ in range(2):
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        assert np.array_equal(pre(image), reference(cfg, th, tw, 3, "NHWC", dtype, quant, image))
