@@ -150,7 +150,9 @@ def summarize_ns(samples_ns: Sequence[int] | np.ndarray, with_histogram: bool = 
         n = len(ordered)
         for p in PERCENTILES:
             low, high = order_statistic_ranks(n, p, CI_CONFIDENCE)
-            ci[percentile_key(p)] = (ordered[low - 1] if low >= 1 else None, ordered[high - 1] if high <= n else None)
+            lo = ordered[low - 1] if low >= 1 else math.inf
+            hi = ordered[high - 1] if high <= n else math.inf
+            ci[percentile_key(p)] = (lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None)
         warnings = sample_warnings(n, cov)
     return StageSummary(
         count=int(ms.size),
