@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from edgeprobe.harness.noise_frame import noise_frame
+
 THUMB_WIDTH = 160
 #: full-resolution centre patch for the noise estimate (rows, cols)
 NOISE_PATCH = (96, 128)
@@ -69,7 +71,7 @@ def box_shrink(grey: np.ndarray, k: int) -> np.ndarray:
     key = (h, w, k)
     exact = _SHRINK_EXACT.get(key)
     if exact is None:
-        noise = np.random.default_rng(h * 65_537 + w).integers(0, 256, (h, w), dtype=np.uint8)
+        noise = noise_frame((h, w), np.dtype(np.uint8))
         expected = cv2.resize(noise, (w // k, h // k), interpolation=cv2.INTER_AREA)
         exact = _SHRINK_EXACT[key] = grey.ndim == 2 and k > 2 and np.array_equal(_box_sums_shrink(noise, k), expected)
     if not exact or grey.dtype != np.uint8 or grey.ndim != 2:

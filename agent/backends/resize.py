@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from edgeprobe.agent.backends.buffers import aligned_empty
+from edgeprobe.harness.noise_frame import noise_frame
 
 #: letterbox bars, the usual YOLO grey
 PAD = 114
@@ -89,30 +90,6 @@ def _resize_part(image: np.ndarray, p: ResizePlan, dst: np.ndarray | None = None
                       interpolation=cv2.INTER_LINEAR)
 
 
-#: dtypes cv2.randu fills, with the range it draws from
-_RANDU_RANGE = {np.dtype(np.uint8): (0, 256), np.dtype(np.int8): (-128, 128), np.dtype(np.uint16): (0, 65536),
-                np.dtype(np.int16): (-32768, 32768), np.dtype(np.float32): (0.0, 1.0),
-                np.dtype(np.float64): (0.0, 1.0)}
-
-
-def _busy_frame(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A frame of uniform noise, with no structure to hide a difference, filled in place by OpenCV.
-
-    Not numpy's random generator: loading numpy.random adds 6.5 MB to the agent's resident memory (most of it
-    the pages of its compiled modules), and nothing else in it needs one while probing is off or in its own
-    process. Filled as one single-channel plane, since OpenCV 5.1 reads a number next to a 3-channel array as
-    (n, 0, 0, 0).
-    """
-    frame = np.empty(shape, dtype)
-    low_high = _RANDU_RANGE.get(dtype)
-    if low_high is None:  # a dtype OpenCV does not fill (int32, int64, ...): an index hash
-        return (np.arange(frame.size, dtype=np.uint32) * np.uint32(2654435761) >> np.uint32(8)).astype(
-            dtype).reshape(shape)
-    low, high = (np.array([[v]], np.float64) for v in low_high)
-    cv2.randu(frame.reshape(shape[0] if frame.ndim > 1 else 1, -1), low, high)
-    return frame
-
-
 def part_is_exact(shape: tuple[int, ...], dtype: np.dtype, p: ResizePlan) -> bool:
     """Whether this OpenCV gives the whole-frame resize's crop when resizing only ``p.part`` (checked once)."""
     key = (shape, np.dtype(dtype).str, p.dsize, p.part, p.fx, p.fy)
@@ -120,7 +97,7 @@ def part_is_exact(shape: tuple[int, ...], dtype: np.dtype, p: ResizePlan) -> boo
         known = _exact.get(key)
     if known is not None:
         return known
-    noise = _busy_frame(shape, np.dtype(dtype))
+    noise = noise_frame(shape, np.dtype(dtype))
     assert p.dsize is not None and p.crop is not None
     whole = cv2.resize(noise, p.dsize, interpolation=cv2.INTER_LINEAR)[p.crop]
     part = _resize_part(noise, p)
