@@ -130,7 +130,7 @@ class Monitor:
         self._seen = seen + 1
         every = self.every
         sampling = every > 1
-        if seen % every or image is None or prediction is None:  # (the SDK keeps no pixels of other frames)
+        if seen % every or image is None:  # (the SDK keeps no pixels of other frames)
             self.health.tick(t_capture_ns)
             if sampling and image is not None and (seen + 1) % every == 0:  # the next frame is sampled
                 self._prev_thumb, self._prev_prediction = thumbnail(image), prediction
@@ -151,6 +151,14 @@ class Monitor:
             self.replaying_frames += self.every
             self.replay_lag = lag
         events = self.alerts.add(stats, wall, state.replaying, lag) if self.cfg.health.alerts else []
+        if prediction is not None:  # (an app may hand the SDK its frames without outputs: health only)
+            self._outputs(stats, prediction, previous_prediction, wall)
+        for e in events:
+            self.events_sent[e["type"]] = self.events_sent.get(e["type"], 0) + 1
+        return events
+
+    def _outputs(self, stats: FrameStats, prediction: Any, previous_prediction: Any, wall: float) -> None:
+        """A sampled frame's prediction: its drift row, the learned reference, slices and temporal flips."""
         row = make_row(stats, self.adapter, prediction, wall)
         if self.learner is not None:
             self.learner.add(row)
@@ -165,9 +173,6 @@ class Monitor:
             flipped = self.flips.add(prediction, stats.motion, previous_prediction)
             if flipped is not None and self.cfg.slices.enabled:
                 self.slices.add_pair(self._keys, flipped)
-        for e in events:
-            self.events_sent[e["type"]] = self.events_sent.get(e["type"], 0) + 1
-        return events
 
     @property
     def slice_keys(self) -> list[tuple[str, int]]:
@@ -198,7 +203,9 @@ class Monitor:
         (spool, memory, source state: HealthBody's fields) and ``flags`` (e.g. the source is offline)."""
         h = self.health.summary()
         extra, monitor_flags = self.health_fields(h)
-        flags = health_flags(h) + flags
+        # A window whose frames came without pixels (the SDK's process behind, every_n_frames longer than the
+        # window) has no statistics: its zeros must not read as a dark, blurry camera.
+        flags = (health_flags(h) if self.health.sampled else ["not_sampled"]) + flags
         return schema.HealthBody(window=window, fps=h["fps"], brightness=h["brightness"], contrast=h["contrast"],
                                  sharpness=h["sharpness"], clipped=h["clipped"], frozen_frames=int(h["frozen_frames"]),
                                  flags=flags + [f for f in monitor_flags if f not in flags], **status, **extra)

@@ -237,3 +237,22 @@ def test_observe_from_several_threads_counts_every_frame_once(
     assert stats["observed"] == stats["processed"] == 1000 and stats["errors"] == 0
     latency = [m["body"] for m in spooled(tmp_path / "s.db") if m["kind"] == "latency"]
     assert sum(w["stages"]["inference"]["count"] for w in latency) == 1000
+
+
+def test_health_without_outputs_and_windows_without_samples_say_so(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+) -> None:
+    """An app may hand over frames without outputs: health is still measured. A window none of whose frames
+    was sampled says `not_sampled`, not a dark, blurry camera (its statistics are zeros)."""
+    cfg = _config(orientation_model, short_clip, tmp_path / "s.db", monitor={"health": {"every_n_frames": 30}},
+                  probe={"enabled": False}, windows={"frames": 20, "warmup": 0, "seconds": 3600})
+    probe = edgeprobe.attach(write_config(cfg))
+    frames = read_frames(short_clip, 8)
+    for i in range(60):
+        probe.observe(frames[i % len(frames)], None, timings={"inference": 3000})
+    probe.close()
+    health = [m["body"] for m in spooled(tmp_path / "s.db") if m["kind"] == "health"]
+    # frames 0 and 30 are sampled: windows 0-19 and 20-39 hold one each, 40-59 none
+    assert [b["brightness"] > 0.05 for b in health] == [True, True, False]
+    assert [b["flags"] for b in health][2] == ["not_sampled"]
+    assert not {"dark", "blurry", "low_contrast"} & {f for b in health for f in b["flags"]}
