@@ -91,7 +91,7 @@ class Agent:
         # the deployed session's thread pool; predict here is only for probing in place (tests, suites).
         self.prober = Prober(cfg.probe, self.pipeline.predict, self.adapter.disagreement, self.adapter.threshold,
                              adapter=self.adapter, input_hw=self.pipeline.input_hw)
-        self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
+        self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes, exclusive=True)
         self.publisher: Publisher | None = None
         self.messenger = Messenger(
             self.spool, cfg.device_id, cfg.fleet, model_sha256=self.backend.sha256,

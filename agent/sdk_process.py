@@ -82,7 +82,7 @@ class SdkHost:
         self.probing = probe_cfg.enabled and bool(self.prober.plan)
         self.worker = open_worker(self.prober, self.pipeline, cfg.task, wait=cfg.probe.backpressure == "wait",
                                   probing=self.probing, session_is_free=True, sees_loop=False)
-        self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes)
+        self.spool = Spool(cfg.spool.path, cfg.spool.max_rows, cfg.spool.max_bytes, exclusive=True)
         self.messenger = Messenger(self.spool, cfg.device_id, cfg.fleet, model_sha256=self.pipeline.backend.sha256,
                                    config_sha256=loaded.sha256)
         self.monitor = Monitor(cfg.monitor, cfg.device_id, adapter, self.pipeline.backend.sha256, cfg.probe.seed)

@@ -13,11 +13,16 @@ the count travels in `health`.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+from edgeprobe.harness.errors import ConfigError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -48,12 +53,14 @@ class Spool:
     be shared across threads); all of them point at the same WAL file.
     """
 
-    def __init__(self, path: str | Path, max_rows: int = 100_000, max_bytes: int = 256 << 20):
+    def __init__(self, path: str | Path, max_rows: int = 100_000, max_bytes: int = 256 << 20,
+                 exclusive: bool = False):
         self.path = str(path)
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self._local = threading.local()
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock(self.path) if exclusive else None
         with self._conn() as db:
             db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
@@ -166,6 +173,31 @@ class Spool:
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # (closing the file releases the lock)
+            self._lock_file = None
+
+
+def _lock(path: str) -> IO[bytes]:
+    """Hold ``path.lock`` for as long as this spool is open: one agent (or attached app) per spool.
+
+    Two on one spool share its sequence counter, so each device's ``seq`` shows gaps the collector reports as
+    lost messages, and each publishes the other's rows. (A file object, so a spool dropped without close()
+    still lets go when it is collected.)
+    """
+    f = open(path + ".lock", "a+b")  # noqa: SIM115 (held open on purpose, closed by Spool.close)
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read(32).decode("ascii", "replace").strip() or "another process"
+        f.close()
+        raise ConfigError(f"spool {path} is in use by {holder}; give each agent and each attached app its own "
+                          "spool.path") from None
+    f.truncate(0)
+    f.write(f"pid {os.getpid()}".encode())
+    f.flush()
+    return f
 
 
 class _tx:

@@ -256,3 +256,21 @@ def test_health_without_outputs_and_windows_without_samples_say_so(
     assert [b["brightness"] > 0.05 for b in health] == [True, True, False]
     assert [b["flags"] for b in health][2] == ["not_sampled"]
     assert not {"dark", "blurry", "low_contrast"} & {f for b in health for f in b["flags"]}
+
+
+def test_one_spool_takes_one_agent_or_attached_app(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path],
+) -> None:
+    """Two on one spool shared its seq counter: each device's seq had gaps the collector reports as losses."""
+    from edgeprobe.harness.errors import ConfigError
+
+    config = write_config(_config(orientation_model, short_clip, tmp_path / "s.db"))
+    first = edgeprobe.attach(config)
+    try:
+        with pytest.raises(ConfigError, match=rf"spool .*s.db is in use by pid {first.pid}; give each agent"):
+            edgeprobe.attach(config)
+    finally:
+        first.close()
+    second = edgeprobe.attach(config)  # free again once the first has closed
+    second.close()
+    assert second.stats()["messages"]["death"] == 1
