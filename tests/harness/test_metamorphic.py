@@ -31,15 +31,21 @@ def orientation_predictor(adapter: ClassificationAdapter) -> Callable[[np.ndarra
     return predict
 
 
+def text_pages(lines: tuple[str, ...], paper: int, ink: int) -> list[np.ndarray]:
+    """One 224x224 page per line of text, written five times down the page: what the orientation model reads."""
+    pages = []
+    for words in lines:
+        img = np.full((224, 224, 3), paper, np.uint8)
+        for r in range(5):
+            cv2.putText(img, words, (5, 40 + r * 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (ink, ink, ink), 2)
+        pages.append(img)
+    return pages
+
+
 def test_quarter_turn_moves_the_orientation_label_one_step_and_a_shift_changes_nothing() -> None:
     adapter = ClassificationAdapter()
     predict = orientation_predictor(adapter)
-    frames = []
-    for words in ("The quick fox", "jumps over 12", "lazy dogs here"):
-        img = np.full((224, 224, 3), 255, np.uint8)
-        for r in range(5):
-            cv2.putText(img, words, (5, 40 + r * 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2)
-        frames.append(img)
+    frames = text_pages(("The quick fox", "jumps over 12", "lazy dogs here"), paper=255, ink=0)
     results = {r.relation: r for r in evaluate_relations(frames, predict, adapter,
                                                          [{"name": "rotate90", "clockwise_labels": True},
                                                           "rotate180", {"name": "translate"}])}
@@ -114,12 +120,7 @@ def test_brightness_and_vflip_on_the_real_classifier() -> None:
     """Brightness barely moves the orientation classifier on text; the expectation sentence names the shift."""
     adapter = ClassificationAdapter()
     predict = orientation_predictor(adapter)
-    pages = []
-    for text in ("Lorem ipsum 7", "The quick fox", "Hello World 42"):
-        img = np.full((224, 224, 3), 230, np.uint8)
-        for r in range(5):
-            cv2.putText(img, text, (5, 40 + r * 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (20, 20, 20), 2)
-        pages.append(img)
+    pages = text_pages(("Lorem ipsum 7", "The quick fox", "Hello World 42"), paper=230, ink=20)
     bright, vflip = evaluate_relations(pages, predict, adapter, [{"name": "brightness", "delta": -40}, "vflip"])
     assert bright.n == 3 and bright.rate == 0.0 and "brightness shifts by -40" in bright.expect
     # Mirrored top-bottom, text reads upside down: an orientation model's answer changes, so "unchanged" is
