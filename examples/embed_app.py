@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         ratios = [p["with_probe"]["fps"] / p["without_probe"]["fps"] for p in pairs]
         result["fps_ratio"] = round(statistics.median(ratios), 4)
         result["fps_ratio_spread"] = {"min": round(min(ratios), 4), "max": round(max(ratios), 4), "pairs": len(ratios)}
+        result["fps_ratios"] = [round(r, 4) for r in ratios]  # every pair's, to pool runs
         result["cpu_ratio"] = round(statistics.median(p["with_probe"]["cpu_ms_per_frame"]
                                                       / p["without_probe"]["cpu_ms_per_frame"] for p in pairs), 4)
     result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
