@@ -70,7 +70,6 @@ class Probe:
         self._warned: set[str] = set()
         #: rows not sent yet, shared with the finalizer, which sends them when the app exits without close()
         self._batch = _Batch()
-        self._rows = self._batch.rows
         self._closing = False
         self._closed = False
         self._gone_logged = False
@@ -159,7 +158,7 @@ class Probe:
         n = self._handed
         self._handed += 1
         probe = self._probe_every > 0 and n % self._probe_every == 0
-        self._rows.append((n, time.perf_counter_ns(), timings, probe))
+        self._batch.rows.append((n, time.perf_counter_ns(), timings, probe))
         # Pixels only where they will be looked at: a frame the monitor samples or its predecessor (motion,
         # flips), or one due for probing. They are copied now: applications reuse their buffers.
         if probe or n % self.every == 0 or (n + 1) % self.every == 0:
@@ -170,7 +169,7 @@ class Probe:
             if sum(a.nbytes for a in arrays) > SLOT_BYTES:
                 self._warn_once("huge", f"edgeprobe observe(): a {frame.shape} frame is larger than the SDK's "
                                         f"{SLOT_BYTES >> 20} MiB of shared memory; its pixels are not monitored")
-        if len(self._rows) >= BATCH_ROWS:
+        if len(self._batch.rows) >= BATCH_ROWS:
             self._send(False, False)
 
     def _warn_once(self, kind: str, sentence: str) -> None:
@@ -181,15 +180,15 @@ class Probe:
     def _send(self, pixels: bool, has_outputs: bool, arrays: Sequence[np.ndarray] = ()) -> bool:
         """Send the pending rows (with the last one's arrays); False when refused (the rows stay pending)."""
         try:
-            ok = self._sender.send(("frames", self._rows, pixels, has_outputs, self.dropped), arrays)
+            ok = self._sender.send(("frames", self._batch.rows, pixels, has_outputs, self.dropped), arrays)
         except OSError:  # the SDK's process is gone (a broken pipe)
             self._lost()
             return False
         if ok:
-            self._rows = self._batch.rows = []
-        elif len(self._rows) > 64 * BATCH_ROWS:  # the SDK's process has stalled: drop what waits, count it
-            self.dropped += len(self._rows)
-            self._rows = self._batch.rows = []
+            self._batch.rows = []
+        elif len(self._batch.rows) > 64 * BATCH_ROWS:  # the SDK's process has stalled: drop what waits, count it
+            self.dropped += len(self._batch.rows)
+            self._batch.rows = []
         return ok
 
     def _lost(self) -> None:
@@ -206,7 +205,7 @@ class Probe:
                 return
             self._closing = True
             try:
-                if self._rows:
+                if self._batch.rows:
                     self._send(False, False)
                 if self._proc.poll() is None:
                     self._sender.send(("close",))

@@ -126,9 +126,10 @@ class SdkHost:
         index, t_ns, timings, probe = row
         # The window closes when the frame after its last arrives, so probes still running when its last frame
         # came (and, at close, every probe) land in a window instead of after the last one.
-        if self._win_first is not None and (self._last - self._win_first + 1 >= self.cfg.windows.frames
-                                            or time.monotonic() - self._win_t0 >= self.cfg.windows.seconds):
-            self._guarded("window", lambda: self.reporter.emit(self._win_first or 0, self._last, self._win_start))
+        first = self._win_first
+        if first is not None and (self._last - first + 1 >= self.cfg.windows.frames
+                                  or time.monotonic() - self._win_t0 >= self.cfg.windows.seconds):
+            self._guarded("window", lambda: self.reporter.emit(first, self._last, self._win_start))
             self._win_first = None
         if self._win_first is None:
             self._win_first, self._win_start, self._win_t0 = index, schema.utc_now(), time.monotonic()
@@ -181,8 +182,9 @@ class SdkHost:
     def finish(self, reason: str) -> None:
         """Probe what is queued, send the last window and the death message, flush the spool, stop."""
         self._guarded("probe", self.worker.drain)
-        if self._win_first is not None:
-            self._guarded("window", lambda: self.reporter.emit(self._win_first or 0, self._last, self._win_start))
+        first = self._win_first
+        if first is not None:
+            self._guarded("window", lambda: self.reporter.emit(first, self._last, self._win_start))
             self._win_first = None
         self._guarded("probe", self.worker.close)
         self._guarded("death", lambda: self.messenger.send("death", {"reason": reason, "frames": self.frames}))
