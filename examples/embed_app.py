@@ -6,11 +6,12 @@ preprocessing and the loop are the app's, not edgeprobe's), and is instrumented 
 
     python examples/embed_app.py --frames 300 --no-broker --json
 
-runs the same loop without and with the probe attached, in ``--pairs`` pairs (default 5) whose order
-alternates (without first, then with first, ...), and prints the app's own fps for both, the median of the
-pairs' with/without ratios with their spread (a shared machine's load drifts between runs seconds apart;
-pairs cancel most of it), CPU time per frame (the process's, all threads: with the probe it includes the
-probe's own background thread), the load average, and the messages spooled per kind.
+runs the app without and with the probe attached, in ``--pairs`` pairs (default 5) whose order alternates
+(without first, then with first, ...). Each run is a fresh process: the run without the probe never imports
+edgeprobe, so nothing of it (an idle SDK process, its imports) sits beside the reference. It prints the app's
+own fps for both, the median of the pairs' with/without ratios with their spread and every pair's (a shared
+machine's load drifts between runs seconds apart; pairs cancel most of it), CPU time per frame (the app's
+process, all threads; the SDK's own process is apart), the load average, and the messages spooled per kind.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -87,6 +89,25 @@ def run_app(video: str, model: str, frames: int, probe: Any = None, threads: int
     return out
 
 
+def run_child(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """One measured run in this process (``--run``): the app alone, or the app with the probe attached."""
+    if args.run == "without":
+        print(json.dumps({"run": run_app(args.video, args.model, args.frames)}))
+        return 0
+    import edgeprobe
+    from edgeprobe.harness.errors import EdgeprobeError
+
+    try:
+        probe = edgeprobe.attach(args.config, overrides)
+    except EdgeprobeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run = run_app(args.video, str(probe.cfg.model.path), args.frames, probe)
+    probe.close()
+    print(json.dumps({"run": run, "probe": probe.stats()}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=300)
@@ -98,13 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-only", action="store_true", help="skip the run without the probe")
     ap.add_argument("--pairs", type=int, default=5, help="runs without and with the probe, order alternating")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--run", choices=("without", "with"), help=argparse.SUPPRESS)  # one run, in a child
+    ap.add_argument("--model", help=argparse.SUPPRESS)  # (the run without the probe does not read the config)
     args = ap.parse_args(argv)
     if args.frames < 1:
         ap.error("--frames must be at least 1")
     if args.pairs < 1:
         ap.error("--pairs must be at least 1")
 
-    import edgeprobe
+    if args.run is not None:
+        return run_child(args, json.loads(os.environ["EMBED_APP_OVERRIDES"]))
+
+    from edgeprobe.agent.config import load_config
     from edgeprobe.cli.assets import cache_dir
     from edgeprobe.harness.errors import EdgeprobeError
 
@@ -119,21 +145,30 @@ def main(argv: list[str] | None = None) -> int:
         host, _, port = args.broker.rpartition(":")
         overrides.update({"broker.host": host, "broker.port": int(port)})
     try:
-        probe = edgeprobe.attach(args.config, overrides)
+        model = str(load_config(args.config, overrides).config.model.path)
     except EdgeprobeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    model = str(probe.cfg.model.path)
+    base = [sys.executable, str(Path(__file__).resolve()), "--frames", str(args.frames), "--config", args.config,
+            "--video", video, "--model", model]
+    env = {**os.environ, "EMBED_APP_OVERRIDES": json.dumps(overrides)}
     result: dict[str, Any] = {"loadavg_before": [round(x, 2) for x in os.getloadavg()]}
     pairs: list[dict[str, Any]] = []
     for i in range(1 if args.probe_only else args.pairs):
         pair: dict[str, Any] = {}
         for attached in ((True,) if args.probe_only else (False, True) if i % 2 == 0 else (True, False)):
             key = "with_probe" if attached else "without_probe"
-            pair[key] = run_app(video, model, args.frames, probe if attached else None)
+            child = subprocess.run([*base, "--run", "with" if attached else "without"], env=env,
+                                   capture_output=True, text=True)
+            if child.returncode != 0:
+                sys.stderr.write(child.stderr)
+                return child.returncode
+            sys.stderr.write(child.stderr)  # the SDK's one-line warnings, if any
+            out = json.loads(child.stdout)
+            pair[key] = out["run"]
+            if attached:
+                result["probe"] = out["probe"]  # the last run's counters and messages
         pairs.append(pair)
-    probe.close()
-    result["probe"] = probe.stats()
     for key in ("without_probe", "with_probe"):
         if key in pairs[0]:
             runs = [p[key] for p in pairs]
