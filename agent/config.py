@@ -20,7 +20,7 @@ import msgspec
 
 from edgeprobe.harness import yamlconfig
 from edgeprobe.harness.errors import ConfigError
-from edgeprobe.harness.modelconfig import ModelConfig, PreprocessConfig, TaskConfig
+from edgeprobe.harness.modelconfig import ModelConfig, PreprocessConfig, TaskConfig, check_task_names
 from edgeprobe.harness.yamlconfig import NonNegInt, PosInt, Severity, Unit
 
 __all__ = ["AgentConfig", "LoadedConfig", "ModelConfig", "PreprocessConfig", "TaskConfig", "load_config"]
@@ -277,6 +277,7 @@ def build_config(
         cfg = msgspec.convert(data, AgentConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(exc, where, lines)) from None
+    check_task_names(cfg.task, where, lines)
     base = path.parent if path else Path.cwd()
     cfg.model.path = yamlconfig.resolve_path(cfg.model.path, base)
     if cfg.source is not None and not yamlconfig.looks_like_url_or_device(cfg.source.uri):

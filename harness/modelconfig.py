@@ -110,6 +110,38 @@ class TaskConfig(_Strict):
         return out
 
 
+def check_task_names(task: TaskConfig, where: str, lines: dict[str, int], prefix: str = "task") -> None:
+    """A misspelt task kind or layout, named with its file and line when the file is read.
+
+    The adapter is built only once the model is loaded (its outputs decide what fits), which is too late and
+    too far from the file to say where the typo is; a built-in adapter without layouts would even ignore one.
+    Plugins' adapters check their own layouts when built.
+    """
+    from edgeprobe.harness.errors import ConfigError
+    from edgeprobe.harness.tasks import ADAPTERS, layouts_of
+
+    def at(key: str) -> str:
+        line = lines.get(f"{prefix}.{key}") or lines.get(prefix)
+        return f"{where} line {line}" if line else where
+
+    if task.kind == "auto":
+        return
+    try:
+        entry = ADAPTERS.entry(task.kind)
+    except ConfigError as exc:
+        raise ConfigError(f"{at('kind')}: {prefix}.kind: {exc}") from None
+    if task.layout is None or entry.origin != "builtin":
+        return
+    known = [x for x in (*layouts_of(task.kind), *getattr(entry.value, "layout_aliases", ())) if x is not None]
+    if task.layout not in known:
+        from edgeprobe.harness.errors import did_you_mean
+
+        takes = f"it takes one of {', '.join(known)}" if known else "it takes none: remove the key"
+        raise ConfigError(f"{at('layout')}: {prefix}.layout {task.layout!r} is not a layout of {task.kind}"
+                          f"{did_you_mean(task.layout, known)}; {takes} (`edgeprobe tasks` lists each task's "
+                          "layouts)")
+
+
 def raise_conflict(key: str) -> None:
     from edgeprobe.harness.errors import ConfigError
 

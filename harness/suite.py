@@ -32,7 +32,7 @@ from edgeprobe.harness.checks import (
     check_name,
 )
 from edgeprobe.harness.errors import ConfigError, did_you_mean
-from edgeprobe.harness.modelconfig import ModelConfig, PreprocessConfig, TaskConfig
+from edgeprobe.harness.modelconfig import ModelConfig, PreprocessConfig, TaskConfig, check_task_names
 from edgeprobe.harness.verdict import STATUSES, CheckResult, Status, decide, exit_code, headline, north_star
 from edgeprobe.harness.yamlconfig import PosInt
 
@@ -155,6 +155,7 @@ def parse_suite(text: str, path: Path) -> LoadedSuite:
         suite = msgspec.convert(data, Suite)
     except msgspec.ValidationError as exc:
         raise ConfigError(yamlconfig.explain(exc, where, lines, Suite, data)) from None
+    check_task_names(suite.task, where, lines)
     loaded = LoadedSuite(suite, path, "", lines)
     base = path.parent
     suite.model.path = yamlconfig.resolve_path(suite.model.path, base)

@@ -146,6 +146,7 @@ class DetectionAdapter:
     name = "detection"
     #: what `edgeprobe tasks` lists and `init` tries; ``yolo`` stays accepted for existing configs
     layouts = tuple(x for x in LAYOUTS if x != "yolo")
+    layout_aliases = ("yolo",)
     accepts: ClassVar[dict[str, str]] = {
         "yolov8": "one (1, 4+C, N) output, N = grid cells of strides 8/16/32, class scores in [0, 1]",
         "yolov8_e2e": "one (1, N, 6) output of x1, y1, x2, y2, score in [0, 1], class index",

