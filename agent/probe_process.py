@@ -38,6 +38,7 @@ import numpy as np
 from edgeprobe.agent.config import ModelConfig, ProbeConfig, TaskConfig
 from edgeprobe.agent.frame_channel import Reader, Receiver, Sender, Writer, spawn_helper
 from edgeprobe.agent.idle_gate import IdleGate, LoopClock, gated, use_idle_time
+from edgeprobe.agent.memory import peak_rss_mb
 from edgeprobe.agent.pipeline import Pipeline
 from edgeprobe.agent.probe_worker import ProbeWorker
 from edgeprobe.agent.prober import BreakingResult, Prober, ProbeResult
@@ -77,6 +78,9 @@ class ProbeProcess:
         #: probe jobs that failed in the child, or due frames lost because the child is gone
         self.errors = 0
         self._done: deque[Result] = deque()
+        #: the child's VmHWM, read when it is closed (a reaped child's /proc entry is gone): the agent's own
+        #: peak does not include the probes' interpreter and session, which live here
+        self.peak_rss_mb = 0.0
         self._drains = 0
         self._dead_logged = False
         data_r, data_w = os.pipe()
@@ -183,6 +187,8 @@ class ProbeProcess:
         if self.proc.returncode is None:
             if finish:
                 self.drain()
+            self.peak_rss_mb = peak_rss_mb(self.proc.pid)
+            if finish:
                 self.sender.send(("stop",))
                 self.sender.flush()
             self.sender.writer.close()  # EOF: the child stops after what it has read

@@ -74,6 +74,8 @@ class ProbeWorker:
         self._done: deque[Result] = deque()
         #: probe jobs that raised (logged once each, counted; never raised into the loop)
         self.errors = 0
+        #: a thread's memory is its process's: nothing apart to add to the agent's own peak
+        self.peak_rss_mb = 0.0
         self._thread = threading.Thread(target=self._loop, name="edgeprobe-probe", daemon=True)
         self._thread.start()
 

@@ -65,6 +65,8 @@ class RunStats:
     wall_s: float = 0.0
     messages: dict[str, int] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    #: the probe process's own peak (0 when probes run on a thread of the agent, or not at all)
+    probe_peak_rss_mb: float = 0.0
     spool_pending: int = 0
     first_result_s: float | None = None
 
@@ -309,6 +311,7 @@ class Agent:
                 stats.probed_frames += self.reporter.emit(win_first, frame.index, win_start)
                 stats.windows += 1
             self.worker.close()
+            stats.probe_peak_rss_mb = self.worker.peak_rss_mb
             stats.wall_s = time.perf_counter() - t_run
             self.messenger.send("death", {"reason": reason, "frames": stats.frames})
             transport.stop(self.publisher, self.spool, flush_timeout)

@@ -130,33 +130,71 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+#: where a process's resident memory lives, by the mapping's file (first match wins; the rest is "other files")
+_PARTS = (("opencv", ("cv2/", "opencv_python")), ("onnxruntime", ("onnxruntime",)),
+          ("numpy", ("numpy",)), ("python", ("libpython", "/lib-dynload/")),
+          ("frame slots (shared memory)", ("/dev/shm/",)))
+
+
+def rss_by_part(pid: int) -> dict[str, float]:
+    """``pid``'s resident memory (MB) by what it is, from /proc/PID/smaps: ``anonymous`` is the heap and
+    anonymous mappings (Python's objects, the model session's weights and arena, frame buffers), the rest the
+    pages of the libraries and files it maps (shared with every process mapping the same file; the kernel can
+    drop the clean ones under pressure). ``pss_total`` charges each shared page to its processes in equal
+    parts: summed over the agent and its probe child it counts their common libraries once."""
+    parts: dict[str, float] = {}
+    pss = 0
+    name = "anonymous"
+    try:
+        with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                head = line.split(None, 1)[0]
+                if not head.endswith(":"):  # a mapping's header: address range, perms, ..., [path]
+                    fields = line.split()
+                    path = fields[5] if len(fields) > 5 else ""
+                    if not path or path.startswith("["):
+                        name = "anonymous"
+                    else:
+                        name = next((part for part, keys in _PARTS if any(k in path for k in keys)), "other files")
+                elif head == "Rss:":
+                    parts[name] = parts.get(name, 0.0) + int(line.split()[1]) / 1024.0
+                elif head == "Pss:":
+                    pss += int(line.split()[1])
+    except OSError:
+        return {}
+    out = {k: round(v, 1) for k, v in sorted(parts.items(), key=lambda kv: -kv[1])}
+    out["pss_total"] = round(pss / 1024.0, 1)
+    return out
+
+
 def cli_rss(frames: int, tmp: Path) -> dict[str, Any]:
-    """The real `edgeprobe run --json` on the demo config (probing on): its own VmHWM (what it reports), and,
-    sampled every 20 ms from /proc while it runs, the probe child's VmHWM and the largest sum of the two
-    processes' resident memory at one moment: with ``probe.isolation: process`` the probes' session and
-    interpreter live in that child, which the agent's own figure does not include."""
+    """The real `edgeprobe run --json` on the demo config (probing on): its own VmHWM and its probe child's
+    (both reported by the run), and, sampled every 20 ms from /proc while it runs, the largest sum of the two
+    processes' resident memory at one moment, with what it was made of then (``rss_by_part``): with
+    ``probe.isolation: process`` the probes' session and interpreter live in that child, which the agent's own
+    figure does not include."""
     proc = subprocess.Popen([sys.executable, "-m", "edgeprobe", "run", "-c", str(DEMO), "--no-broker",
                              "--max-frames", str(frames), "--spool", str(tmp / "cli.db"), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    child_hwm: dict[int, int] = {}
     tree_kb = 0
+    parts: dict[str, dict[str, float]] = {}
     while proc.poll() is None:
         kids = _descendants(proc.pid)
         now = sum(_status_kb(p, "VmRSS") or 0 for p in [proc.pid, *kids])
-        tree_kb = max(tree_kb, now)
-        for k in kids:
-            hwm = _status_kb(k, "VmHWM")
-            if hwm is not None:
-                child_hwm[k] = max(child_hwm.get(k, 0), hwm)
+        if now > tree_kb:  # a new peak of the pair: what it is made of (read only then: smaps is not cheap)
+            tree_kb = now
+            parts = {"agent": rss_by_part(proc.pid)}
+            parts.update({f"probe_child{'' if i == 0 else i + 1}": rss_by_part(k) for i, k in enumerate(kids)})
         time.sleep(0.02)
     out, err = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"edgeprobe run failed:\n{err[-2000:]}")
     d = json.loads(out)
-    child = max(child_hwm.values(), default=0) / 1024.0
-    return {"peak_rss_mb": d["peak_rss_mb"], "fps": d["fps"], "probe_child_peak_rss_mb": round(child, 1),
+    child = d["probe_peak_rss_mb"]
+    return {"peak_rss_mb": d["peak_rss_mb"], "fps": d["fps"], "probe_child_peak_rss_mb": child,
             "agent_plus_child_peak_rss_mb": round(d["peak_rss_mb"] + child, 1),
-            "tree_rss_sampled_max_mb": round(tree_kb / 1024.0, 1), "children_seen": len(child_hwm)}
+            "tree_rss_sampled_max_mb": round(tree_kb / 1024.0, 1), "at_tree_peak_by_part_mb": parts,
+            "pss_sum_at_tree_peak_mb": round(sum(p.get("pss_total", 0.0) for p in parts.values()), 1)}
 
 
 def overhead_breakdown(frames: int) -> dict[str, float]:
@@ -282,6 +320,8 @@ def main() -> None:
     summary["cli_demo_probe_child_peak_rss_mb"] = _spread([c["probe_child_peak_rss_mb"] for c in cli])
     summary["cli_demo_agent_plus_child_peak_rss_mb"] = _spread([c["agent_plus_child_peak_rss_mb"] for c in cli])
     summary["cli_demo_tree_rss_sampled_max_mb"] = _spread([c["tree_rss_sampled_max_mb"] for c in cli])
+    summary["cli_demo_pss_sum_mb"] = _spread([c["pss_sum_at_tree_peak_mb"] for c in cli])
+    summary["cli_demo_by_part_mb"] = cli[-1]["at_tree_peak_by_part_mb"]  # the last run's, at the pair's peak
     summary["breakdown_ms_per_frame"] = overhead_breakdown(min(frames, 100))
     c = summary["conditions"]
     summary["goals"] = GOALS
@@ -304,7 +344,10 @@ def main() -> None:
         print(f"edgeprobe run (demo config, probing on): the agent's peak RSS {cr['median']:.1f} MB "
               f"[{cr['min']:.1f}-{cr['max']:.1f}], its probe child's {ch['median']:.1f} MB, the two peaks added "
               f"{tot['median']:.1f} MB [{tot['min']:.1f}-{tot['max']:.1f}] (goal < {GOALS['peak_rss_mb']:.0f}); "
-              f"both at one moment at most {tree['median']:.1f} MB (sampled every 20 ms)")
+              f"both at one moment at most {tree['median']:.1f} MB (sampled every 20 ms), their PSS then "
+              f"{summary['cli_demo_pss_sum_mb']['median']:.1f} MB (common libraries counted once)")
+        for who, by_part in summary["cli_demo_by_part_mb"].items():
+            print(f"  {who} at that peak, MB: " + ", ".join(f"{k} {v:.1f}" for k, v in by_part.items()))
         print(f"load average {summary['loadavg_before']} -> {summary['loadavg_after']} on {os.cpu_count()} CPUs")
         print("bookkeeping by part (ms per frame, each timed alone): "
               + ", ".join(f"{k} {v:.4f}" for k, v in summary["breakdown_ms_per_frame"].items()))

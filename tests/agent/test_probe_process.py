@@ -98,6 +98,10 @@ def test_the_agent_run_with_the_probe_process_reports_every_due_frame(agent: Age
     stats = agent.run(max_frames=12)
     assert stats.probed_frames == 12  # wait mode: every frame was due and every one was probed
     assert agent.prober.run_dropped == 0 and agent.worker.errors == 0
+    # the child's interpreter and session are memory the agent's own peak does not include: the run says both
+    child = agent.worker.peak_rss_mb
+    assert child > 20 and stats.probe_peak_rss_mb == child
+    assert stats.peak_rss_mb > 20
 
 
 def test_a_child_that_cannot_load_the_model_says_so_once_and_probing_stops(

@@ -91,6 +91,7 @@ def run(
         "device_id": loaded.config.device_id, "frames": stats.frames, "warmup_runs": stats.warmup_runs,
         "probed_frames": stats.probed_frames, "windows": stats.windows, "wall_s": round(stats.wall_s, 3),
         "fps": round(stats.fps, 2), "peak_rss_mb": round(stats.peak_rss_mb, 1),
+        "probe_peak_rss_mb": round(stats.probe_peak_rss_mb, 1),
         "first_result_s": stats.first_result_s, "messages": stats.messages,
         "spool_pending": stats.spool_pending, "model_sha256": agent.backend.sha256,
         "config_sha256": loaded.sha256, "robustness": agent.robustness_run.summary(),
@@ -99,10 +100,11 @@ def run(
     if json_output:
         print(json.dumps(figures))
     else:
+        probe_rss = f" (its probe process {stats.probe_peak_rss_mb:.0f} MB more)" if stats.probe_peak_rss_mb else ""
         console.print(
             f"[bold]{figures['device_id']}[/]: {stats.frames} frames in {stats.wall_s:.1f} s "
             f"({stats.fps:.1f} fps), {stats.probed_frames} probed, {stats.windows} windows, "
-            f"peak RSS {stats.peak_rss_mb:.0f} MB, {stats.spool_pending} message(s) left in the spool"
+            f"peak RSS {stats.peak_rss_mb:.0f} MB{probe_rss}, {stats.spool_pending} message(s) left in the spool"
         )
         from edgeprobe.cli.robustness_view import print_robustness
 
