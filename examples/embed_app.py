@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--broker", default=None, help="HOST:PORT of the MQTT broker (default: the config's)")
     ap.add_argument("--spool", default=None, help="spool file (default: a temporary one)")
     ap.add_argument("--probe-only", action="store_true", help="skip the run without the probe")
+    ap.add_argument("--no-probing", action="store_true",
+                    help="attach with probing off (latency, health and drift only): what attaching costs by itself")
     ap.add_argument("--pairs", type=int, default=5, help="runs without and with the probe, order alternating")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--run", choices=("without", "with"), help=argparse.SUPPRESS)  # one run, in a child
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory()
     spool = args.spool or str(Path(tmp.name) / "embed-spool.db")
     overrides: dict[str, Any] = {"spool.path": spool}
+    if args.no_probing:
+        overrides["probe.enabled"] = False
     if args.no_broker:
         overrides["broker.enabled"] = False
     elif args.broker:
