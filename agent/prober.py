@@ -252,9 +252,9 @@ class Prober:
         self.w.spent_ns += spent
 
     def body(self, window: schema.Window) -> schema.RobustnessBody | None:
-        """The window's ``robustness`` body (None when nothing was probed or dropped in it: a window whose due
-        frames were all dropped still says so)."""
-        if not self.window.cells and not self.dropped:
+        """The window's ``robustness`` body (None when nothing was probed, dropped or searched in it: a window
+        whose due frames were all dropped still says so, and so does one where only a search finished)."""
+        if not self.window.cells and not self.dropped and not self.w.breaking:
             return None
         zones = self.cfg.risk_zones
         cells = self.window.summary(zones.at_risk, zones.broken)

@@ -67,6 +67,24 @@ class Reporter:
             probed += self.collect()
         return probed
 
+    def emit_tail(self, last: int, start: dt.datetime) -> int:
+        """After the run's last window: probes (and a breaking-point search) that finished once it was sent.
+
+        In drop mode a window is sent without waiting for its probes; the next window collects them, but the
+        last window has none after it. What finished then goes out here, in one ``robustness`` message over no
+        new frames (``frames: 0``, first and last the run's last frame), or nothing when nothing finished.
+        Their probe time is not in a latency window: there is none left to carry it.
+        """
+        probed = self.collect()
+        window = schema.Window(start_ts=start, end_ts=schema.utc_now(), first_frame=last, last_frame=last, frames=0)
+        robustness = self.prober.body(window)
+        if robustness is not None:
+            robustness.exemplars = self.monitor.fresh_exemplars()
+            self.messenger.send("robustness", robustness)
+            self.robustness_run.add(robustness)
+        self.prober.reset()
+        return probed
+
     def emit(self, first: int, last: int, start: dt.datetime) -> int:
         """Each part sends its window body, then is reset; returns frames probed that were collected here."""
         probed = self.settle()

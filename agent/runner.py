@@ -310,6 +310,8 @@ class Agent:
             if win_first is not None and frame is not None:
                 stats.probed_frames += self.reporter.emit(win_first, frame.index, win_start)
                 stats.windows += 1
+            elif frame is not None:  # the last frame filled its window, sent before its probes (drop mode) ended
+                stats.probed_frames += self.reporter.emit_tail(frame.index, schema.utc_now())
             self.worker.close()
             stats.probe_peak_rss_mb = self.worker.peak_rss_mb
             stats.wall_s = time.perf_counter() - t_run

@@ -113,3 +113,23 @@ def test_drop_mode_in_the_agent_reports_drops_in_the_duty_cycle(
     probed = sum(b["frames_probed"] for b in bodies)
     # every frame was due; each one was either probed or dropped (a full probe plan costs several frames' time)
     assert probed == stats.probed_frames and probed + dropped == 30 and probed >= 1
+
+
+def test_drop_mode_keeps_the_probes_still_running_when_the_last_window_closes(
+    tmp_path: Path, orientation_model: Path, short_clip: Path, write_config: Callable[..., Path]
+) -> None:
+    # the run's last frame fills its window: the probes in flight then, and a breaking-point search started
+    # by that window, finish after it was sent; they go out in one more robustness message, not nowhere
+    spool = tmp_path / "spool.db"
+    cfg = demo_config(orientation_model, short_clip, spool,
+                      probe={"backpressure": "drop", "queue": 2, "every_n_frames": 1,
+                             "breaking_point": {"enabled": True, "every_n_windows": 2, "frames": 2}})
+    agent = Agent(load_config(write_config(cfg)))
+    stats = agent.run(max_frames=40)  # two windows of 20
+    messages = _spooled(spool)
+    bodies = [m["body"] for m in messages if m["kind"] == "robustness"]
+    probed = sum(b["frames_probed"] for b in bodies)
+    dropped = sum(b["duty"]["frames_dropped"] for b in bodies)
+    assert probed == stats.probed_frames and probed + dropped == 40
+    assert sum(len(b["breaking_points"] or []) > 0 for b in bodies) == 1  # the search the second window started
+    assert [m["kind"] for m in messages][-1] == "death"
