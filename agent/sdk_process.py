@@ -93,6 +93,9 @@ class SdkHost:
         self.errors = 0
         self.app_dropped = 0
         self._failed: set[str] = set()
+        #: do the app's outputs have the shapes this process's session gives for the same frame? (None: not
+        #: seen yet) Probes compare the app's answer with this session's on perturbed frames, so they must
+        self._outputs_fit: bool | None = None
         self._win_first: int | None = None
         self._win_start, self._win_t0 = schema.utc_now(), time.monotonic()
         self._last = -1
@@ -150,8 +153,29 @@ class SdkHost:
         self.prober.seen()
         # cpu_share mode: probe among the frames copied anyway, when the share has room
         probe = probe or (self.probing and self.probe_every == 0 and image is not None and self.prober.wants(index))
-        if probe and image is not None and prediction is not None:
+        if probe and image is not None and prediction is not None and outputs is not None \
+                and self._outputs_match(image, outputs):
             self.worker.offer(image, prediction, index, self.monitor.slice_keys)
+
+    def _outputs_match(self, image: np.ndarray, outputs: list[np.ndarray]) -> bool:
+        """Once, on the first frame due for probing: the app's outputs against this session's on that frame.
+
+        An app that feeds a model with a dynamic input another size than ``model.input_size`` gets outputs of
+        another shape (a text detector's mask), and every probe would fail comparing them ("masks differ in
+        shape"); one sentence says what to set instead, and probing stops for the run.
+        """
+        if self._outputs_fit is None:
+            mine = [np.shape(o) for o in self.pipeline.outputs(image)]
+            theirs = [np.shape(o) for o in outputs]
+            self._outputs_fit = mine == theirs
+            if not self._outputs_fit:
+                h, w = self.pipeline.input_hw
+                self.errors += 1
+                log.warning("the app's model outputs have shapes %s but this model gives %s at model.input_size "
+                            "%dx%d: the app feeds its model frames of another size, so probes would compare "
+                            "answers of different sizes; set model.input_size to the size the app resizes to "
+                            "(height, width); probing is off for this run", theirs, mine, h, w)
+        return self._outputs_fit
 
     def _monitor(self, image: np.ndarray | None, prediction: Any, t_ns: int) -> None:
         for event in self.monitor.observe(image, prediction, t_ns):

@@ -274,3 +274,30 @@ def test_one_spool_takes_one_agent_or_attached_app(
     second = edgeprobe.attach(config)  # free again once the first has closed
     second.close()
     assert second.stats()["messages"]["death"] == 1
+
+
+def test_an_app_feeding_another_input_size_is_told_what_to_set_and_probing_stops(
+    tmp_path: Path, short_clip: Path, write_config: Callable[..., Path], capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A text detector with a dynamic input, run by the app at 96x96 while the config says 160x160: every probe
+    would have failed comparing masks of two sizes; one sentence names both and what to set."""
+    from tests.conftest import asset
+
+    model = asset("ppocr_det.onnx")
+    cfg = _config(model, short_clip, tmp_path / "s.db", probe={"every_n_frames": 1})
+    cfg["model"] = {"path": str(model), "input_size": [160, 160]}
+    cfg["task"] = {"kind": "segmentation", "layout": "nchw"}
+    probe = edgeprobe.attach(write_config(cfg))
+    frames = read_frames(short_clip, 4)
+    app_mask = [np.full((1, 1, 96, 96), 0.2, np.float32)]  # what the app's own 96x96 inference gave
+    for i in range(12):
+        probe.observe(frames[i % 4], app_mask, timings={"inference": 3000})
+    probe.close()
+    err = " ".join(capfd.readouterr().err.split())
+    assert err.count("the app's model outputs have shapes [(1, 1, 96, 96)] but this model gives "
+                     "[(1, 1, 160, 160)] at model.input_size 160x160") == 1, err
+    assert "set model.input_size to the size the app resizes to" in err and "Traceback" not in err
+    stats = probe.stats()
+    assert stats["processed"] == 12 and stats["errors"] == 1 and stats["probe_errors"] == 0
+    kinds = [m["kind"] for m in spooled(tmp_path / "s.db")]
+    assert "robustness" not in kinds and kinds.count("health") >= 1  # monitoring goes on without probes
