@@ -21,8 +21,8 @@ absolute times do not). Conditions:
 
 Per condition: wall ms per frame, CPU ms per frame (user + system of all
 the process's threads: much less sensitive than wall time to other work on a
-shared machine, which only delays a process), their paired ratios, minor page faults per frame and peak RSS
-(VmHWM) of its process. Then the real ``edgeprobe run --json`` on the demo
+shared machine, which only delays a process), their paired ratios, the probe process's own CPU per frame apart
+(demo config), minor page faults per frame and peak RSS (VmHWM) of its process. Then the real ``edgeprobe run --json`` on the demo
 config for its peak RSS and its probe child's (probing runs in a child process: both count), and the
 agent's per-frame bookkeeping timed part by part in this process (``breakdown``).
 
@@ -313,6 +313,7 @@ def main() -> None:
             cpu = [d["cpu_ms_per_frame"] for d in ds]
             entry["cpu_ms_per_frame"] = _spread(cpu)
             entry["paired_cpu_ratio"] = _spread([a / b for a, b in zip(cpu, bare_cpu, strict=True)])
+            entry["probe_process_cpu_ms_per_frame"] = _spread([d.get("probe_cpu_ms_per_frame", 0.0) for d in ds])
         summary["conditions"][name] = entry
     if any(d.get("edgeprobe_imported") for d in runs["bare"]):
         raise SystemExit("the bare loop imported edgeprobe; it must not")
@@ -337,8 +338,10 @@ def main() -> None:
             shown = f"x{ratio['median']:.3f} [{ratio['min']:.3f}-{ratio['max']:.3f}]" if ratio else "-"
             cr = e.get("paired_cpu_ratio")
             cpu_shown = f"cpu x{cr['median']:.3f} [{cr['min']:.3f}-{cr['max']:.3f}]" if cr else ""
+            child_cpu = e.get("probe_process_cpu_ms_per_frame", {}).get("median", 0.0)
+            also = f"  (+ probe process CPU {child_cpu:.3f} ms/frame)" if child_cpu else ""
             print(f"  {name:22s} {ms['median']:7.3f} ms/frame  {shown:24s} {cpu_shown:30s} "
-                  f"{pf['median']:8.1f} minor faults/frame  peak RSS {rss['median']:.1f} MB")
+                  f"{pf['median']:8.1f} minor faults/frame  peak RSS {rss['median']:.1f} MB{also}")
         cr, ch = summary["cli_demo_peak_rss_mb"], summary["cli_demo_probe_child_peak_rss_mb"]
         tot, tree = summary["cli_demo_agent_plus_child_peak_rss_mb"], summary["cli_demo_tree_rss_sampled_max_mb"]
         print(f"edgeprobe run (demo config, probing on): the agent's peak RSS {cr['median']:.1f} MB "
