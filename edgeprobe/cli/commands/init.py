@@ -1,4 +1,5 @@
-"""`edgeprobe init MODEL`: a starter suite that runs, written from what the model says about itself.
+"""`edgeprobe init MODEL`: a starter suite (or, with ``--agent``, an agent config) that runs, written from what
+the model says about itself.
 
 init loads the model, runs it once and picks the task kind and layout by the
 same fit checks `check` applies (every registered layout is tried on that real
@@ -17,18 +18,8 @@ import typer
 
 from edgeprobe.harness.yamlconfig import looks_like_url_or_device
 
-TEMPLATE = """\
-# Acceptance suite for {model_name}, written by `edgeprobe init`.
-# Input: {input_desc}. Outputs: {output_desc}.
-# Task: {confidence}
-# Preprocessing: {pre_note}
-# Check it with `edgeprobe validate {out}` and run it with
-#   edgeprobe check {out} --junit junit.xml --html report.html
-name: {name}
-description: Starter suite; adjust the budgets and limits to what the deployment needs.
-seed: 0
-inconclusive: fail            # an undecided check fails the suite ("pass" to tolerate)
-
+#: the model and task sections, the same in a suite and an agent config (harness/modelconfig.py)
+MODEL_TASK = """\
 model:
   path: {model_path}
   threads: 0                  # 0 = the runtime's default{input_size_line}
@@ -41,7 +32,21 @@ model:
 
 task:
   kind: {task}{layout_line}
+"""
 
+TEMPLATE = """\
+# Acceptance suite for {model_name}, written by `edgeprobe init`.
+# Input: {input_desc}. Outputs: {output_desc}.
+# Task: {confidence}
+# Preprocessing: {pre_note}
+# Check it with `edgeprobe validate {out}` and run it with
+#   edgeprobe check {out} --junit junit.xml --html report.html
+name: {name}
+description: Starter suite; adjust the budgets and limits to what the deployment needs.
+seed: 0
+inconclusive: fail            # an undecided check fails the suite ("pass" to tolerate)
+
+{model_task}
 source:
   uri: {source}               # video file, image folder, camera index or stream URL
   frames: {frames}                  # the fixed frame set every robustness check uses
@@ -82,6 +87,41 @@ checks:
   #   min_agreement: 0.99
 """
 
+AGENT_TEMPLATE = """\
+# Agent config for {model_name}, written by `edgeprobe init --agent`.
+# Input: {input_desc}. Outputs: {output_desc}.
+# Task: {confidence}
+# Preprocessing: {pre_note}
+# Check it with `edgeprobe validate {out}`; {use}
+fleet: default
+# device_id: cam-01           # one per camera, as the collector keys everything by it (default: this host's name)
+
+{source_block}
+{model_task}
+probe:
+  cpu_share: 0.03             # probing (perturbed re-runs of frames) takes at most 3% of one core
+  seed: 0
+  perturbations:              # `edgeprobe perturbations` lists them
+    - {{name: gaussian_noise, severities: [1, 3, 5]}}
+    - {{name: gaussian_blur,  severities: [1, 3, 5]}}
+    - {{name: pixel_dropout,  severities: [1, 3, 5]}}
+
+monitor:
+  health:
+    every_n_frames: 10        # camera statistics on one frame in ten
+
+windows:                      # each window's latency, robustness, health and drift go out as it closes
+  frames: 300
+  seconds: 10                 # whichever comes first
+
+broker:                       # the MQTT broker the collector reads (`edgeprobe collect`)
+  host: 127.0.0.1
+  port: 1883
+
+spool:
+  path: edgeprobe-spool.db    # results wait here until the broker has them (relative to this file)
+"""
+
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
@@ -89,26 +129,34 @@ def register(app: typer.Typer) -> None:
 
 def init(
     model: Annotated[Path, typer.Argument(help="ONNX or TFLite model file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Suite file to write.")] = Path("suite.yaml"),
-    source: Annotated[str, typer.Option(help="Frames to test on (video, image folder, camera).")] = "video.mp4",
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="File to write (default suite.yaml, or agent.yaml with --agent).")] = None,
+    source: Annotated[str | None, typer.Option(
+        help="Frames to test on (video, image folder, camera); with --agent, what the agent watches (leave it "
+             "out for an app that hands frames over with edgeprobe.attach).")] = None,
+    agent: Annotated[bool, typer.Option(
+        "--agent", help="Write an agent config (for `edgeprobe run`, or edgeprobe.attach) instead of a suite.")]
+        = False,
     input_size: Annotated[str | None, typer.Option(
         "--input-size", help="HxW for a model with a dynamic input size (default 640x640 there).")] = None,
     frames: Annotated[int, typer.Option(help="Frames in the suite's fixed frame set.")] = 32,
     stride: Annotated[int, typer.Option(help="Keep every Nth source frame.")] = 10,
     latency_samples: Annotated[int, typer.Option(help="Most timed runs of the latency checks.")] = 2000,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing suite file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a starter suite for MODEL that `edgeprobe check` runs as written."""
+    """Write a starter suite for MODEL that `edgeprobe check` runs as written (or, with --agent, an agent config
+    that `edgeprobe run` and `edgeprobe.attach` take as written)."""
     from edgeprobe.agent.backends import load_backend
-    from edgeprobe.agent.config import ModelConfig
+    from edgeprobe.agent.config import ModelConfig, load_config
     from edgeprobe.cli.console import console
     from edgeprobe.cli.userinput import existing_file, output_file, parse_input_size
     from edgeprobe.harness.errors import ConfigError, ModelError
     from edgeprobe.harness.fileio import atomic_write
     from edgeprobe.harness.suite import load_suite
 
+    out = out or Path("agent.yaml" if agent else "suite.yaml")
     existing_file(model, "model file", "give the path of a .onnx or .tflite model")
-    output_file(out, "--out", "suite.yaml")
+    output_file(out, "--out", out.name)
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; pass --force to overwrite it or -o to pick another file")
     for name, value in (("--frames", frames), ("--stride", stride), ("--latency-samples", latency_samples)):
@@ -120,19 +168,34 @@ def init(
     except ModelError as exc:
         if size is not None or "dynamic height/width" not in str(exc):
             raise
-        size = [640, 640]  # a dynamic model: pick a common detector size, said in the suite
+        size = [640, 640]  # a dynamic model: pick a common detector size, said in the file
         backend = load_backend(ModelConfig(path=str(model), input_size=size))
-    fields = _fields(backend, model, out, source, size)
-    fields.update(frames=str(frames), stride=str(stride), samples=str(latency_samples),
-                  max_seconds="60" if latency_samples > 300 else "20")
-    text = TEMPLATE.format(**fields)
+    fields = _fields(backend, model, out, source or "video.mp4", size)
+    fields["model_task"] = MODEL_TASK.format(**fields)
+    if agent:
+        if source is None:
+            fields["source_block"] = ("# No source: the application hands its frames over (edgeprobe.attach); "
+                                      "for `edgeprobe run`\n# add source: {uri: <camera index, stream URL, video "
+                                      "or folder>}\n")
+            fields["use"] = f'attach it in the application with edgeprobe.attach("{out}")'
+        else:
+            fields["source_block"] = (f"source:\n  uri: {fields['source']}               # camera index, stream "
+                                      "URL, video file or image folder\n")
+            fields["use"] = f"run it with `edgeprobe run -c {out}`"
+        text = AGENT_TEMPLATE.format(**fields)
+    else:
+        fields.update(frames=str(frames), stride=str(stride), samples=str(latency_samples),
+                      max_seconds="60" if latency_samples > 300 else "20")
+        text = TEMPLATE.format(**fields)
     atomic_write(out, lambda f: f.write(text.encode("utf-8")))
     try:
-        load_suite(out)
+        load_config(out) if agent else load_suite(out)
     except ConfigError:
         out.unlink(missing_ok=True)
         raise
-    console.print(f"{out}: starter suite for {model.name}: {fields['confidence']}; run `edgeprobe check {out}`")
+    what = "agent config" if agent else "starter suite"
+    console.print(f"{out}: {what} for {model.name}: {fields['confidence']}; "
+                  + (fields["use"] if agent else f"run `edgeprobe check {out}`"))
 
 
 def _relative(path: str, out: Path) -> str:
