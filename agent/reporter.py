@@ -76,14 +76,17 @@ class Reporter:
         Their probe time is not in a latency window: there is none left to carry it.
         """
         probed = self.collect()
-        window = schema.Window(start_ts=start, end_ts=schema.utc_now(), first_frame=last, last_frame=last, frames=0)
+        self._send_robustness(schema.Window(start_ts=start, end_ts=schema.utc_now(), first_frame=last,
+                                            last_frame=last, frames=0))
+        return probed
+
+    def _send_robustness(self, window: schema.Window) -> None:
         robustness = self.prober.body(window)
         if robustness is not None:
             robustness.exemplars = self.monitor.fresh_exemplars()
             self.messenger.send("robustness", robustness)
             self.robustness_run.add(robustness)
         self.prober.reset()
-        return probed
 
     def emit(self, first: int, last: int, start: dt.datetime) -> int:
         """Each part sends its window body, then is reset; returns frames probed that were collected here."""
@@ -95,12 +98,7 @@ class Reporter:
             self._latency_extras(latency)
             self.messenger.send("latency", latency)
         self.latency.reset()
-        robustness = self.prober.body(window)
-        if robustness is not None:
-            robustness.exemplars = self.monitor.fresh_exemplars()
-            self.messenger.send("robustness", robustness)
-            self.robustness_run.add(robustness)
-        self.prober.reset()
+        self._send_robustness(window)
         self.messenger.send("health", self.monitor.health_body(window, self._status(), self._flags()))
         if self.monitor.cfg.enabled:
             drift, events = self.monitor.drift_body(window)
