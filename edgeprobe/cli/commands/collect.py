@@ -42,8 +42,8 @@ def collect(
         help="Keep the hourly rollups this long (fleet questions over older ranges find nothing).")] = "400d",
     client: Annotated[str, typer.Option(
         "--client", envvar="EDGEPROBE_MQTT_CLIENT",
-        help="MQTT client to receive with: paho (default) or gmqtt (the gmqtt extra; about half paho's CPU a "
-             "message, see README Throughput).")] = "paho",
+        help="MQTT client to receive with: paho (default) or gmqtt (the gmqtt extra; its network side costs "
+             "~60% of paho's CPU a message, see README Throughput).")] = "paho",
 ) -> None:
     """Subscribe to the fleet's messages and store them (SQLite, or PostgreSQL) until stopped."""
     from edgeprobe.cli.userinput import existing_file, host_port, output_file, sqlite_file, tcp_port
