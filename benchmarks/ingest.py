@@ -354,23 +354,6 @@ def store_path(items: list[tuple[str, bytes]], work: Path) -> dict[str, float]:
             "cpu_us": 1e6 * cpu / n}
 
 
-def calibrate() -> float:
-    """CPU milliseconds of one fixed pure-Python loop: how fast this machine's cores run this round.
-
-    On this shared VM the same code took 116 us a message in one run and 173 us ten minutes later,
-    with the load average at 1 both times (another tenant of the host, invisible from inside); a
-    round's rates are only comparable with another's at the same calibration.
-    """
-    times = []
-    for _ in range(5):  # the median of 5 (~35 ms each): one timing alone swings by a fifth
-        c0 = time.process_time()
-        total = 0
-        for i in range(300_000):
-            total += i * i % 7
-        times.append(1e3 * (time.process_time() - c0))
-    return statistics.median(times)
-
-
 def fleet_mix(n: int, offset: int = 0) -> list[tuple[str, bytes]]:
     """What DEVICES agents send, window by window (benchmarks/fleet_synth.py): latency with a real
     HdrHistogram per stage (merged into hourly rollups at ingest), robustness, health, drift."""
@@ -402,9 +385,7 @@ def main() -> None:
                                      **{f"ceiling_{c}": [] for c in clients},
                                      **{f"c1{s}_{c}": [] for c in collector_clients[1:] for s in ("", "_mix")}}
     load = [os.getloadavg()[0]]
-    calibration: list[float] = []
     for r in range(rounds):
-        calibration.append(calibrate())
         items = make_messages(n, offset=r * n)
         mix = fleet_mix(n, offset=r)
         results["store"].append(store_path(items, work))
@@ -438,8 +419,6 @@ def main() -> None:
     summary: dict[str, Any] = {
         "messages": n, "rounds": rounds, "cpus": os.cpu_count(), "publishers": PUBLISHERS, "devices": DEVICES,
         "load_average_1m": [round(x, 1) for x in load],
-        # the same fixed loop's CPU ms before each round (calibrate): higher is a slower machine that round
-        "calibration_ms": [round(x, 1) for x in calibration],
         "store_only_msg_per_s": med("store", "msg_per_s"),
         "store_only_cpu_us_per_msg": med("store", "cpu_us", 1),
         "decode_us_per_msg": med("store", "decode_us", 2),
