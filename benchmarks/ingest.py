@@ -7,7 +7,8 @@ Measured side by side in one run on the same machine:
     client as the collector;
   * 1 collector, then 2 collectors in a shared group (``$share/<group>/edgeprobe/v1/#``), each a real
     ``edgeprobe collect`` process writing one SQLite file; time from the first publish until the
-    database holds every message (polled every 50 ms, so up to 50 ms late);
+    database holds every message (polled every 50 ms, so up to 50 ms late); one collector also with
+    ``--client gmqtt`` where gmqtt is installed (the same batching and acks on the other client);
   * CPU microseconds per message of the collector(s) (network and store process apart), mosquitto and the
     publishers, from /proc.
 
@@ -284,7 +285,8 @@ def _count(db: Path, exact: bool = True) -> int:
         return 0
 
 
-def collectors(items: list[tuple[str, bytes]], n: int, work: Path) -> dict[str, Any]:
+def collectors(items: list[tuple[str, bytes]], n: int, work: Path, client: str = "paho") -> dict[str, Any]:
+    """``n`` real ``edgeprobe collect`` processes (``--client client``) in one shared group, one SQLite file."""
     db = work / f"fleet-{n}-{time.monotonic_ns()}.db"
     Store(db).close()
     with LocalBroker() as broker:
@@ -294,7 +296,9 @@ def collectors(items: list[tuple[str, bytes]], n: int, work: Path) -> dict[str, 
             log = work / f"collector-{i}.log"
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "edgeprobe", "collect", "--db", str(db), "--broker", broker.address,
-                 "--client-id", f"bench-c{i}-{time.monotonic_ns()}", "--group", "bench", "--ready-file", str(ready)],
+                 "--client-id", f"bench-c{i}-{time.monotonic_ns()}", "--group", "bench", "--ready-file", str(ready),
+                 # paho unnamed: an older checkout (benchmarks/ingest_ab.py --old) has no --client
+                 *(["--client", client] if client != "paho" else [])],
                 stdout=log.open("wb"), stderr=subprocess.STDOUT))  # the child keeps the descriptor
             while not ready.exists():
                 time.sleep(0.05)
@@ -376,8 +380,10 @@ def main() -> None:
     rounds = args.rounds or (1 if args.quick else 3)
     work = Path(tempfile.mkdtemp(prefix="edgeprobe-ingest-"))
     clients = ["paho", "gmqtt", "gmqtt-acked"] if have_gmqtt() else ["paho"]
+    collector_clients = ["paho", "gmqtt"] if have_gmqtt() else ["paho"]
     results: dict[str, list[Any]] = {"store": [], "store_mix": [], "c1": [], "c1_mix": [], "c2": [],
-                                     **{f"ceiling_{c}": [] for c in clients}}
+                                     **{f"ceiling_{c}": [] for c in clients},
+                                     **{f"c1{s}_{c}": [] for c in collector_clients[1:] for s in ("", "_mix")}}
     load = [os.getloadavg()[0]]
     for r in range(rounds):
         items = make_messages(n, offset=r * n)
@@ -386,8 +392,11 @@ def main() -> None:
         results["store_mix"].append(store_path(mix, work))
         for c in clients[::1 if r % 2 == 0 else -1]:  # alternate which client goes first (load drifts)
             results[f"ceiling_{c}"].append(broker_ceiling(items, c))
-        results["c1"].append(collectors(items, 1, work))
-        results["c1_mix"].append(collectors(mix, 1, work))
+        # one collector on each client (`--client gmqtt` where gmqtt is installed), alternating which goes first
+        for c in collector_clients[::1 if r % 2 == 0 else -1]:
+            suffix = "" if c == "paho" else f"_{c}"
+            results[f"c1{suffix}"].append(collectors(items, 1, work, c))
+            results[f"c1_mix{suffix}"].append(collectors(mix, 1, work, c))
         results["c2"].append(collectors(items, 2, work))
         load.append(os.getloadavg()[0])
         if not args.json:
@@ -396,7 +405,9 @@ def main() -> None:
                   + ", ".join(f"{c} ceiling {results[f'ceiling_{c}'][-1]['msg_per_s']:,.0f}/s" for c in clients)
                   + f", 1 collector {results['c1'][-1]['msg_per_s']:,.0f}/s "
                   f"(mix {results['c1_mix'][-1]['msg_per_s']:,.0f}/s), "
-                  f"2 collectors {results['c2'][-1]['msg_per_s']:,.0f}/s", file=sys.stderr)
+                  + "".join(f"1 {c} collector {results[f'c1_{c}'][-1]['msg_per_s']:,.0f}/s, "
+                            for c in collector_clients[1:])
+                  + f"2 collectors {results['c2'][-1]['msg_per_s']:,.0f}/s", file=sys.stderr)
 
     def med(key: str, field: str, digits: int = 0) -> float:
         return round(statistics.median(x[field] for x in results[key]), digits or None)
@@ -420,6 +431,7 @@ def main() -> None:
         "one_collector_msg_per_s": med("c1", "msg_per_s"),
         "one_collector_spread": spread("c1"),
         "one_collector_mix_msg_per_s": med("c1_mix", "msg_per_s"),
+        "one_collector_mix_spread": spread("c1_mix"),
         "two_collectors_msg_per_s": med("c2", "msg_per_s"),
         # CPU per message, from /proc: what each part costs whatever the others take of the two cores
         "collector_cpu_us_per_msg": med("c1", "collector_us", 1),
@@ -436,6 +448,15 @@ def main() -> None:
         summary[f"{name}_ceiling_msg_per_s"] = med(f"ceiling_{c}", "msg_per_s")
         summary[f"{name}_ceiling_spread"] = spread(f"ceiling_{c}")
         summary[f"{name}_subscriber_cpu_us_per_msg"] = med(f"ceiling_{c}", "subscriber_us", 1)
+    for c in collector_clients[1:]:  # the same collector receiving with another client (--client)
+        summary[f"one_collector_{c}_msg_per_s"] = med(f"c1_{c}", "msg_per_s")
+        summary[f"one_collector_{c}_spread"] = spread(f"c1_{c}")
+        summary[f"one_collector_{c}_mix_msg_per_s"] = med(f"c1_mix_{c}", "msg_per_s")
+        summary[f"one_collector_{c}_mix_spread"] = spread(f"c1_mix_{c}")
+        summary[f"{c}_collector_cpu_us_per_msg"] = med(f"c1_{c}", "collector_us", 1)
+        summary[f"{c}_collector_network_cpu_us_per_msg"] = med(f"c1_{c}", "network_us", 1)
+        summary[f"{c}_collector_store_cpu_us_per_msg"] = med(f"c1_{c}", "store_us", 1)
+        summary[f"{c}_collector_mix_cpu_us_per_msg"] = med(f"c1_mix_{c}", "collector_us", 1)
     # one collector is two processes (network, store), each with its own GIL: the rate it could sustain
     # on one core for both, and with a core for each, were publishers and broker elsewhere
     summary["one_collector_one_core_msg_per_s"] = round(1e6 / summary["collector_cpu_us_per_msg"])

@@ -22,6 +22,8 @@ import sqlite_utils
 
 #: (device_id, msg_id): a message's key
 Key = tuple[str, str]
+#: SQLite's largest rowid, past which new rows get random free rowids (SqliteBackend.insert_new)
+_MAX_ROWID = 2**63 - 1
 
 
 class Backend(Protocol):
@@ -162,19 +164,30 @@ class SqliteBackend:
         self.conn.commit()
 
     def insert_new(self, sql: str, rows: list[tuple[Any, ...]], keys: list[Key]) -> set[Key]:
-        """Insert the rows whose key is not stored yet (read under the write lock ``write`` holds)."""
+        """Insert the rows whose key is not stored yet; the keys inserted (under the write lock ``write`` holds).
+
+        ``ON CONFLICT DO NOTHING`` skips what is stored already, and its row count says whether
+        anything was skipped: almost always nothing, and then every key is new with no lookup at
+        all. Otherwise the new rows are the ones past the table's largest rowid before the insert
+        (SQLite gives a new row the largest rowid plus one, under this transaction's lock, unless
+        the largest is already the largest integer, where it picks free ones at random: then each
+        key is looked up by the primary key first).
+        """
         if not rows:
             return set()
-        ids = list({k[1] for k in keys})
-        stored: set[Key] = set()
-        for i in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
-            part = ids[i:i + 500]
-            stored.update((d, m) for d, m in self.conn.execute(
-                f"SELECT device_id, msg_id FROM messages WHERE msg_id IN ({','.join('?' * len(part))})", part))
-        new = [(row, key) for row, key in zip(rows, keys, strict=True) if key not in stored]
-        if new:
-            self.conn.executemany(sql, [row for row, _ in new])
-        return {key for _, key in new}
+        conn = self.conn
+        (before,) = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM messages").fetchone()
+        if before >= _MAX_ROWID:
+            stored = {key for key in keys if conn.execute(
+                "SELECT 1 FROM messages WHERE device_id = ? AND msg_id = ?", key).fetchone()}
+            new = [(row, key) for row, key in zip(rows, keys, strict=True) if key not in stored]
+            conn.executemany(sql, [row for row, _ in new])
+            return {key for _, key in new}
+        inserted = conn.executemany(sql + " ON CONFLICT DO NOTHING", rows).rowcount
+        if inserted == len(rows):
+            return set(keys)
+        return {(d, m) for d, m in conn.execute("SELECT device_id, msg_id FROM messages WHERE rowid > ?",
+                                                (before,))}
 
     def lock_rows(self, sql: str) -> str:
         return sql  # the transaction already holds the whole file's write lock

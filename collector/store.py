@@ -72,10 +72,10 @@ class Store:
                         if "duplicate column" not in str(exc):
                             raise
         b.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_quarantine_payload_sha256 ON quarantine (payload_sha256)")
-        for name, on in (("messages", ["msg_id"]), ("messages", ["device_id", "kind"]),
-                         ("latency", ["device_id", "stage"]), ("robustness", ["device_id", "perturbation"]),
-                         ("health", ["device_id"])):
+        for name, on in (("latency", ["device_id", "stage"]), ("robustness", ["device_id", "perturbation"])):
             b.execute(f"CREATE INDEX IF NOT EXISTS idx_{name}_{'_'.join(on)} ON {name} ({', '.join(on)})")
+        for index in _UNUSED_INDEXES:  # databases from before: each cost every insert a B-tree write
+            b.execute(f"DROP INDEX IF EXISTS {index}")
         # retention ages raw windows by arrival
         b.execute("CREATE INDEX IF NOT EXISTS messages_received_ts ON messages (received_ts)")
         # Gaps in a device's seq: messages it numbered that never arrived.
@@ -306,6 +306,13 @@ _COLUMNS = {
                "frozen_frames", "spool_queued", "spool_dropped", "flags", "window_start", "window_s", "noise",
                "occlusion", "replaying_frames", "replay_lag", "band_source", "alerts"),
 }
+#: indexes earlier releases made that no query reads, dropped at start (each stored health window paid
+#: for them: ~5 us of the store's ~50 a message, most of it in the commit's WAL pages). The messages'
+#: primary key (device_id, msg_id) finds a message, and is the prefix a per-device scan needs;
+#: health's primary key (device_id, msg_id) makes an index on device_id alone redundant; no query
+#: filters messages by (device_id, kind) (fleet questions read device_kinds and the rollups); and
+#: SQLite's insert learns which messages are new without looking msg_id up (backend.insert_new).
+_UNUSED_INDEXES = ("idx_messages_msg_id", "idx_messages_device_id_kind", "idx_health_device_id")
 #: health columns added after the first release (window span, every statistic and the open alerts)
 _HEALTH_EXTRA = {"window_start": "TEXT", "window_s": "DOUBLE PRECISION", "noise": "DOUBLE PRECISION",
                  "occlusion": "DOUBLE PRECISION", "replaying_frames": "BIGINT", "replay_lag": "BIGINT",

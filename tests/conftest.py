@@ -106,6 +106,18 @@ class Databases:
         return self._url if self.server is not None and self._url else str(self.tmp_path / f"db{self._n}.sqlite")
 
 
+#: the MQTT clients `edgeprobe collect --client` takes (collector/service.py's CLIENTS)
+COLLECTOR_CLIENTS = ("paho", "gmqtt")
+
+
+@pytest.fixture(params=COLLECTOR_CLIENTS)
+def collector_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every `edgeprobe collect` the test starts receives with this client (through the CLI's
+    EDGEPROBE_MQTT_CLIENT, which the collector processes inherit): the test runs once on each."""
+    monkeypatch.setenv("EDGEPROBE_MQTT_CLIENT", request.param)
+    return str(request.param)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Databases:
     """Run the test on each backend; the PostgreSQL server starts the first time a test asks for it."""

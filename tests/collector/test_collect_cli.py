@@ -53,3 +53,17 @@ def test_the_sqlite_path_never_imports_psycopg(tmp_path: Path) -> None:
             "assert not [m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_binary')], 'psycopg'\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_gmqtt_asked_for_and_not_installed_is_one_sentence(tmp_path: Path) -> None:
+    """gmqtt is an optional extra: without it, `--client gmqtt` says so and how to install it, exit 2."""
+    hide = ("import sys; sys.modules['gmqtt'] = None; from edgeprobe.cli import main; "
+            f"sys.argv = ['edgeprobe', 'collect', '--db', {str(tmp_path / 'f.db')!r}, '--client', 'gmqtt']; main()")
+    r = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=60)
+    assert_clean_error(r, r"--client gmqtt needs the gmqtt package.*pip install 'edgeprobe\[gmqtt\]'")
+    assert not (tmp_path / "f.db").exists()  # refused before anything was started
+
+
+def test_an_unknown_client_is_one_sentence(tmp_path: Path) -> None:
+    r = run_cli("collect", "--db", str(tmp_path / "f.db"), "--client", "mosquitto_sub", timeout=60)
+    assert_clean_error(r, r"--client 'mosquitto_sub' is not a client the collector has; give one of paho, gmqtt")

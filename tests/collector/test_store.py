@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
+from pathlib import Path
 
 from edgeprobe.collector.store import Incoming, Store
 from edgeprobe.harness import schema
@@ -28,6 +30,39 @@ def test_redelivery_changes_nothing(databases: Databases) -> None:
     assert store.ingest([_incoming(m)]) == (1, 0)
     assert store.ingest([_incoming(m), _incoming(m)]) == (0, 0)
     assert store.counts()["messages"] == 1
+
+
+def test_a_batch_mixing_redeliveries_and_new_messages_stores_and_counts_only_the_new(tmp_path: Path) -> None:
+    """SQLite learns which messages are new from the rows past the largest rowid: with redeliveries in the
+    batch, and where the largest rowid is already SQLite's largest (new rows then get random rowids)."""
+    for top in (None, 2**63 - 1):
+        store = Store(tmp_path / f"top-{top}.db")
+        old = [_msg("event", i, {"type": "x"}) for i in range(3)]
+        assert store.ingest([_incoming(m) for m in old]) == (3, 0)
+        if top is not None:
+            store.db.execute("UPDATE messages SET rowid = ? WHERE msg_id = ?", (top, old[-1]["msg_id"]))
+            store.db.conn.commit()
+        new = [_msg("event", i, {"type": "y"}) for i in range(3, 6)]
+        batch = [_incoming(m) for m in (old[0], new[0], old[2], new[1], new[2], new[1])]
+        assert store.ingest(batch) == (3, 0)
+        assert store.counts()["messages"] == 6
+        kinds = dict(store.db.execute("SELECT kind, stored FROM device_kinds").fetchall())
+        assert kinds == {"event": 6}  # the derived rows counted each message once
+        store.close()
+
+
+def test_indexes_no_query_reads_are_dropped_from_an_older_database(tmp_path: Path) -> None:
+    Store(tmp_path / "f.db").close()
+    conn = sqlite3.connect(tmp_path / "f.db")
+    conn.execute("CREATE INDEX idx_messages_msg_id ON messages (msg_id)")
+    conn.execute("CREATE INDEX idx_health_device_id ON health (device_id)")
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path / "f.db")
+    names = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
+    assert "idx_messages_msg_id" not in names and "idx_health_device_id" not in names
+    assert "messages_received_ts" in names  # retention's
+    store.close()
 
 
 def test_bad_payloads_go_to_quarantine_with_reason(databases: Databases) -> None:

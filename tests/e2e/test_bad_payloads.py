@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from edgeprobe.cli.localbroker import LocalBroker, find_mosquitto
 from edgeprobe.harness import schema
+from tests.conftest import COLLECTOR_CLIENTS
 from tests.e2e.util import client, count, message, start_collector, stop, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed")]
@@ -60,12 +61,14 @@ def _corpus() -> list[tuple[str, str, bytes]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.Popen[bytes], object]]:
+@pytest.fixture(scope="module", params=COLLECTOR_CLIENTS)
+def running(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.Popen[bytes], object]]:
+    """One collector for the module's tests, once on each MQTT client."""
     tmp = tmp_path_factory.mktemp("bad-payloads")
     with LocalBroker() as broker:
         db = tmp / "fleet.db"
-        proc = start_collector(db, broker.address, tmp)
+        proc = start_collector(db, broker.address, tmp, "--client", request.param)
         pub, _ = client(broker.port, client_id="hostile")
         pub.connect("127.0.0.1", broker.port)
         pub.loop_start()

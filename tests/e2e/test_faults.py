@@ -7,6 +7,8 @@ must hold every seq from 0 to the spool's last, each exactly once.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sqlite3
 import subprocess
@@ -21,8 +23,9 @@ from edgeprobe.agent.messages import Messenger
 from edgeprobe.agent.publisher import Publisher
 from edgeprobe.agent.spool import Spool
 from edgeprobe.cli.localbroker import LocalBroker, find_mosquitto, free_port
+from edgeprobe.harness import schema
 from tests.conftest import REPO, Databases
-from tests.e2e.util import count, start_collector, stop, wait_for
+from tests.e2e.util import client, count, message, start_collector, stop, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed")]
 
@@ -84,6 +87,7 @@ def _save_now(broker: LocalBroker) -> None:
     assert wait_for(lambda: store.exists() and store.stat().st_mtime_ns != before, timeout=10)
 
 
+@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 def test_broker_sigkilled_mid_stream_loses_nothing(pbroker: LocalBroker, tmp_path: Path) -> None:
     db, spool = tmp_path / "fleet.db", tmp_path / "spool.db"
     collector = start_collector(db, pbroker.address, tmp_path)
@@ -95,8 +99,8 @@ def test_broker_sigkilled_mid_stream_loses_nothing(pbroker: LocalBroker, tmp_pat
         time.sleep(0.7)  # the agent keeps spooling while the broker is gone
         pbroker.start()
         assert pusher.wait(timeout=90) == 0, pusher.stderr.read() if pusher.stderr else ""
+        _assert_complete(db, _last_seq(spool))  # waits for the collector's reconnect (said before it stored)
         assert "session present: True" in (tmp_path / "test-collector.log").read_text()
-        _assert_complete(db, _last_seq(spool))
         assert _last_seq(spool) == 599
         assert collector.poll() is None
     finally:
@@ -104,6 +108,7 @@ def test_broker_sigkilled_mid_stream_loses_nothing(pbroker: LocalBroker, tmp_pat
         stop(collector)
 
 
+@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 def test_messages_a_broker_acked_and_then_lost_are_sent_again_by_the_agent(tmp_path: Path) -> None:
     """A broker that acknowledges and never saves (autosave an hour away) is killed after its PUBACKs.
 
@@ -141,6 +146,7 @@ def test_messages_a_broker_acked_and_then_lost_are_sent_again_by_the_agent(tmp_p
             spool.close()
 
 
+@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 def test_agent_sigkilled_mid_publish_then_restarted_loses_nothing(broker: LocalBroker, tmp_path: Path) -> None:
     db, spool = tmp_path / "fleet.db", tmp_path / "spool.db"
     collector = start_collector(db, broker.address, tmp_path)
@@ -166,6 +172,7 @@ def test_agent_sigkilled_mid_publish_then_restarted_loses_nothing(broker: LocalB
         stop(collector)
 
 
+@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 def test_collector_restarted_loses_nothing(broker: LocalBroker, tmp_path: Path, databases: Databases) -> None:
     """On each backend: a SIGKILLed collector's uncommitted batch was never acknowledged, so it comes again."""
     db, spool = databases.fresh(), tmp_path / "spool.db"
@@ -183,6 +190,7 @@ def test_collector_restarted_loses_nothing(broker: LocalBroker, tmp_path: Path, 
         stop(collector)
 
 
+@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 def test_broker_down_longer_than_a_window_spool_overflow_is_counted_exactly(tmp_path: Path) -> None:
     port = free_port()
     db = tmp_path / "fleet.db"
@@ -216,3 +224,58 @@ def test_broker_down_longer_than_a_window_spool_overflow_is_counted_exactly(tmp_
         finally:
             pub.stop()
             stop(collector)
+
+
+def _children(pid: int) -> list[int]:
+    """Every process the collector started (its store process, multiprocessing's resource tracker)."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").glob("*/children") for c in task.read_text().split()]
+
+
+def _received(metrics_port: int) -> float:
+    """The collector's own count of messages received (its /metrics), 0 while it cannot say."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("edgeprobe_collector_messages_received_total{"))
+
+
+@pytest.mark.timeout(180)
+def test_messages_received_but_not_committed_are_not_acknowledged(broker: LocalBroker, tmp_path: Path,
+                                                                  collector_client: str) -> None:
+    """PUBACK only after the commit, on each client: a collector that has received every message and
+    cannot commit them (the database locked) is killed with its store process; the broker, never
+    acknowledged, delivers them all to the next collector. Acked on arrival, they would be gone."""
+
+    db, metrics = tmp_path / "fleet.db", free_port()
+    collector = start_collector(db, broker.address, tmp_path, "--metrics-port", str(metrics))
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # the store's batch now waits for the write lock
+    try:
+        pub, _ = client(broker.port, client_id="cam-a")
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        sent = [message("event", i) for i in range(50)]
+        for m in sent:
+            pub.publish(schema.topic_for("f", "cam-a", "event"), schema.encode(m), qos=1).wait_for_publish(10)
+        pub.loop_stop()
+        pub.disconnect()
+        assert wait_for(lambda: _received(metrics) >= 50, timeout=30), f"{_received(metrics)} of 50 received"
+        for pid in (*_children(collector.pid), collector.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        collector.wait(timeout=15)
+    finally:
+        lock.rollback()
+        lock.close()
+    assert count(db, "SELECT COUNT(*) FROM messages") == 0  # nothing was committed
+    collector = start_collector(db, broker.address, tmp_path)  # same client id: the broker kept its queue
+    try:
+        assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages") >= 50, timeout=30), \
+            f"{count(db, 'SELECT COUNT(*) FROM messages')} of 50 stored: acknowledged before their commit?"
+    finally:
+        stop(collector)

@@ -30,6 +30,7 @@ def _wait_rows(db: Path, sql: str, want: int, timeout: float = 20) -> int:
     return int(n)
 
 
+@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 @pytest.mark.e2e
 @pytest.mark.timeout(180)
 def test_agent_to_collector_through_real_mosquitto(
@@ -77,6 +78,7 @@ def test_agent_to_collector_through_real_mosquitto(
     assert summary.returncode == 0 and "gaussian_noise" in summary.stdout and "e2e-cam" in summary.stdout
 
 
+@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 @pytest.mark.e2e
 @pytest.mark.timeout(180)
 def test_spool_is_drained_after_the_broker_comes_back(

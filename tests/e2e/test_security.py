@@ -39,7 +39,9 @@ def secure() -> Iterator[SecureBroker]:
 
 
 @pytest.fixture
-def collector(secure: SecureBroker, tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+def collector(secure: SecureBroker, tmp_path: Path, collector_client: str,
+              ) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """A collector on the secure broker, once on each MQTT client (collector_client)."""
     db = tmp_path / "fleet.db"
     proc = start_collector(db, secure.address, tmp_path, "--ca-file", secure.ca_file,
                            "--username", "collector", "--password", PASSWORDS["collector"])
@@ -255,6 +257,7 @@ def test_a_message_over_the_size_limit_is_refused_by_the_broker(secure: SecureBr
 # --- crashes ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 def test_broker_kill_9_with_the_collector_offline_loses_no_acked_message(secure: SecureBroker,
                                                                          tmp_path: Path) -> None:
     """The agent's publisher against the installed broker, killed the moment the last PUBACK is in.
@@ -342,6 +345,7 @@ def _collector_says(secure: SecureBroker, tmp_path: Path, name: str, *args: str,
     return next(line for line in log.read_text().splitlines() if "WARNING" in line)
 
 
+@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 def test_four_connection_failures_are_four_sentences(secure: SecureBroker, tmp_path: Path) -> None:
     subprocess.run(["sh", str(Path(__file__).parents[2] / "deploy/mosquitto/make-certs.sh"), str(tmp_path / "other")],
                    check=True, capture_output=True)

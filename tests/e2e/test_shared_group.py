@@ -43,12 +43,14 @@ def assert_two_collectors_share_800(db: Path | str, broker: LocalBroker, tmp_pat
     return stored
 
 
+@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 def test_two_collectors_share_the_stream_and_store_nothing_twice(broker: LocalBroker, tmp_path: Path) -> None:
     db = tmp_path / "fleet.db"
     stored = assert_two_collectors_share_800(db, broker, tmp_path, "c", metrics_port=free_port())
     assert count(db, "SELECT COUNT(DISTINCT msg_id) FROM messages") == sum(stored) == 800
 
 
+@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 def test_two_collectors_on_one_postgresql_store_nothing_twice_and_lose_nothing(
         broker: LocalBroker, tmp_path: Path, postgres: PostgresServer) -> None:
     """The tier beyond one machine: N collectors, one database server. Each message is stored by exactly one
