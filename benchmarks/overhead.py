@@ -21,9 +21,10 @@ absolute times do not). Conditions:
 
 Per condition: wall ms per frame, CPU ms per frame (user + system of all
 the process's threads: much less sensitive than wall time to other work on a
-shared machine, which only delays a process), their paired ratios, the probe process's own CPU per frame apart
-(demo config), minor page faults per frame and peak RSS (VmHWM) of its process. Then the real ``edgeprobe run --json`` on the demo
-config for its peak RSS and its probe child's (probing runs in a child process: both count), and the
+shared machine, which only delays a process), their paired ratios, the probe process's own CPU per frame
+apart (demo config), minor page faults per frame and peak RSS (VmHWM) of its process. Then the real
+``edgeprobe run --json`` on the demo config for its peak RSS and its probe child's (probing runs in a child
+process: both count) with where that memory goes (``rss_by_part``), and the
 agent's per-frame bookkeeping timed part by part in this process (``breakdown``).
 
     python benchmarks/overhead.py [--quick] [--json] [--rounds N] [--frames N]
