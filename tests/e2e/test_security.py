@@ -271,7 +271,10 @@ def test_broker_kill_9_with_the_collector_offline_loses_no_acked_message(secure:
 
     db = tmp_path / "fleet.db"
     args = ("--ca-file", secure.ca_file, "--username", "collector", "--password", PASSWORDS["collector"])
-    stop(start_collector(db, secure.address, tmp_path, *args))  # its persistent session and subscription
+    # a session of its own: the broker outlives this test, and a redelivery queued for another test's
+    # collector session after that collector stopped must not land here
+    session = f"kill9-{tmp_path.name}"
+    stop(start_collector(db, secure.address, tmp_path, *args, client_id=session))  # its session and subscription
     spool = Spool(tmp_path / "spool.db")
     sent = [message("event", i) for i in range(500)]
     for m in sent:
@@ -287,7 +290,7 @@ def test_broker_kill_9_with_the_collector_offline_loses_no_acked_message(secure:
         secure.stop(kill=True)  # every message acked, the last one a moment ago
         secure.start()
         restarted = time.monotonic()
-        proc = start_collector(db, secure.address, tmp_path, *args)
+        proc = start_collector(db, secure.address, tmp_path, *args, client_id=session)
         try:
             assert wait_for(lambda: count(db, "SELECT COUNT(*) FROM messages") >= 1, timeout=30)
             first = time.monotonic() - restarted

@@ -156,7 +156,7 @@ def init(
 
     out = out or Path("agent.yaml" if agent else "suite.yaml")
     existing_file(model, "model file", "give the path of a .onnx or .tflite model")
-    output_file(out, "--out", out.name)
+    output_file(out, "--out", "agent.yaml" if agent else "suite.yaml")
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; pass --force to overwrite it or -o to pick another file")
     for name, value in (("--frames", frames), ("--stride", stride), ("--latency-samples", latency_samples)):
