@@ -23,7 +23,6 @@ def _sdk_config(model: Path, clip: Path, spool: Path, **extra: object) -> dict:
     return cfg
 
 
-@pytest.mark.usefixtures("collector_client")  # on paho and on gmqtt
 @pytest.mark.e2e
 @pytest.mark.timeout(240)
 def test_embedded_app_reports_every_kind_through_broker_and_collector(
